@@ -13,3 +13,4 @@ pub mod executor;
 pub mod mesh;
 
 pub use mesh::Handler;
+pub mod sysreq;
