@@ -1,0 +1,447 @@
+//! Start-up scan: read every segment in LSN order, verify every CRC, replay the records into
+//! per-group indexes, and cut a torn tail of the newest segment.
+//!
+//! Rules:
+//! - A sealed (not newest) segment must be intact up to exactly the base of the next segment: the
+//!   writer fdatasyncs a segment before it writes a byte of the next one, so any bad byte there is
+//!   corruption of durable data and a hard [`StorageError::Corrupt`] naming file and position.
+//! - In the newest segment, zeros after the last record are the normal end (zero padding). A bad
+//!   record is a torn tail and is cut, unless some valid record after it proves that the bad one
+//!   had been made durable: every record carries `durable_back`, the distance back to the durable
+//!   LSN when it was staged; if that durable point lies at or beyond the start of the first valid
+//!   record after the damage, the damaged bytes were durable, so this is a hole, not a tail.
+//! - Replay is last-writer-wins per index in log order (relocated copies of live entries appear
+//!   after later history; see `wal.rs` reclamation), followed by a contiguity check per group.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::Instant;
+
+use crate::disk::{read_full, Disk, SegmentFile};
+use crate::error::{Result, StorageError};
+use crate::format::{
+    self, DecodeError, RecordType, FLAG_KAFKA, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
+use crate::group::{EntryLoc, Group, Pin};
+use crate::{ConfState, GroupId, HardState, KafkaMeta, RecoveryReport};
+
+/// Largest segment file recovery will read into memory (bounds the allocation).
+pub const MAX_SEGMENT_FILE_BYTES: u64 = 4 << 30;
+/// Upper bound on segment files in one WAL directory.
+pub const MAX_SEGMENTS: usize = 1 << 16;
+
+pub fn segment_path(dir: &Path, base_lsn: u64) -> PathBuf {
+    dir.join(format!("{base_lsn:020}.wal"))
+}
+
+fn parse_segment_name(p: &Path) -> Option<u64> {
+    let name = p.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".wal")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+pub struct RecoveredSegment {
+    pub base: u64,
+    pub path: PathBuf,
+    pub file: Rc<dyn SegmentFile>,
+    /// End offset of the last valid record.
+    pub end_offset: u64,
+}
+
+pub struct Recovered {
+    pub segments: Vec<RecoveredSegment>,
+    pub groups: HashMap<GroupId, Group>,
+    /// Bytes `[align_down(end), end)` of the newest segment (the partially filled block).
+    pub carry: Vec<u8>,
+    pub report: RecoveryReport,
+}
+
+#[derive(Default)]
+struct RGroup {
+    entries: BTreeMap<u64, EntryLoc>,
+    snapshot_index: u64,
+    snapshot_term: u64,
+    hard_state: HardState,
+    conf_state: ConfState,
+    log_start: i64,
+    offset_floor: i64,
+    pins: [Option<u64>; crate::group::PIN_KINDS],
+}
+
+fn corrupt(path: &Path, position: u64, reason: impl Into<String>) -> StorageError {
+    StorageError::Corrupt {
+        path: path.to_path_buf(),
+        position,
+        reason: reason.into(),
+    }
+}
+
+/// First offset >= from holding a record that decodes with a valid CRC.
+fn find_next_valid(buf: &[u8], from: usize) -> Option<usize> {
+    // Bounded by buf.len(); the plausibility check keeps the CRC off most offsets.
+    (from..buf.len().saturating_sub(RECORD_HEADER_BYTES - 1))
+        .find(|&q| format::plausible(&buf[q..]) && format::decode_record(&buf[q..]).is_ok())
+}
+
+/// Looks after a bad record at `bad` for a valid record proving the bad one was durable.
+fn durability_proof(buf: &[u8], base: u64, bad: usize) -> Option<(usize, u64)> {
+    let first = find_next_valid(buf, bad + 1)?;
+    let first_lsn = base + first as u64;
+    let mut p = first;
+    // Bounded: p strictly increases towards buf.len().
+    while p < buf.len() {
+        match format::decode_record(&buf[p..]) {
+            Ok((h, _)) => {
+                if h.durable_back != u32::MAX {
+                    let hint = (base + p as u64).saturating_sub(h.durable_back as u64);
+                    if hint >= first_lsn {
+                        return Some((p, hint));
+                    }
+                }
+                p += h.len as usize;
+            }
+            Err(_) => match find_next_valid(buf, p + 1) {
+                Some(q) => p = q,
+                None => break,
+            },
+        }
+    }
+    None
+}
+
+fn apply(
+    groups: &mut BTreeMap<GroupId, RGroup>,
+    seg_base: u64,
+    pos: u64,
+    h: &format::RecordHeader,
+    payload: &[u8],
+    path: &Path,
+) -> Result<()> {
+    let bad = |why: &str| {
+        corrupt(
+            path,
+            pos,
+            format!("{:?} record of group {}: {why}", h.rtype, h.group),
+        )
+    };
+    match h.rtype {
+        RecordType::Padding => {}
+        RecordType::RemoveGroup => {
+            groups.remove(&h.group);
+        }
+        RecordType::CreateGroup => {
+            groups.entry(h.group).or_default().pins[Pin::Create as usize] = Some(seg_base);
+        }
+        RecordType::Entry => {
+            let g = groups.entry(h.group).or_default();
+            let kafka = if h.flags & FLAG_KAFKA != 0 {
+                Some(KafkaMeta {
+                    base_offset: h.a,
+                    last_offset: h.b,
+                    max_timestamp: h.c,
+                })
+            } else {
+                None
+            };
+            g.entries.insert(
+                h.index,
+                EntryLoc {
+                    term: h.term,
+                    lsn: seg_base + pos,
+                    payload_len: payload.len() as u32,
+                    kind: h.kind,
+                    kafka,
+                    cached: None,
+                },
+            );
+        }
+        RecordType::HardState => {
+            let g = groups.entry(h.group).or_default();
+            g.hard_state = format::decode_hard_state(payload).ok_or_else(|| bad("bad payload"))?;
+            g.pins[Pin::HardState as usize] = Some(seg_base);
+        }
+        RecordType::ConfState => {
+            let g = groups.entry(h.group).or_default();
+            g.conf_state = format::decode_conf_state(payload).ok_or_else(|| bad("bad payload"))?;
+            g.pins[Pin::ConfState as usize] = Some(seg_base);
+        }
+        RecordType::TruncateSuffix => {
+            let g = groups.entry(h.group).or_default();
+            drop(g.entries.split_off(&h.index));
+        }
+        RecordType::CompactPrefix => {
+            if h.index == 0 {
+                return Err(bad("compact point 0"));
+            }
+            let g = groups.entry(h.group).or_default();
+            g.entries = g.entries.split_off(&h.index);
+            g.snapshot_index = h.index - 1;
+            g.snapshot_term = h.term;
+            g.offset_floor = h.a;
+            g.pins[Pin::Compact as usize] = Some(seg_base);
+        }
+        RecordType::LogStart => {
+            let g = groups.entry(h.group).or_default();
+            g.log_start = g.log_start.max(h.a);
+            g.pins[Pin::LogStart as usize] = Some(seg_base);
+        }
+    }
+    Ok(())
+}
+
+/// Scans `dir` and rebuilds the WAL state.
+pub async fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered> {
+    let started = Instant::now();
+    let mut report = RecoveryReport::default();
+    disk.create_dir_all(dir)
+        .map_err(|e| StorageError::io("create_dir", dir, None, e))?;
+    let mut names: Vec<(u64, PathBuf)> = Vec::new();
+    for p in disk
+        .list(dir)
+        .map_err(|e| StorageError::io("list", dir, None, e))?
+    {
+        match parse_segment_name(&p) {
+            Some(base) => names.push((base, p)),
+            None => tracing::warn!(path = ?p, "ignoring non-segment file in wal directory"),
+        }
+        if names.len() > MAX_SEGMENTS {
+            return Err(corrupt(
+                dir,
+                0,
+                format!("more than {MAX_SEGMENTS} segment files"),
+            ));
+        }
+    }
+    names.sort();
+
+    // A roll creates the next segment only after the previous one is fdatasynced, so a newest
+    // segment whose header never reached the disk holds nothing durable: remove it.
+    if let Some((_, path)) = names.last().cloned() {
+        let file = disk
+            .open(&path)
+            .await
+            .map_err(|e| StorageError::io("open", &path, None, e))?;
+        let mut head = [0u8; SEGMENT_HEADER_BYTES];
+        let n = read_full(&*file, 0, &mut head)
+            .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
+        if let Err(why) = format::decode_segment_header(&head[..n]) {
+            let size = file
+                .size()
+                .map_err(|e| StorageError::io("stat", &path, None, e))?;
+            if size > MAX_SEGMENT_FILE_BYTES {
+                return Err(corrupt(&path, 0, why));
+            }
+            // If any valid record follows, the header was damaged after the fact: not a torn roll.
+            let mut all = vec![0u8; size as usize];
+            let n = read_full(&*file, 0, &mut all)
+                .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
+            if let Some(at) = find_next_valid(&all[..n], SEGMENT_HEADER_BYTES.min(n)) {
+                return Err(corrupt(
+                    &path,
+                    0,
+                    format!("{why}, but a valid record follows at byte {at}"),
+                ));
+            }
+            tracing::warn!(path = ?path, %why, "removing newest segment with an unwritten header");
+            report.truncated_tail_bytes += size;
+            drop(file);
+            disk.remove(&path)
+                .await
+                .map_err(|e| StorageError::io("remove", &path, None, e))?;
+            disk.sync_dir(dir)
+                .await
+                .map_err(|e| StorageError::io("sync_dir", dir, None, e))?;
+            names.pop();
+        }
+    }
+
+    let mut groups: BTreeMap<GroupId, RGroup> = BTreeMap::new();
+    let mut segments: Vec<RecoveredSegment> = Vec::new();
+    let mut carry = Vec::new();
+    // Bounded by the number of segment files.
+    for i in 0..names.len() {
+        let (base, path) = names[i].clone();
+        let newest = i + 1 == names.len();
+        let file = disk
+            .open(&path)
+            .await
+            .map_err(|e| StorageError::io("open", &path, None, e))?;
+        let size = file
+            .size()
+            .map_err(|e| StorageError::io("stat", &path, None, e))?;
+        if size > MAX_SEGMENT_FILE_BYTES {
+            return Err(corrupt(
+                &path,
+                0,
+                format!("segment file of {size} bytes exceeds {MAX_SEGMENT_FILE_BYTES}"),
+            ));
+        }
+        let mut buf = vec![0u8; size as usize];
+        let n = read_full(&*file, 0, &mut buf)
+            .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
+        buf.truncate(n);
+        report.bytes_scanned += n as u64;
+
+        match format::decode_segment_header(&buf) {
+            Ok(h) if h.base_lsn == base => {}
+            Ok(h) => {
+                return Err(corrupt(
+                    &path,
+                    0,
+                    format!("header base lsn {} does not match file name", h.base_lsn),
+                ))
+            }
+            Err(why) => return Err(corrupt(&path, 0, why)),
+        }
+        if let Some(prev) = segments.last() {
+            if prev.base + prev.end_offset != base {
+                return Err(corrupt(
+                    &prev.path,
+                    prev.end_offset,
+                    format!(
+                        "segment ends at lsn {} but the next begins at {base}",
+                        prev.base + prev.end_offset
+                    ),
+                ));
+            }
+        }
+        let expected_end = if newest {
+            None
+        } else {
+            Some(names[i + 1].0.saturating_sub(base))
+        };
+
+        let mut pos = SEGMENT_HEADER_BYTES;
+        let mut failure: Option<DecodeError> = None;
+        // Bounded: pos strictly increases (every record is at least the header size).
+        while pos < buf.len() {
+            if let Some(end) = expected_end {
+                if pos as u64 >= end {
+                    break;
+                }
+            }
+            match format::decode_record(&buf[pos..]) {
+                Ok((h, payload)) => {
+                    apply(&mut groups, base, pos as u64, &h, payload, &path)?;
+                    if h.rtype == RecordType::Entry {
+                        report.entries += 1;
+                    }
+                    pos += h.len as usize;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(end) = expected_end {
+            if pos as u64 != end {
+                let why = failure
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "sealed segment shorter than its successor's base".into());
+                return Err(corrupt(
+                    &path,
+                    pos as u64,
+                    format!("sealed segment damaged: {why}"),
+                ));
+            }
+        } else if pos < buf.len() {
+            let rest_zero = buf[pos..].iter().all(|&b| b == 0);
+            if !rest_zero {
+                if let Some((at, hint)) = durability_proof(&buf, base, pos) {
+                    return Err(corrupt(
+                        &path,
+                        pos as u64,
+                        format!(
+                            "{} followed by valid records; the record at byte {at} shows lsn {hint} was durable",
+                            failure.map(|e| e.to_string()).unwrap_or_else(|| "zero gap".into())
+                        ),
+                    ));
+                }
+                let cut = buf.len() - pos;
+                tracing::warn!(path = ?path, position = pos, bytes = cut, "cutting torn wal tail");
+                report.truncated_tail_bytes += cut as u64;
+                file.truncate(pos as u64)
+                    .await
+                    .map_err(|e| StorageError::io("truncate", &path, Some(pos as u64), e))?;
+                file.fdatasync()
+                    .await
+                    .map_err(|e| StorageError::io("fdatasync", &path, None, e))?;
+            }
+        }
+        if newest {
+            let from = crate::staging::align_down(pos as u64) as usize;
+            carry = buf[from..pos].to_vec();
+        }
+        segments.push(RecoveredSegment {
+            base,
+            path,
+            file,
+            end_offset: pos as u64,
+        });
+    }
+
+    let mut out_groups = HashMap::with_capacity(groups.len());
+    let where_ = segments
+        .last()
+        .map(|s| s.path.clone())
+        .unwrap_or_else(|| dir.to_path_buf());
+    for (gid, rg) in groups {
+        let mut g = Group {
+            snapshot_index: rg.snapshot_index,
+            snapshot_term: rg.snapshot_term,
+            hard_state: rg.hard_state,
+            conf_state: rg.conf_state,
+            log_start: rg.log_start,
+            offset_floor: rg.offset_floor,
+            pins: rg.pins,
+            ..Group::default()
+        };
+        for (index, loc) in rg.entries {
+            if index != g.last_index() + 1 {
+                return Err(corrupt(
+                    &where_,
+                    0,
+                    format!(
+                        "group {gid}: entry {index} found after {} (hole in the log)",
+                        g.last_index()
+                    ),
+                ));
+            }
+            if let (Some(k), Some(&(last, _))) = (loc.kafka, g.data.back()) {
+                if k.base_offset <= last || k.last_offset < k.base_offset {
+                    return Err(corrupt(
+                        &where_,
+                        loc.lsn,
+                        format!("group {gid}: entry {index} kafka offsets not increasing"),
+                    ));
+                }
+            }
+            g.push(index, loc);
+        }
+        out_groups.insert(gid, g);
+    }
+    report.segments = segments.len();
+    report.duration = started.elapsed();
+    tracing::info!(
+        dir = ?dir,
+        segments = report.segments,
+        bytes_scanned = report.bytes_scanned,
+        entries = report.entries,
+        truncated_tail_bytes = report.truncated_tail_bytes,
+        duration_ms = report.duration.as_millis() as u64,
+        "wal recovered"
+    );
+    metrics::gauge!(crate::metrics::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
+    metrics::gauge!(crate::metrics::RECOVERY_BYTES).set(report.bytes_scanned as f64);
+    Ok(Recovered {
+        segments,
+        groups: out_groups,
+        carry,
+        report,
+    })
+}

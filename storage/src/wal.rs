@@ -1,0 +1,1210 @@
+//! The per-shard WAL: many Raft groups interleaved in one sequence of segment files.
+//!
+//! Life of an append: `append` validates, encodes the record into the staging buffers (in order,
+//! synchronously), updates the group's index and copies the payload into the batch cache, and
+//! returns the record's end LSN. The entry is now "written": every read sees it. The next
+//! `flush`/`sync` (one at a time, behind `flush_lock`) takes *everything* staged by all groups and
+//! issues it as a few large aligned O_DIRECT writes, then one fdatasync: group commit. Callers
+//! that arrive while a round is in progress wait for the lock and usually find their LSN already
+//! durable, so N concurrent callers cost about two rounds, not N.
+//!
+//! Segment order invariant: before the first byte of segment k+1 is written, segment k is
+//! fdatasynced. Recovery relies on it to tell a torn tail (newest segment only) from corruption.
+//!
+//! Reclamation: a segment can be deleted once no group needs any record in it (no live entry and
+//! no latest state record). `reclaim` deletes such segments from the front; when the oldest
+//! sealed segment is pinned by little live data, the live entries and state records are re-staged
+//! at the tail ("rewritten forward", flagged `RELOCATED`), made durable, and the segment deleted.
+//! Recovery replays last-writer-wins per index in log order, which gives the right result because
+//! deletion only removes a prefix: every record that could override a relocated copy was written
+//! after it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use glommio::sync::Semaphore;
+
+use crate::cache::{Cache, CacheItem};
+use crate::disk::{read_full, Disk, GlommioDisk, SegmentFile};
+use crate::error::{Result, StorageError};
+use crate::format::{
+    self, RecordHeader, RecordType, SegmentHeader, FLAG_KAFKA, FLAG_RELOCATED, MAX_PAYLOAD_BYTES,
+    RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+};
+use crate::group::{EntryLoc, Group, Pin, PIN_KINDS};
+use crate::metrics::WalStats;
+use crate::recovery::{self, segment_path};
+use crate::staging::Staging;
+use crate::{
+    ConfState, EntryMeta, GroupId, GroupState, HardState, Lsn, RecoveryReport, SyncMode, WalOptions,
+};
+
+/// Most bytes that may be staged but not yet handed to a flush; beyond it `append` returns
+/// [`StorageError::Backpressure`] so memory stays bounded if nobody flushes.
+pub const MAX_UNFLUSHED_BYTES: u64 = 256 << 20;
+/// A sealed segment whose live bytes are at most this percentage of `segment_bytes` is
+/// rewritten forward by `reclaim` (cheap to move, and it would otherwise pin a whole file).
+pub const RELOCATE_MAX_LIVE_PERCENT: u64 = 25;
+/// Segments examined per `reclaim` call.
+pub const MAX_RECLAIM_SEGMENTS: usize = 16;
+/// The periodic task reclaims about once per this many milliseconds.
+pub const RECLAIM_INTERVAL_MS: u64 = 1000;
+/// Largest `max_bytes`-independent number of batches one `read_batches` returns.
+pub const MAX_FETCH_BATCHES: usize = 1 << 16;
+
+/// What one `reclaim` call did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReclaimReport {
+    pub segments_deleted: usize,
+    pub records_relocated: u64,
+}
+
+struct Segment {
+    base: u64,
+    path: PathBuf,
+    /// `None` until the first flush creates the file.
+    file: Option<Rc<dyn SegmentFile>>,
+    /// Written since the last fdatasync.
+    needs_sync: bool,
+    live_entries: u64,
+    live_bytes: u64,
+}
+
+struct Inner {
+    groups: HashMap<GroupId, Group>,
+    /// Invariant: sorted by base, contiguous in LSN; the last one receives appends.
+    segments: VecDeque<Segment>,
+    staging: Staging,
+    /// LSN just past the last staged record. Invariant: written <= staged_lsn.
+    staged_lsn: u64,
+    cache: Cache,
+    scratch: Vec<u8>,
+    stats: WalStats,
+}
+
+/// One shard's write-ahead log. Lives on one glommio executor (`!Send`); share it as `Rc<Wal>`.
+pub struct Wal {
+    opts: WalOptions,
+    disk: Rc<dyn Disk>,
+    inner: RefCell<Inner>,
+    /// One write round at a time (group commit: waiters share the next round).
+    flush_lock: Semaphore,
+    /// Invariant: durable <= written <= staged_lsn.
+    written: Cell<u64>,
+    durable: Cell<u64>,
+    /// Set by a failed write or fdatasync; the WAL then refuses writes.
+    failed: Cell<bool>,
+    cache_hits: Cell<u64>,
+    cache_misses: Cell<u64>,
+}
+
+fn seg_pos(segments: &VecDeque<Segment>, lsn: u64) -> Option<usize> {
+    let k = segments.partition_point(|s| s.base <= lsn);
+    k.checked_sub(1)
+}
+
+fn sub_live(segments: &mut VecDeque<Segment>, e: &EntryLoc) {
+    if let Some(k) = seg_pos(segments, e.lsn) {
+        let s = &mut segments[k];
+        s.live_entries -= 1;
+        s.live_bytes -= e.record_len();
+    }
+}
+
+fn add_live(segments: &mut VecDeque<Segment>, e: &EntryLoc) {
+    if let Some(k) = seg_pos(segments, e.lsn) {
+        let s = &mut segments[k];
+        s.live_entries += 1;
+        s.live_bytes += e.record_len();
+    }
+}
+
+impl Inner {
+    fn group(&self, g: GroupId) -> Result<&Group> {
+        self.groups
+            .get(&g)
+            .ok_or_else(|| StorageError::invalid(format!("unknown group {g}")))
+    }
+
+    fn start_segment(&mut self, base: u64, opts: &WalOptions, first: bool) {
+        if !first {
+            self.staging.roll(base);
+        }
+        let header = format::encode_segment_header(&SegmentHeader {
+            base_lsn: base,
+            segment_bytes: opts.segment_bytes,
+        });
+        self.staging.put(&header);
+        self.segments.push_back(Segment {
+            base,
+            path: segment_path(&opts.dir, base),
+            file: None,
+            needs_sync: false,
+            live_entries: 0,
+            live_bytes: 0,
+        });
+        self.staged_lsn = base + SEGMENT_HEADER_BYTES as u64;
+        self.stats.segments = self.segments.len() as u64;
+    }
+
+    /// Encodes one record into the staging buffers; returns (record start LSN, segment base).
+    fn stage(
+        &mut self,
+        opts: &WalOptions,
+        durable: u64,
+        h: &mut RecordHeader,
+        payload: &[u8],
+    ) -> Result<(u64, u64)> {
+        let rec_len = (RECORD_HEADER_BYTES + payload.len()) as u64;
+        if payload.len() > MAX_PAYLOAD_BYTES
+            || rec_len + SEGMENT_HEADER_BYTES as u64 > opts.segment_bytes
+        {
+            return Err(StorageError::invalid(format!(
+                "payload of {} bytes is too large",
+                payload.len()
+            )));
+        }
+        let buffered = self.staging.new_bytes();
+        if buffered + rec_len > MAX_UNFLUSHED_BYTES {
+            return Err(StorageError::Backpressure {
+                buffered_bytes: buffered,
+            });
+        }
+        let mut end = self.staging.end_offset();
+        if end + rec_len > opts.segment_bytes && end > SEGMENT_HEADER_BYTES as u64 {
+            let next = self.staging.active_seg_base() + end;
+            self.start_segment(next, opts, false);
+            end = SEGMENT_HEADER_BYTES as u64;
+        }
+        let seg_base = self.staging.active_seg_base();
+        let start = seg_base + end;
+        debug_assert_eq!(start, self.staged_lsn);
+        h.len = rec_len as u32;
+        h.durable_back = (start - durable.min(start)).min(u32::MAX as u64) as u32;
+        let mut hb = [0u8; RECORD_HEADER_BYTES];
+        format::encode_header(h, payload, &mut hb);
+        self.staging.put(&hb);
+        self.staging.put(payload);
+        self.staged_lsn = start + rec_len;
+        self.stats.appended_bytes += rec_len;
+        Ok((start, seg_base))
+    }
+
+    fn evict(&mut self, written: u64) {
+        // Bounded by the FIFO length.
+        while self.cache.over_budget() {
+            let Some(front) = self.cache.fifo.front().copied() else {
+                break;
+            };
+            if front.end_lsn > written {
+                break;
+            }
+            self.cache.fifo.pop_front();
+            if let Some(e) = self
+                .groups
+                .get_mut(&front.group)
+                .and_then(|g| g.get_mut(front.index))
+            {
+                if e.lsn == front.lsn {
+                    if let Some(b) = e.cached.take() {
+                        self.cache.bytes -= b.len();
+                    }
+                }
+            }
+        }
+        self.stats.cache_bytes = self.cache.bytes as u64;
+    }
+
+    /// Drops a removed entry's cache and segment accounting.
+    fn forget(segments: &mut VecDeque<Segment>, cache: &mut Cache, e: &EntryLoc) {
+        sub_live(segments, e);
+        if let Some(b) = &e.cached {
+            cache.bytes -= b.len();
+        }
+    }
+
+    fn read_payload(
+        &self,
+        g: GroupId,
+        index: u64,
+        hits: &Cell<u64>,
+        misses: &Cell<u64>,
+    ) -> Result<Bytes> {
+        let grp = self.group(g)?;
+        let e = grp
+            .get(index)
+            .ok_or_else(|| StorageError::invalid(format!("group {g} has no entry {index}")))?;
+        if let Some(b) = &e.cached {
+            hits.set(hits.get() + 1);
+            return Ok(b.clone());
+        }
+        misses.set(misses.get() + 1);
+        let k = seg_pos(&self.segments, e.lsn).expect("entry lsn inside a segment");
+        let seg = &self.segments[k];
+        let Some(file) = &seg.file else {
+            unreachable!("an uncached entry was written, so its segment file exists")
+        };
+        let off = e.lsn - seg.base;
+        let len = e.record_len() as usize;
+        let mut buf = vec![0u8; len];
+        let n = read_full(&**file, off, &mut buf)
+            .map_err(|err| StorageError::io("read", &seg.path, Some(off), err))?;
+        let bad = |why: String| StorageError::Corrupt {
+            path: seg.path.clone(),
+            position: off,
+            reason: why,
+        };
+        if n != len {
+            return Err(bad(format!("short read: {n} of {len} bytes")));
+        }
+        let (h, payload) =
+            format::decode_record(&buf).map_err(|err| bad(format!("read back: {err}")))?;
+        if h.rtype != RecordType::Entry
+            || h.group != g
+            || h.index != index
+            || h.term != e.term
+            || payload.len() != e.payload_len as usize
+        {
+            return Err(bad(format!(
+                "read back: record is not group {g} entry {index}"
+            )));
+        }
+        Ok(Bytes::from(buf).slice(RECORD_HEADER_BYTES..))
+    }
+
+    fn pinned(&self, k: usize) -> bool {
+        let s = &self.segments[k];
+        s.live_entries > 0 || self.groups.values().any(|g| g.pins.contains(&Some(s.base)))
+    }
+}
+
+impl Wal {
+    /// Opens (recovering) or creates the WAL in `opts.dir` using glommio DMA files.
+    pub async fn open(opts: WalOptions) -> Result<(Wal, RecoveryReport)> {
+        Self::open_with_disk(opts, Rc::new(GlommioDisk)).await
+    }
+
+    /// Like [`Wal::open`] over any [`Disk`] (tests use [`crate::testing::MemDisk`]).
+    pub async fn open_with_disk(
+        opts: WalOptions,
+        disk: Rc<dyn Disk>,
+    ) -> Result<(Wal, RecoveryReport)> {
+        opts.validate()?;
+        let rec = recovery::recover(&*disk, &opts.dir).await?;
+        let newest = rec.segments.last().map(|s| (s.base, s.end_offset));
+        let mut segments: VecDeque<Segment> = rec
+            .segments
+            .into_iter()
+            .map(|s| Segment {
+                base: s.base,
+                path: s.path,
+                file: Some(s.file),
+                needs_sync: false,
+                live_entries: 0,
+                live_bytes: 0,
+            })
+            .collect();
+        for g in rec.groups.values() {
+            for e in &g.entries {
+                add_live(&mut segments, e);
+            }
+        }
+        let mut inner = Inner {
+            groups: rec.groups,
+            segments,
+            staging: Staging::new(0, 0, &[]),
+            staged_lsn: 0,
+            cache: Cache::new(opts.cache_bytes),
+            scratch: Vec::new(),
+            stats: WalStats::default(),
+        };
+        let start_lsn = match newest {
+            Some((base, end_offset)) => {
+                inner.staging = Staging::new(base, end_offset, &rec.carry);
+                inner.staged_lsn = base + end_offset;
+                inner.staged_lsn
+            }
+            None => {
+                inner.start_segment(0, &opts, true);
+                0
+            }
+        };
+        inner.stats.segments = inner.segments.len() as u64;
+        let wal = Wal {
+            opts,
+            disk,
+            inner: RefCell::new(inner),
+            flush_lock: Semaphore::new(1),
+            written: Cell::new(start_lsn),
+            durable: Cell::new(start_lsn),
+            failed: Cell::new(false),
+            cache_hits: Cell::new(0),
+            cache_misses: Cell::new(0),
+        };
+        Ok((wal, rec.report))
+    }
+
+    /// The options this WAL was opened with.
+    pub fn options(&self) -> &WalOptions {
+        &self.opts
+    }
+
+    /// Groups present (sorted).
+    pub fn groups(&self) -> Vec<GroupId> {
+        let mut v: Vec<GroupId> = self.inner.borrow().groups.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+
+    pub fn group_state(&self, g: GroupId) -> Option<GroupState> {
+        self.inner.borrow().groups.get(&g).map(Group::state)
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.failed.get() {
+            return Err(StorageError::Unavailable);
+        }
+        Ok(())
+    }
+
+    /// Creates an empty group (no-op if it exists).
+    pub fn create_group(&self, g: GroupId) -> Result<()> {
+        self.check_writable()?;
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        if inner.groups.contains_key(&g) {
+            return Ok(());
+        }
+        let mut h = RecordHeader::new(RecordType::CreateGroup, g);
+        let (_, seg) = inner.stage(&self.opts, self.durable.get(), &mut h, &[])?;
+        let mut grp = Group::default();
+        grp.pins[Pin::Create as usize] = Some(seg);
+        inner.groups.insert(g, grp);
+        Ok(())
+    }
+
+    /// Deletes a group and its entries (space is reclaimed with the segments). No-op if absent.
+    pub fn remove_group(&self, g: GroupId) -> Result<()> {
+        self.check_writable()?;
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        if !inner.groups.contains_key(&g) {
+            return Ok(());
+        }
+        let mut h = RecordHeader::new(RecordType::RemoveGroup, g);
+        inner.stage(&self.opts, self.durable.get(), &mut h, &[])?;
+        let grp = inner.groups.remove(&g).expect("checked");
+        for e in &grp.entries {
+            Inner::forget(&mut inner.segments, &mut inner.cache, e);
+        }
+        Ok(())
+    }
+
+    /// Appends entry `meta.index` (must be `last_index + 1`) of group `g`. Visible to reads at
+    /// once; durable once `durable_lsn() >=` the returned LSN.
+    pub fn append(&self, g: GroupId, meta: EntryMeta, payload: &[u8]) -> Result<Lsn> {
+        self.check_writable()?;
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let grp = inner.group(g)?;
+        if meta.index != grp.last_index() + 1 {
+            return Err(StorageError::invalid(format!(
+                "group {g}: append index {} but last index is {}",
+                meta.index,
+                grp.last_index()
+            )));
+        }
+        let last_term = grp.term(grp.last_index()).unwrap_or(0);
+        if meta.term < last_term {
+            return Err(StorageError::invalid(format!(
+                "group {g}: term {} below last term {last_term}",
+                meta.term
+            )));
+        }
+        let mut h = RecordHeader::new(RecordType::Entry, g);
+        h.term = meta.term;
+        h.index = meta.index;
+        h.kind = meta.kind;
+        if let Some(k) = meta.kafka {
+            if k.last_offset < k.base_offset || k.base_offset < grp.next_offset() {
+                return Err(StorageError::invalid(format!(
+                    "group {g}: kafka offsets {}..={} invalid, next offset is {}",
+                    k.base_offset,
+                    k.last_offset,
+                    grp.next_offset()
+                )));
+            }
+            h.flags |= FLAG_KAFKA;
+            h.a = k.base_offset;
+            h.b = k.last_offset;
+            h.c = k.max_timestamp;
+        }
+        let (start, _) = inner.stage(&self.opts, self.durable.get(), &mut h, payload)?;
+        let end = start + h.len as u64;
+        let cached = inner.cache.insert(
+            CacheItem {
+                group: g,
+                index: meta.index,
+                lsn: start,
+                end_lsn: end,
+            },
+            payload,
+        );
+        let loc = EntryLoc {
+            term: meta.term,
+            lsn: start,
+            payload_len: payload.len() as u32,
+            kind: meta.kind,
+            kafka: meta.kafka,
+            cached: Some(cached),
+        };
+        add_live(&mut inner.segments, &loc);
+        inner
+            .groups
+            .get_mut(&g)
+            .expect("checked")
+            .push(meta.index, loc);
+        inner.stats.appends += 1;
+        inner.evict(self.written.get());
+        Ok(end)
+    }
+
+    /// Persists the group's Raft hard state.
+    pub fn set_hard_state(&self, g: GroupId, hs: &HardState) -> Result<Lsn> {
+        self.check_writable()?;
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        inner.group(g)?;
+        let mut h = RecordHeader::new(RecordType::HardState, g);
+        let (start, seg) = inner.stage(
+            &self.opts,
+            self.durable.get(),
+            &mut h,
+            &format::encode_hard_state(hs),
+        )?;
+        let grp = inner.groups.get_mut(&g).expect("checked");
+        grp.hard_state = hs.clone();
+        grp.pins[Pin::HardState as usize] = Some(seg);
+        Ok(start + h.len as u64)
+    }
+
+    /// Persists the group's Raft conf state.
+    pub fn set_conf_state(&self, g: GroupId, cs: &ConfState) -> Result<Lsn> {
+        self.check_writable()?;
+        let lists = [
+            &cs.voters,
+            &cs.learners,
+            &cs.voters_outgoing,
+            &cs.learners_next,
+        ];
+        if lists.iter().any(|l| l.len() > format::MAX_CONF_NODES) {
+            return Err(StorageError::invalid("conf state list too long"));
+        }
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        inner.group(g)?;
+        let mut scratch = std::mem::take(&mut inner.scratch);
+        format::encode_conf_state(cs, &mut scratch);
+        let mut h = RecordHeader::new(RecordType::ConfState, g);
+        let res = inner.stage(&self.opts, self.durable.get(), &mut h, &scratch);
+        inner.scratch = scratch;
+        let (start, seg) = res?;
+        let grp = inner.groups.get_mut(&g).expect("checked");
+        grp.conf_state = cs.clone();
+        grp.pins[Pin::ConfState as usize] = Some(seg);
+        Ok(start + h.len as u64)
+    }
+
+    /// Drops entries with index >= `from_index` (Raft conflict resolution).
+    pub fn truncate_suffix(&self, g: GroupId, from_index: u64) -> Result<Lsn> {
+        self.check_writable()?;
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let grp = inner.group(g)?;
+        if from_index <= grp.snapshot_index {
+            return Err(StorageError::invalid(format!(
+                "group {g}: cannot truncate from {from_index}, compacted up to {}",
+                grp.snapshot_index
+            )));
+        }
+        if from_index > grp.last_index() {
+            return Ok(inner.staged_lsn);
+        }
+        let mut h = RecordHeader::new(RecordType::TruncateSuffix, g);
+        h.index = from_index;
+        let (start, _) = inner.stage(&self.opts, self.durable.get(), &mut h, &[])?;
+        let Inner {
+            groups,
+            segments,
+            cache,
+            ..
+        } = inner;
+        groups
+            .get_mut(&g)
+            .expect("checked")
+            .truncate_suffix(from_index, |e| Inner::forget(segments, cache, e));
+        Ok(start + h.len as u64)
+    }
+
+    /// Drops entries with index < `before_index` and records the snapshot point
+    /// (`before_index - 1`, `term_at_before_minus_1`). Compacting beyond the last entry (snapshot
+    /// install) empties the log and the next append must be `before_index`.
+    pub fn compact_prefix(
+        &self,
+        g: GroupId,
+        before_index: u64,
+        term_at_before_minus_1: u64,
+    ) -> Result<Lsn> {
+        self.check_writable()?;
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let grp = inner.group(g)?;
+        if before_index <= grp.first_index() {
+            return Ok(inner.staged_lsn);
+        }
+        if let Some(t) = grp.get(before_index - 1).map(|e| e.term) {
+            if t != term_at_before_minus_1 {
+                return Err(StorageError::invalid(format!(
+                    "group {g}: entry {} has term {t}, not {term_at_before_minus_1}",
+                    before_index - 1
+                )));
+            }
+        }
+        let k = grp.data.partition_point(|&(_, i)| i < before_index);
+        let floor = match k {
+            0 => grp.offset_floor,
+            _ => grp.offset_floor.max(grp.data[k - 1].0 + 1),
+        };
+        let mut h = RecordHeader::new(RecordType::CompactPrefix, g);
+        h.index = before_index;
+        h.term = term_at_before_minus_1;
+        h.a = floor;
+        let (start, seg) = inner.stage(&self.opts, self.durable.get(), &mut h, &[])?;
+        let Inner {
+            groups,
+            segments,
+            cache,
+            ..
+        } = inner;
+        let grp = groups.get_mut(&g).expect("checked");
+        grp.compact_prefix(before_index, term_at_before_minus_1, |e| {
+            Inner::forget(segments, cache, e)
+        });
+        grp.offset_floor = floor;
+        grp.pins[Pin::Compact as usize] = Some(seg);
+        Ok(start + h.len as u64)
+    }
+
+    /// Advances the Kafka log start offset (DeleteRecords / retention); it may point inside a
+    /// batch. Never moves backwards; must not exceed the next offset.
+    pub fn set_log_start_offset(&self, g: GroupId, offset: i64) -> Result<Lsn> {
+        self.check_writable()?;
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let grp = inner.group(g)?;
+        if offset > grp.next_offset() {
+            return Err(StorageError::invalid(format!(
+                "group {g}: log start {offset} beyond next offset {}",
+                grp.next_offset()
+            )));
+        }
+        if offset <= grp.log_start_offset() {
+            return Ok(inner.staged_lsn);
+        }
+        let mut h = RecordHeader::new(RecordType::LogStart, g);
+        h.a = offset;
+        let (start, seg) = inner.stage(&self.opts, self.durable.get(), &mut h, &[])?;
+        let grp = inner.groups.get_mut(&g).expect("checked");
+        grp.log_start = offset;
+        grp.pins[Pin::LogStart as usize] = Some(seg);
+        Ok(start + h.len as u64)
+    }
+
+    /// Group commit. `always`: writes everything staged (all groups) and fdatasyncs; returns the
+    /// durable LSN, which covers every append made before the call. `periodic`: writes only (the
+    /// periodic task syncs); returns the durable LSN, which may be behind.
+    pub async fn flush(&self) -> Result<Lsn> {
+        match self.opts.sync_mode {
+            SyncMode::Always => self.round(true).await,
+            SyncMode::Periodic => self.round(false).await,
+        }
+    }
+
+    /// Writes everything staged and fdatasyncs, whatever the sync mode.
+    pub async fn sync(&self) -> Result<Lsn> {
+        self.round(true).await
+    }
+
+    /// Every record with end LSN <= this is on stable storage.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable.get()
+    }
+
+    /// Every record with end LSN <= this has been written to the file (maybe not synced).
+    pub fn written_lsn(&self) -> Lsn {
+        self.written.get()
+    }
+
+    /// LSN just past the last appended record.
+    pub fn staged_lsn(&self) -> Lsn {
+        self.inner.borrow().staged_lsn
+    }
+
+    /// True after an I/O failure: writes are refused.
+    pub fn is_failed(&self) -> bool {
+        self.failed.get()
+    }
+
+    async fn round(&self, fsync: bool) -> Result<Lsn> {
+        self.check_writable()?;
+        let target = self.inner.borrow().staged_lsn;
+        let _permit = self
+            .flush_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Unavailable)?;
+        self.check_writable()?;
+        let done = if fsync {
+            self.durable.get()
+        } else {
+            self.written.get()
+        };
+        if done >= target {
+            return Ok(self.durable.get());
+        }
+        let res = self.do_round(fsync).await;
+        if let Err(e) = &res {
+            // After a failed write or fdatasync the kernel may have dropped dirty pages: nothing
+            // after the last successful sync can be trusted, so stop accepting writes.
+            self.failed.set(true);
+            self.inner.borrow_mut().stats.io_errors += 1;
+            tracing::error!(dir = ?self.opts.dir, error = %e, "wal write failed; refusing further writes");
+        }
+        res
+    }
+
+    async fn segment_file(&self, base: u64) -> Result<(Rc<dyn SegmentFile>, PathBuf)> {
+        let (existing, path) = {
+            let inner = self.inner.borrow();
+            let k = inner
+                .segments
+                .iter()
+                .position(|s| s.base == base)
+                .expect("segment of a staged write");
+            (
+                inner.segments[k].file.clone(),
+                inner.segments[k].path.clone(),
+            )
+        };
+        if let Some(f) = existing {
+            return Ok((f, path));
+        }
+        let f = self
+            .disk
+            .open(&path)
+            .await
+            .map_err(|e| StorageError::io("create", &path, None, e))?;
+        // The new file's directory entry must be durable before anything in it is acknowledged.
+        self.disk
+            .sync_dir(&self.opts.dir)
+            .await
+            .map_err(|e| StorageError::io("fsync_dir", &self.opts.dir, None, e))?;
+        let mut inner = self.inner.borrow_mut();
+        if let Some(s) = inner.segments.iter_mut().find(|s| s.base == base) {
+            s.file = Some(f.clone());
+        }
+        Ok((f, path))
+    }
+
+    /// fdatasyncs every segment with base < `below` that has unsynced writes.
+    async fn sync_segments_below(&self, below: u64) -> Result<()> {
+        let todo: Vec<(u64, Rc<dyn SegmentFile>, PathBuf)> = {
+            let inner = self.inner.borrow();
+            inner
+                .segments
+                .iter()
+                .filter(|s| s.base < below && s.needs_sync)
+                .filter_map(|s| s.file.clone().map(|f| (s.base, f, s.path.clone())))
+                .collect()
+        };
+        for (base, f, path) in todo {
+            let t = Instant::now();
+            f.fdatasync()
+                .await
+                .map_err(|e| StorageError::io("fdatasync", &path, None, e))?;
+            let us = t.elapsed().as_micros() as u64;
+            let mut inner = self.inner.borrow_mut();
+            inner.stats.fsyncs += 1;
+            inner.stats.fsync_latency_us_last = us;
+            inner.stats.fsync_latency_us_max = inner.stats.fsync_latency_us_max.max(us);
+            inner.stats.fsync_latency_us_total += us;
+            if let Some(s) = inner.segments.iter_mut().find(|s| s.base == base) {
+                s.needs_sync = false;
+            }
+        }
+        Ok(())
+    }
+
+    async fn do_round(&self, fsync: bool) -> Result<Lsn> {
+        let (ops, round_end) = {
+            let mut inner = self.inner.borrow_mut();
+            let end = inner.staged_lsn;
+            let ops = if inner.staging.is_dirty() {
+                inner.staging.take()
+            } else {
+                Vec::new()
+            };
+            (ops, end)
+        };
+        let mut i = 0;
+        // Bounded by ops.len(): each iteration consumes the ops of one segment.
+        while i < ops.len() {
+            let base = ops[i].seg_base;
+            let j = ops[i..]
+                .iter()
+                .position(|o| o.seg_base != base)
+                .map_or(ops.len(), |k| i + k);
+            // Segment order invariant: older segments are durable before this one is written.
+            self.sync_segments_below(base).await?;
+            let (file, path) = self.segment_file(base).await?;
+            let writes = ops[i..j].iter().map(|op| {
+                let f = file.clone();
+                let path = path.clone();
+                let (buf, pos) = (op.buf.clone(), op.pos);
+                async move {
+                    f.write_at(buf, pos)
+                        .await
+                        .map_err(|e| StorageError::io("write", &path, Some(pos), e))
+                }
+            });
+            futures::future::try_join_all(writes).await?;
+            let bytes: u64 = ops[i..j].iter().map(|o| o.buf.len() as u64).sum();
+            let mut inner = self.inner.borrow_mut();
+            inner.stats.written_bytes += bytes;
+            if let Some(s) = inner.segments.iter_mut().find(|s| s.base == base) {
+                s.needs_sync = true;
+            }
+            i = j;
+        }
+        {
+            let mut inner = self.inner.borrow_mut();
+            if !ops.is_empty() {
+                inner.stats.flushes += 1;
+            }
+            for op in ops {
+                inner.staging.give_back(op);
+            }
+        }
+        self.written.set(self.written.get().max(round_end));
+        if fsync {
+            self.sync_segments_below(u64::MAX).await?;
+            self.durable.set(self.durable.get().max(round_end));
+        }
+        let mut inner = self.inner.borrow_mut();
+        inner.evict(self.written.get());
+        inner.stats.cache_hits = self.cache_hits.get();
+        inner.stats.cache_misses = self.cache_misses.get();
+        crate::metrics::export(&inner.stats);
+        Ok(self.durable.get())
+    }
+
+    /// Periodic-mode task (harmless in `always` mode): fdatasync every `sync_interval_ms` while
+    /// there are unsynced appends, and reclaim segments about once a second. Ends when it holds
+    /// the last reference to the WAL or after an I/O failure.
+    pub async fn run_periodic_sync(self: Rc<Self>) {
+        let interval = Duration::from_millis(self.opts.sync_interval_ms);
+        let reclaim_every = (RECLAIM_INTERVAL_MS / self.opts.sync_interval_ms).max(1);
+        let mut ticks = 0u64;
+        loop {
+            glommio::timer::sleep(interval).await;
+            if Rc::strong_count(&self) == 1 || self.failed.get() {
+                break;
+            }
+            let dirty =
+                self.inner.borrow().staging.is_dirty() || self.written.get() > self.durable.get();
+            if dirty {
+                if let Err(e) = self.sync().await {
+                    tracing::error!(error = %e, "periodic wal sync failed");
+                    break;
+                }
+            }
+            ticks += 1;
+            if ticks.is_multiple_of(reclaim_every) {
+                if let Err(e) = self.reclaim().await {
+                    tracing::error!(error = %e, "wal reclaim failed");
+                }
+            }
+        }
+    }
+
+    // ---- reads
+
+    /// Term of entry `index`, including the snapshot point.
+    pub fn term(&self, g: GroupId, index: u64) -> Option<u64> {
+        self.inner.borrow().groups.get(&g)?.term(index)
+    }
+
+    /// Metas of entries in `[lo, hi)`, clamped to the live range.
+    pub fn entry_metas(&self, g: GroupId, lo: u64, hi: u64) -> Vec<EntryMeta> {
+        let inner = self.inner.borrow();
+        let Some(grp) = inner.groups.get(&g) else {
+            return Vec::new();
+        };
+        let lo = lo.max(grp.first_index());
+        let hi = hi.min(grp.last_index() + 1);
+        (lo..hi)
+            .filter_map(|i| grp.get(i).map(|e| grp.meta_of(i, e)))
+            .collect()
+    }
+
+    /// Entries `[lo, hi)` up to `max_bytes` of payload (at least one entry), for
+    /// `raft::Storage::entries`. From the cache or, on a miss, a blocking pread.
+    pub fn read_entries(
+        &self,
+        g: GroupId,
+        lo: u64,
+        hi: u64,
+        max_bytes: u64,
+    ) -> Result<Vec<(EntryMeta, Bytes)>> {
+        let inner = self.inner.borrow();
+        let grp = inner.group(g)?;
+        if lo < grp.first_index() || hi > grp.last_index() + 1 || lo > hi {
+            return Err(StorageError::invalid(format!(
+                "group {g}: entries [{lo}, {hi}) outside [{}, {}]",
+                grp.first_index(),
+                grp.last_index() + 1
+            )));
+        }
+        let mut out = Vec::with_capacity((hi - lo).min(1024) as usize);
+        let mut total = 0u64;
+        for i in lo..hi {
+            let e = grp.get(i).expect("in range");
+            total += e.payload_len as u64;
+            if !out.is_empty() && total > max_bytes {
+                break;
+            }
+            let meta = grp.meta_of(i, e);
+            out.push((
+                meta,
+                inner.read_payload(g, i, &self.cache_hits, &self.cache_misses)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Kafka fetch: stored record batches with `last_offset >= from_offset` and
+    /// `last_offset < upto_offset`, in order, until `max_bytes` (at least one whole batch).
+    pub async fn read_batches(
+        &self,
+        g: GroupId,
+        from_offset: i64,
+        upto_offset: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<Bytes>> {
+        let inner = self.inner.borrow();
+        let grp = inner.group(g)?;
+        let mut out = Vec::new();
+        let mut total = 0usize;
+        let start = grp.data_from_offset(from_offset);
+        for &(last, index) in grp.data.iter().skip(start).take(MAX_FETCH_BATCHES) {
+            if last >= upto_offset {
+                break;
+            }
+            let e = grp.get(index).expect("data index points at a live entry");
+            total += e.payload_len as usize;
+            if !out.is_empty() && total > max_bytes {
+                break;
+            }
+            out.push(inner.read_payload(g, index, &self.cache_hits, &self.cache_misses)?);
+        }
+        Ok(out)
+    }
+
+    /// First data entry whose `max_timestamp >= ts` (ListOffsets by timestamp).
+    pub fn find_by_timestamp(&self, g: GroupId, ts: i64) -> Option<EntryMeta> {
+        let inner = self.inner.borrow();
+        let grp = inner.groups.get(&g)?;
+        grp.data.iter().find_map(|&(_, index)| {
+            let e = grp.get(index)?;
+            match e.kafka {
+                Some(k) if k.max_timestamp >= ts => Some(grp.meta_of(index, e)),
+                _ => None,
+            }
+        })
+    }
+
+    /// The Raft index before which entries may be dropped so the group keeps at most
+    /// `retention_bytes` of data payload (if >= 0) and nothing whose `max_timestamp` is older than
+    /// `now_ms - retention_ms` (if >= 0). `None` if nothing is to be dropped.
+    pub fn retention_point(
+        &self,
+        g: GroupId,
+        retention_ms: i64,
+        retention_bytes: i64,
+        now_ms: i64,
+    ) -> Option<u64> {
+        let inner = self.inner.borrow();
+        let grp = inner.groups.get(&g)?;
+        let mut remaining: u64 = grp
+            .data
+            .iter()
+            .filter_map(|&(_, i)| grp.get(i).map(|e| e.payload_len as u64))
+            .sum();
+        let mut point = None;
+        for &(_, index) in grp.data.iter() {
+            let e = grp.get(index)?;
+            let too_big = retention_bytes >= 0 && remaining > retention_bytes as u64;
+            let too_old = retention_ms >= 0
+                && e.kafka.map(|k| k.max_timestamp).unwrap_or(i64::MAX)
+                    < now_ms.saturating_sub(retention_ms);
+            if !(too_big || too_old) {
+                break;
+            }
+            remaining -= e.payload_len as u64;
+            point = Some(index + 1);
+        }
+        point
+    }
+
+    /// Counters (appends, bytes, flushes, fsync latency, cache, reclamation).
+    pub fn metrics(&self) -> WalStats {
+        let inner = self.inner.borrow();
+        let mut s = inner.stats.clone();
+        s.cache_hits = self.cache_hits.get();
+        s.cache_misses = self.cache_misses.get();
+        s.cache_bytes = inner.cache.bytes as u64;
+        s.segments = inner.segments.len() as u64;
+        s
+    }
+
+    // ---- reclamation
+
+    /// Re-stages the live entries and latest state records held in segment `k` at the tail.
+    fn relocate(&self, inner: &mut Inner, k: usize) -> Result<u64> {
+        let lo = inner.segments[k].base;
+        let hi = inner.segments.get(k + 1).map_or(u64::MAX, |s| s.base);
+        let mut gids: Vec<GroupId> = inner.groups.keys().copied().collect();
+        gids.sort_unstable();
+        let mut moved = 0u64;
+        for g in gids {
+            let grp = &inner.groups[&g];
+            let idxs: Vec<u64> = grp
+                .entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.lsn >= lo && e.lsn < hi)
+                .map(|(i, _)| grp.first_index() + i as u64)
+                .collect();
+            for index in idxs {
+                let payload = inner.read_payload(g, index, &self.cache_hits, &self.cache_misses)?;
+                let e = inner.groups[&g].get(index).expect("live").clone();
+                let mut h = RecordHeader::new(RecordType::Entry, g);
+                h.term = e.term;
+                h.index = index;
+                h.kind = e.kind;
+                h.flags = FLAG_RELOCATED;
+                if let Some(kf) = e.kafka {
+                    h.flags |= FLAG_KAFKA;
+                    h.a = kf.base_offset;
+                    h.b = kf.last_offset;
+                    h.c = kf.max_timestamp;
+                }
+                let (start, _) = inner.stage(&self.opts, self.durable.get(), &mut h, &payload)?;
+                Inner::forget(&mut inner.segments, &mut inner.cache, &e);
+                let cached = inner.cache.insert(
+                    CacheItem {
+                        group: g,
+                        index,
+                        lsn: start,
+                        end_lsn: start + h.len as u64,
+                    },
+                    &payload,
+                );
+                let slot = inner
+                    .groups
+                    .get_mut(&g)
+                    .and_then(|grp| grp.get_mut(index))
+                    .expect("live");
+                slot.lsn = start;
+                slot.cached = Some(cached);
+                let loc = slot.clone();
+                add_live(&mut inner.segments, &loc);
+                moved += 1;
+            }
+            let grp = &inner.groups[&g];
+            if grp
+                .pins
+                .iter()
+                .any(|p| matches!(p, Some(b) if *b >= lo && *b < hi))
+            {
+                moved += self.checkpoint_group(inner, g)?;
+            }
+        }
+        inner.stats.relocated_records += moved;
+        Ok(moved)
+    }
+
+    /// Re-stages every state record the group has (create, hard state, conf state, compaction
+    /// point, log start) so that older copies stop pinning their segments.
+    fn checkpoint_group(&self, inner: &mut Inner, g: GroupId) -> Result<u64> {
+        let grp = &inner.groups[&g];
+        let pins = grp.pins;
+        let hs = grp.hard_state.clone();
+        let cs = grp.conf_state.clone();
+        let (snap_i, snap_t, floor, log_start) = (
+            grp.snapshot_index,
+            grp.snapshot_term,
+            grp.offset_floor,
+            grp.log_start,
+        );
+        let mut n = 0;
+        let mut new_pins: [Option<u64>; PIN_KINDS] = [None; PIN_KINDS];
+        let durable = self.durable.get();
+        let mut scratch = Vec::new();
+        for (kind, pin) in pins.iter().enumerate() {
+            if pin.is_none() {
+                continue;
+            }
+            let (mut h, payload): (RecordHeader, &[u8]) = match kind {
+                k if k == Pin::Create as usize => {
+                    (RecordHeader::new(RecordType::CreateGroup, g), &[])
+                }
+                k if k == Pin::HardState as usize => {
+                    scratch = format::encode_hard_state(&hs).to_vec();
+                    (RecordHeader::new(RecordType::HardState, g), &scratch)
+                }
+                k if k == Pin::ConfState as usize => {
+                    format::encode_conf_state(&cs, &mut scratch);
+                    (RecordHeader::new(RecordType::ConfState, g), &scratch)
+                }
+                k if k == Pin::Compact as usize => {
+                    let mut h = RecordHeader::new(RecordType::CompactPrefix, g);
+                    h.index = snap_i + 1;
+                    h.term = snap_t;
+                    h.a = floor;
+                    (h, &[])
+                }
+                _ => {
+                    let mut h = RecordHeader::new(RecordType::LogStart, g);
+                    h.a = log_start;
+                    (h, &[])
+                }
+            };
+            h.flags = FLAG_RELOCATED;
+            let (_, seg) = inner.stage(&self.opts, durable, &mut h, payload)?;
+            new_pins[kind] = Some(seg);
+            n += 1;
+        }
+        inner.groups.get_mut(&g).expect("exists").pins = new_pins;
+        Ok(n)
+    }
+
+    /// Deletes segments no group needs, oldest first, after rewriting forward the live records
+    /// of old segments that hold little live data. Called by the periodic task about once a
+    /// second; callers may also invoke it directly (e.g. after retention).
+    pub async fn reclaim(&self) -> Result<ReclaimReport> {
+        self.check_writable()?;
+        let mut report = ReclaimReport::default();
+        let candidates: Vec<u64> = {
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            let active = inner.staging.active_seg_base();
+            let limit = self.opts.segment_bytes * RELOCATE_MAX_LIVE_PERCENT / 100;
+            let mut candidates = Vec::new();
+            for k in 0..inner.segments.len().min(MAX_RECLAIM_SEGMENTS) {
+                let s = &inner.segments[k];
+                if s.base == active || s.file.is_none() || s.needs_sync {
+                    break;
+                }
+                if inner.pinned(k) {
+                    if inner.segments[k].live_bytes > limit {
+                        break;
+                    }
+                    report.records_relocated += self.relocate(inner, k)?;
+                }
+                debug_assert!(!inner.pinned(k), "relocation unpins the segment");
+                candidates.push(inner.segments[k].base);
+            }
+            candidates
+        };
+        if candidates.is_empty() {
+            return Ok(report);
+        }
+        // Everything that replaced the candidates' records (relocated copies, newer state
+        // records) was staged before this call; make it durable before deleting anything.
+        self.sync().await?;
+        let _permit = self
+            .flush_lock
+            .acquire_permit(1)
+            .await
+            .map_err(|_| StorageError::Unavailable)?;
+        for base in candidates {
+            let seg = {
+                let mut inner = self.inner.borrow_mut();
+                match inner.segments.front() {
+                    Some(s) if s.base == base && !inner.pinned(0) => inner.segments.pop_front(),
+                    _ => None,
+                }
+            };
+            let Some(seg) = seg else { break };
+            drop(seg.file);
+            self.disk
+                .remove(&seg.path)
+                .await
+                .map_err(|e| StorageError::io("remove", &seg.path, None, e))?;
+            report.segments_deleted += 1;
+        }
+        self.disk
+            .sync_dir(&self.opts.dir)
+            .await
+            .map_err(|e| StorageError::io("fsync_dir", &self.opts.dir, None, e))?;
+        let mut inner = self.inner.borrow_mut();
+        inner.stats.segments_deleted += report.segments_deleted as u64;
+        inner.stats.segments = inner.segments.len() as u64;
+        Ok(report)
+    }
+
+    /// Checks cross-structure invariants (tests and the fuzzer call this after every step).
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        let inner = self.inner.borrow();
+        assert!(self.durable.get() <= self.written.get() && self.written.get() <= inner.staged_lsn);
+        let mut live: HashMap<u64, (u64, u64)> = HashMap::new();
+        let mut cached = 0usize;
+        for g in inner.groups.values() {
+            g.check_invariants();
+            for e in &g.entries {
+                let k = seg_pos(&inner.segments, e.lsn).expect("entry inside a segment");
+                let v = live.entry(inner.segments[k].base).or_default();
+                v.0 += 1;
+                v.1 += e.record_len();
+                if let Some(b) = &e.cached {
+                    cached += b.len();
+                }
+                if e.lsn + e.record_len() > self.written.get() {
+                    assert!(e.cached.is_some(), "unwritten entry must be cached");
+                }
+            }
+        }
+        for s in &inner.segments {
+            let v = live.get(&s.base).copied().unwrap_or_default();
+            assert_eq!(
+                (s.live_entries, s.live_bytes),
+                v,
+                "segment {} live accounting",
+                s.base
+            );
+        }
+        assert_eq!(cached, inner.cache.bytes, "cache byte accounting");
+        for w in inner.segments.iter().collect::<Vec<_>>().windows(2) {
+            assert!(w[0].base < w[1].base);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,284 @@
+//! Unit tests of the WAL API over the in-memory disk and over real files.
+
+use std::rc::Rc;
+
+use super::*;
+use crate::testing::MemDisk;
+use crate::{EntryKind, KafkaMeta};
+
+pub(crate) fn run<F, Fut>(f: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    glommio::LocalExecutorBuilder::default()
+        .spawn(f)
+        .expect("spawn executor")
+        .join()
+        .expect("executor thread");
+}
+
+fn opts(dir: &str) -> WalOptions {
+    let mut o = WalOptions::new(dir);
+    o.segment_bytes = crate::MIN_SEGMENT_BYTES;
+    o.cache_bytes = 4096;
+    o
+}
+
+fn data_meta(index: u64, term: u64, base: i64, n: i64, ts: i64) -> EntryMeta {
+    EntryMeta {
+        index,
+        term,
+        kind: EntryKind::Normal,
+        kafka: Some(KafkaMeta {
+            base_offset: base,
+            last_offset: base + n - 1,
+            max_timestamp: ts,
+        }),
+    }
+}
+
+fn payload(g: u64, i: u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|k| (g as usize * 31 + i as usize * 7 + k) as u8)
+        .collect()
+}
+
+#[test]
+fn append_read_flush_reopen_mem() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let o = opts("/wal");
+        let (wal, rep) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        assert_eq!(rep.segments, 0);
+        wal.create_group(1).unwrap();
+        wal.create_group(2).unwrap();
+        wal.create_group(1).unwrap(); // idempotent
+        let mut lsn = 0;
+        for i in 1..=50u64 {
+            for g in [1u64, 2] {
+                let p = payload(g, i, 400 + i as usize * 10);
+                lsn = wal
+                    .append(
+                        g,
+                        data_meta(i, 1, (i as i64 - 1) * 10, 10, 1000 + i as i64),
+                        &p,
+                    )
+                    .unwrap();
+            }
+            wal.check_invariants();
+        }
+        // Visible before flush.
+        let got = wal.read_entries(1, 1, 51, u64::MAX).unwrap();
+        assert_eq!(got.len(), 50);
+        assert_eq!(&got[4].1[..], &payload(1, 5, 450)[..]);
+        assert!(wal.durable_lsn() < lsn);
+        let d = wal.flush().await.unwrap();
+        assert!(d >= lsn);
+        wal.check_invariants();
+        // Rolled at least once with 64 KiB segments.
+        assert!(wal.metrics().segments > 1, "{:?}", wal.metrics());
+        // Cache is tiny: old entries come back from disk, byte-identical.
+        let got = wal.read_entries(2, 1, 51, u64::MAX).unwrap();
+        for (k, (m, b)) in got.iter().enumerate() {
+            let i = k as u64 + 1;
+            assert_eq!(m.index, i);
+            assert_eq!(&b[..], &payload(2, i, 400 + i as usize * 10)[..]);
+        }
+        assert!(wal.metrics().cache_misses > 0);
+        wal.set_hard_state(
+            1,
+            &HardState {
+                term: 1,
+                vote: 3,
+                commit: 40,
+            },
+        )
+        .unwrap();
+        let cs = ConfState {
+            voters: vec![1, 2, 3],
+            ..ConfState::default()
+        };
+        wal.set_conf_state(1, &cs).unwrap();
+        wal.truncate_suffix(2, 45).unwrap();
+        wal.compact_prefix(1, 11, 1).unwrap();
+        wal.set_log_start_offset(1, 105).unwrap();
+        wal.flush().await.unwrap();
+        let s1 = wal.group_state(1).unwrap();
+        let s2 = wal.group_state(2).unwrap();
+        assert_eq!(
+            (s1.first_index, s1.last_index, s1.snapshot_index),
+            (11, 50, 10)
+        );
+        assert_eq!((s1.log_start_offset, s1.next_offset), (105, 500));
+        assert_eq!(
+            (s2.first_index, s2.last_index, s2.next_offset),
+            (1, 44, 440)
+        );
+        drop(wal);
+        disk.crash_keep_all();
+        let (wal, rep) = Wal::open_with_disk(o, disk.clone()).await.unwrap();
+        assert_eq!(rep.truncated_tail_bytes, 0);
+        assert_eq!(wal.group_state(1).unwrap(), s1);
+        assert_eq!(wal.group_state(2).unwrap(), s2);
+        assert_eq!(wal.group_state(1).unwrap().hard_state.commit, 40);
+        assert_eq!(wal.group_state(1).unwrap().conf_state, cs);
+        assert_eq!(wal.term(1, 10), Some(1));
+        let got = wal.read_entries(1, 11, 51, u64::MAX).unwrap();
+        assert_eq!(got.len(), 40);
+        assert_eq!(&got[0].1[..], &payload(1, 11, 510)[..]);
+        wal.check_invariants();
+        // Appends continue after recovery.
+        wal.append(2, data_meta(45, 2, 440, 5, 9), b"x").unwrap();
+        wal.flush().await.unwrap();
+        assert_eq!(wal.group_state(2).unwrap().next_offset, 445);
+    });
+}
+
+#[test]
+fn kafka_reads_by_offset_timestamp_and_retention() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let (wal, _) = Wal::open_with_disk(opts("/wal"), disk).await.unwrap();
+        wal.create_group(5).unwrap();
+        // Entries: 1 data(0..9), 2 no-op, 3 data(10..19), 4 data(20..29)...
+        let mut idx = 0;
+        let mut base = 0;
+        for k in 0..10 {
+            idx += 1;
+            if k == 1 {
+                let m = EntryMeta {
+                    index: idx,
+                    term: 1,
+                    kind: EntryKind::Normal,
+                    kafka: None,
+                };
+                wal.append(5, m, b"").unwrap();
+                continue;
+            }
+            wal.append(
+                5,
+                data_meta(idx, 1, base, 10, 100 * k as i64),
+                &payload(5, idx, 1000),
+            )
+            .unwrap();
+            base += 10;
+        }
+        let all = wal.read_batches(5, 0, i64::MAX, usize::MAX).await.unwrap();
+        assert_eq!(all.len(), 9);
+        let some = wal.read_batches(5, 15, 39, usize::MAX).await.unwrap();
+        assert_eq!(
+            some.len(),
+            2,
+            "batches 10..19 and 20..29 (30..39 reaches the watermark)"
+        );
+        assert_eq!(&some[0][..], &payload(5, 3, 1000)[..]);
+        let one = wal.read_batches(5, 0, i64::MAX, 1).await.unwrap();
+        assert_eq!(one.len(), 1, "at least one whole batch");
+        let two = wal.read_batches(5, 0, i64::MAX, 2000).await.unwrap();
+        assert_eq!(two.len(), 2);
+        assert!(wal
+            .read_batches(5, 1000, i64::MAX, 100)
+            .await
+            .unwrap()
+            .is_empty());
+        let m = wal.find_by_timestamp(5, 250).unwrap();
+        assert_eq!(m.index, 4);
+        assert_eq!(m.kafka.unwrap().base_offset, 20);
+        assert!(wal.find_by_timestamp(5, 10_000).is_none());
+        // Retention: keep <= 3000 bytes -> drop the first 6 data entries (indexes 1,3..7).
+        assert_eq!(wal.retention_point(5, -1, 3000, 0), Some(8));
+        // Time: older than 1000-550=450 (timestamps 0,200,300,400 at indexes 1,3,4,5).
+        assert_eq!(wal.retention_point(5, 550, -1, 1000), Some(6));
+        assert_eq!(wal.retention_point(5, -1, -1, 1000), None);
+        wal.compact_prefix(5, 5, 1).unwrap();
+        let s = wal.group_state(5).unwrap();
+        assert_eq!((s.log_start_offset, s.next_offset), (30, 90));
+        wal.check_invariants();
+    });
+}
+
+#[test]
+fn invalid_arguments_are_errors_not_panics() {
+    run(|| async {
+        let (wal, _) = Wal::open_with_disk(opts("/wal"), MemDisk::new())
+            .await
+            .unwrap();
+        let m = EntryMeta {
+            index: 1,
+            term: 1,
+            kind: EntryKind::Normal,
+            kafka: None,
+        };
+        assert!(matches!(
+            wal.append(9, m, b""),
+            Err(StorageError::InvalidArgument(_))
+        ));
+        wal.create_group(9).unwrap();
+        let bad = EntryMeta { index: 2, ..m };
+        assert!(matches!(
+            wal.append(9, bad, b""),
+            Err(StorageError::InvalidArgument(_))
+        ));
+        wal.append(9, m, b"a").unwrap();
+        assert!(wal.read_entries(9, 0, 2, 10).is_err());
+        assert!(wal.read_entries(9, 1, 3, 10).is_err());
+        let big = vec![0u8; crate::MIN_SEGMENT_BYTES as usize];
+        assert!(matches!(
+            wal.append(9, EntryMeta { index: 2, ..m }, &big),
+            Err(StorageError::InvalidArgument(_))
+        ));
+        wal.compact_prefix(9, 2, 1).unwrap();
+        assert!(wal.truncate_suffix(9, 1).is_err());
+        assert!(
+            wal.compact_prefix(9, 3, 7).is_ok(),
+            "beyond the log: snapshot install"
+        );
+        assert_eq!(wal.group_state(9).unwrap().first_index, 3);
+        wal.check_invariants();
+    });
+}
+
+#[test]
+fn real_files_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shard-0");
+    run(move || async move {
+        let mut o = WalOptions::new(&path);
+        o.segment_bytes = 1 << 20;
+        let (wal, _) = Wal::open(o.clone()).await.unwrap();
+        let wal = Rc::new(wal);
+        for g in 0..4u64 {
+            wal.create_group(g).unwrap();
+        }
+        for i in 1..=300u64 {
+            for g in 0..4u64 {
+                wal.append(
+                    g,
+                    data_meta(i, 1, (i as i64 - 1) * 3, 3, i as i64),
+                    &payload(g, i, 5000),
+                )
+                .unwrap();
+            }
+            if i % 7 == 0 {
+                wal.flush().await.unwrap();
+            }
+        }
+        let lsn = wal.staged_lsn();
+        assert_eq!(wal.flush().await.unwrap(), lsn);
+        let m = wal.metrics();
+        assert!(m.fsyncs > 0 && m.segments > 1, "{m:?}");
+        drop(wal);
+        let (wal, rep) = Wal::open(o).await.unwrap();
+        assert_eq!(rep.entries, 1200);
+        assert_eq!(rep.truncated_tail_bytes, 0);
+        for g in 0..4u64 {
+            let got = wal.read_entries(g, 1, 301, u64::MAX).unwrap();
+            assert_eq!(got.len(), 300);
+            for (k, (_, b)) in got.iter().enumerate() {
+                assert_eq!(&b[..], &payload(g, k as u64 + 1, 5000)[..]);
+            }
+        }
+        wal.check_invariants();
+    });
+}
