@@ -536,60 +536,70 @@ fn admin(bootstrap: &str) -> Result<AdminClient<DefaultClientContext>> {
         .map_err(|e| PerfError::kafka("create admin client", e))
 }
 
-/// Creates the workload's topics, tolerating ones that exist, and waits for every partition to
-/// have a leader.
+/// Whether `topic` exists with at least `partitions` partitions, each with a leader.
+fn topic_ready(consumer: &BaseConsumer, topic: &str, partitions: u32) -> bool {
+    match consumer.fetch_metadata(Some(topic), REQUEST_TIMEOUT) {
+        Ok(md) => md.topics().iter().any(|mt| {
+            mt.name() == topic
+                && mt.error().is_none()
+                && mt.partitions().len() >= partitions as usize
+                && mt
+                    .partitions()
+                    .iter()
+                    .all(|p| p.leader() >= 0 && p.error().is_none())
+        }),
+        Err(_) => false,
+    }
+}
+
+/// Creates the workload's missing topics (existing ones are used as they are) and waits for every
+/// partition to have a leader.
 pub fn ensure_topics(w: &Workload, bootstrap: &str) -> Result<()> {
-    let admin = admin(bootstrap)?;
-    let new_topics: Vec<NewTopic<'_>> = w
+    // A consumer's metadata request does not auto-create topics, so this only looks.
+    let consumer: BaseConsumer = metadata_client(bootstrap)?;
+    let missing: Vec<_> = w
         .topics
         .iter()
-        .map(|t| {
-            let mut nt = NewTopic::new(
-                &t.name,
-                i32::try_from(t.partitions).unwrap_or(i32::MAX),
-                TopicReplication::Fixed(i32::try_from(t.replication_factor).unwrap_or(1)),
-            );
-            for (k, v) in &t.configs {
-                nt = nt.set(k, v);
-            }
-            nt
-        })
+        .filter(|t| !topic_ready(&consumer, &t.name, t.partitions))
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(TOPIC_READY_TIMEOUT));
-    let results = futures::executor::block_on(admin.create_topics(&new_topics, &opts))
-        .map_err(|e| PerfError::kafka("create topics", e))?;
-    for r in results {
-        if let Err((name, code)) = r {
-            if code != RDKafkaErrorCode::TopicAlreadyExists {
-                return Err(PerfError::kafka(
-                    format!("create topic {name}"),
-                    KafkaError::AdminOp(code),
-                ));
+    if !missing.is_empty() {
+        let admin = admin(bootstrap)?;
+        let new_topics: Vec<NewTopic<'_>> = missing
+            .iter()
+            .map(|t| {
+                let mut nt = NewTopic::new(
+                    &t.name,
+                    i32::try_from(t.partitions).unwrap_or(i32::MAX),
+                    TopicReplication::Fixed(i32::try_from(t.replication_factor).unwrap_or(1)),
+                );
+                for (k, v) in &t.configs {
+                    nt = nt.set(k, v);
+                }
+                nt
+            })
+            .collect();
+        let opts = AdminOptions::new()
+            .operation_timeout(Some(TOPIC_READY_TIMEOUT))
+            .request_timeout(Some(TOPIC_READY_TIMEOUT));
+        let results = futures::executor::block_on(admin.create_topics(&new_topics, &opts))
+            .map_err(|e| PerfError::kafka("create topics", e))?;
+        for r in results {
+            if let Err((name, code)) = r {
+                if code != RDKafkaErrorCode::TopicAlreadyExists {
+                    return Err(PerfError::kafka(
+                        format!("create topic {name}"),
+                        KafkaError::AdminOp(code),
+                    ));
+                }
             }
         }
     }
     let deadline = Instant::now() + TOPIC_READY_TIMEOUT;
-    let consumer: BaseConsumer = metadata_client(bootstrap)?;
     loop {
-        let mut ready = true;
-        for t in &w.topics {
-            match consumer.fetch_metadata(Some(&t.name), REQUEST_TIMEOUT) {
-                Ok(md) => {
-                    let ok = md.topics().iter().any(|mt| {
-                        mt.name() == t.name
-                            && mt.error().is_none()
-                            && mt.partitions().len() >= t.partitions as usize
-                            && mt
-                                .partitions()
-                                .iter()
-                                .all(|p| p.leader() >= 0 && p.error().is_none())
-                    });
-                    ready &= ok;
-                }
-                Err(_) => ready = false,
-            }
-        }
-        if ready {
+        if w.topics
+            .iter()
+            .all(|t| topic_ready(&consumer, &t.name, t.partitions))
+        {
             return Ok(());
         }
         if Instant::now() >= deadline {
@@ -1043,7 +1053,10 @@ fn sample(
         s.interval.msgs = 0;
         s.interval.bytes = 0;
     }
-    let phase = phases.of(now.saturating_sub(1)).unwrap_or(Phase::Measure);
+    // The interval belongs to the phase its midpoint falls in (samples run a little late).
+    let phase = phases
+        .of(last + now.saturating_sub(last) / 2)
+        .unwrap_or(Phase::Measure);
     if phase != *so_far_phase {
         so_far.reset();
         *so_far_phase = phase;
