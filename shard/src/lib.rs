@@ -13,4 +13,5 @@ pub mod executor;
 pub mod mesh;
 
 pub use mesh::Handler;
+pub mod http;
 pub mod sysreq;
