@@ -216,9 +216,14 @@ pub fn check_memlock(
             ". Fix: raise the limit (shell: `ulimit -l {want_kib}` or `ulimit -l unlimited`; \
              systemd: `LimitMEMLOCK={want}` or `LimitMEMLOCK=infinity` in the [Service] section; \
              /etc/security/limits.conf: `chronik - memlock {want_kib}`; \
-             Docker: `--ulimit memlock=-1:-1`), or lower server.io_memory_bytes / \
-             server.cores (server.io_memory_bytes = 0 sizes it to fit the limit)"
+             Docker: `--ulimit memlock=-1:-1`)"
         ));
+        if limit >= floor {
+            message.push_str(
+                ", or lower server.io_memory_bytes / server.cores \
+                 (server.io_memory_bytes = 0 sizes it to fit the limit)",
+            );
+        }
         return Err(RequirementFailure {
             requirement: Requirement::Memlock,
             message,
@@ -310,8 +315,8 @@ pub fn io_uring_failure(err: &io::Error, io_uring_disabled: Option<u32>) -> Requ
              `sysctl -w kernel.io_uring_disabled=0` (and persist it in /etc/sysctl.d/)."
         ),
     };
-    let docker = " In a container, the default seccomp profile of Docker/containerd/Podman blocks \
-                  io_uring_setup, io_uring_enter and io_uring_register. Fix: run with \
+    let docker = " In a container, the default seccomp profile of Docker (25.0+) and containerd \
+                  (2.0+) blocks io_uring_setup, io_uring_enter and io_uring_register. Fix: run with \
                   `--security-opt seccomp=/path/chronik-seccomp.json` (the default profile plus \
                   those three syscalls; see linux-only.md) or, for a trusted test host only, \
                   `--security-opt seccomp=unconfined`; in Kubernetes set \
@@ -322,8 +327,8 @@ pub fn io_uring_failure(err: &io::Error, io_uring_disabled: Option<u32>) -> Requ
         }
         libc::ENOSYS => format!(
             "io_uring is not available (io_uring_setup: {err}): the kernel was built without \
-             CONFIG_IO_URING, or a seccomp filter answers ENOSYS.{docker} Fix: use a kernel >= \
-             {KERNEL_MIN} with io_uring enabled."
+             CONFIG_IO_URING (Fix: use a kernel >= {KERNEL_MIN} with io_uring enabled), or a \
+             seccomp filter answers ENOSYS.{docker}"
         ),
         libc::ENOMEM => format!(
             "io_uring_setup failed with ENOMEM ({err}): on kernels before 5.12 the rings count \
