@@ -9,6 +9,7 @@
 //!
 //! Time is always passed in (`now_ms`) so these state machines are deterministic under test.
 
+pub mod config;
 pub mod group;
 pub mod meta;
 pub mod producer_state;
