@@ -1207,4 +1207,6 @@ impl Wal {
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;
