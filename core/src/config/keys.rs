@@ -59,8 +59,8 @@ macro_rules! keys {
 }
 
 use super::value::{
-    Cores, DiscoveryMode, Peer, SeedNode, SnapshotCompression, SnapshotPolicy, TimestampType,
-    WalSyncMode,
+    Cores, DiscoveryMode, Peer, ProduceProfile, SeedNode, SnapshotCompression, SnapshotPolicy,
+    TimestampType, WalProfile, WalSyncMode,
 };
 use std::path::PathBuf;
 
@@ -145,6 +145,9 @@ keys! {
     "broker.rack_id" "CHRONIK_RACK_ID" Option<String> = broker.rack_id;
         "rack / availability zone of this node for replica placement"
 
+    "broker.produce_profile" "CHRONIK_PRODUCE_PROFILE" Option<ProduceProfile> = broker.produce_profile;
+        "preset for Raft append batching: low-latency, balanced, high-throughput (explicit keys win)"
+
     "cluster.enabled" "CHRONIK_CLUSTER_ENABLED" bool = cluster.enabled;
         "run as a member of a multi-node cluster (flat file: enabled)"
     "cluster.node_id" "CHRONIK_NODE_ID" u64 = cluster.node_id;
@@ -214,6 +217,8 @@ keys! {
     "cluster.network.verify_peer" "CHRONIK_VERIFY_PEER" bool = cluster.network.verify_peer;
         "require and verify peer certificates (needs tls_ca_path)"
 
+    "cluster.storage.wal_profile" "CHRONIK_WAL_PROFILE" Option<WalProfile> = cluster.storage.wal_profile;
+        "preset for wal_sync_mode / wal_sync_interval_ms / wal_segment_size: durable, balanced, high-throughput, ultra (explicit keys win)"
     "cluster.storage.wal_dir" "CHRONIK_WAL_DIR" Option<PathBuf> = cluster.storage.wal_dir;
         "WAL directory (unset: <data_dir>/wal)"
     "cluster.storage.snapshot_dir" "CHRONIK_SNAPSHOT_DIR" Option<PathBuf> = cluster.storage.snapshot_dir;

@@ -286,6 +286,7 @@ pub(crate) fn load_layers(
         }
     }
     apply_env(&mut cfg, env, &mut issues);
+    super::profiles::apply_profiles(&mut cfg);
     (cfg, issues)
 }
 
@@ -348,6 +349,7 @@ impl Config {
             }
         }
         apply_env(&mut cfg, env, &mut issues);
+        super::profiles::apply_profiles(&mut cfg);
         if issues.is_empty() {
             Ok(cfg)
         } else {

@@ -36,6 +36,7 @@
 pub mod keys;
 mod load;
 pub mod model;
+pub mod profiles;
 mod report;
 mod validate;
 pub mod value;
@@ -54,8 +55,8 @@ pub use model::{
 };
 pub use report::{validate_config_main, validate_config_report};
 pub use value::{
-    join_host_port, split_host_port, Cores, DiscoveryMode, Peer, SeedNode, SnapshotCompression,
-    SnapshotPolicy, TimestampType, WalSyncMode,
+    join_host_port, split_host_port, Cores, DiscoveryMode, Peer, ProduceProfile, SeedNode,
+    SnapshotCompression, SnapshotPolicy, TimestampType, WalProfile, WalSyncMode,
 };
 
 /// Environment variable naming the main config file.
@@ -125,6 +126,8 @@ pub enum Origin {
     Env(&'static str),
     /// [`Config::set`] / [`Config::apply_overrides`] (CLI flags).
     Override,
+    /// A preset, named by its selector key (`cluster.storage.wal_profile`).
+    Profile(&'static str),
 }
 
 impl fmt::Display for Origin {
@@ -134,6 +137,7 @@ impl fmt::Display for Origin {
             Origin::File { path, written } => write!(f, "{} ({written})", path.display()),
             Origin::Env(name) => write!(f, "env {name}"),
             Origin::Override => f.write_str("command line"),
+            Origin::Profile(key) => write!(f, "preset {key}"),
         }
     }
 }
@@ -175,6 +179,9 @@ impl Config {
         (def.set_text)(self, value.trim())
             .map_err(|e| ConfigIssue::new(def.key, format!("{value:?}: {e}")))?;
         self.set_origin(def.key, Origin::Override);
+        if profiles::is_profile_key(def.key) {
+            profiles::apply_profiles(self);
+        }
         Ok(())
     }
 

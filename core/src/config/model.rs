@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use super::value::{
-    join_host_port, split_host_port, Cores, DiscoveryMode, Peer, SeedNode, SnapshotCompression,
-    SnapshotPolicy, TimestampType, WalSyncMode,
+    join_host_port, split_host_port, Cores, DiscoveryMode, Peer, ProduceProfile, SeedNode,
+    SnapshotCompression, SnapshotPolicy, TimestampType, WalProfile, WalSyncMode,
 };
 
 /// Lowest valid node id (0 is raft-rs's "no node").
@@ -139,6 +139,8 @@ pub struct BrokerConfig {
     pub unclean_leader_election_enable: bool,
     /// Rack / availability zone of this node, for replica placement.
     pub rack_id: Option<String>,
+    /// Raft batching preset (unset: none).
+    pub produce_profile: Option<ProduceProfile>,
 }
 
 impl Default for BrokerConfig {
@@ -168,6 +170,7 @@ impl Default for BrokerConfig {
             max_incremental_fetch_session_cache_slots: 1_000,
             unclean_leader_election_enable: false,
             rack_id: None,
+            produce_profile: None,
         }
     }
 }
@@ -323,6 +326,8 @@ impl Default for NetworkConfig {
 /// `[cluster.storage]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct StorageConfig {
+    /// Durability preset (unset: none).
+    pub wal_profile: Option<WalProfile>,
     /// WAL directory; unset = `<data_dir>/wal`.
     pub wal_dir: Option<PathBuf>,
     /// Snapshot directory; unset = `<data_dir>/snapshots`.
@@ -342,6 +347,7 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            wal_profile: None,
             wal_dir: None,
             snapshot_dir: None,
             wal_sync_mode: WalSyncMode::Periodic,

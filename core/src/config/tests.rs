@@ -766,3 +766,51 @@ fn http_can_be_disabled_or_moved_for_tests() {
     let c = Config::load_str("", &env).unwrap();
     assert_eq!(c.http_listen_addr(), None);
 }
+
+#[test]
+fn profiles_fill_unset_keys_and_explicit_keys_win() {
+    // The reference's high-throughput tuning advice, via env.
+    let env = env_from(&[
+        ("CHRONIK_WAL_PROFILE", "ultra"),
+        ("CHRONIK_PRODUCE_PROFILE", "high-throughput"),
+    ]);
+    let c = Config::load_str("[cluster.storage]\nwal_sync_interval_ms = 20\n", &env).unwrap();
+    assert_eq!(
+        c.cluster.storage.wal_sync_interval_ms, 20,
+        "file beats preset"
+    );
+    assert_eq!(c.cluster.storage.wal_segment_size, 536_870_912);
+    assert_eq!(c.cluster.raft.max_payload_entries, 5000);
+    assert_eq!(c.cluster.raft.max_in_flight, 5000);
+    assert_eq!(
+        c.origin("cluster.raft.max_in_flight"),
+        Origin::Profile("broker.produce_profile")
+    );
+    assert_eq!(c.validate(), vec![]);
+    // Switching preset on the command line replaces the previous preset's
+    // values but still not explicit ones.
+    let mut c = c;
+    c.set("CHRONIK_WAL_PROFILE", "durable").unwrap();
+    assert_eq!(c.cluster.storage.wal_sync_mode, WalSyncMode::Always);
+    assert_eq!(c.cluster.storage.wal_segment_size, 268_435_456);
+    assert_eq!(c.cluster.storage.wal_sync_interval_ms, 20);
+    // Every preset is valid on its own.
+    for name in WalProfile::NAMES {
+        let env = env_from(&[("CHRONIK_WAL_PROFILE", name)]);
+        assert_eq!(
+            Config::load_str("", &env).unwrap().validate(),
+            vec![],
+            "{name}"
+        );
+    }
+    for name in ProduceProfile::NAMES {
+        let env = env_from(&[("CHRONIK_PRODUCE_PROFILE", name)]);
+        assert_eq!(
+            Config::load_str("", &env).unwrap().validate(),
+            vec![],
+            "{name}"
+        );
+    }
+    let issues = load_err("", &env_from(&[("CHRONIK_WAL_PROFILE", "fast")]));
+    assert_eq!(keys_of(&issues), ["cluster.storage.wal_profile"]);
+}

@@ -290,6 +290,35 @@ string_enum! {
 }
 
 string_enum! {
+    /// Preset for the WAL durability keys (`cluster.storage.wal_profile`,
+    /// `CHRONIK_WAL_PROFILE`); explicit keys win over the preset.
+    pub enum WalProfile {
+        /// `wal_sync_mode = "always"`: fsync before every acknowledgement.
+        Durable => "durable",
+        /// The defaults: group commit every 10 ms.
+        Balanced => "balanced",
+        /// Group commit every 50 ms (the reference's high-throughput profile).
+        HighThroughput => "high-throughput",
+        /// Group commit every 100 ms and 512 MiB segments.
+        Ultra => "ultra",
+    }
+}
+
+string_enum! {
+    /// Preset for Raft append batching (`broker.produce_profile`,
+    /// `CHRONIK_PRODUCE_PROFILE`); explicit keys win over the preset.
+    pub enum ProduceProfile {
+        /// Small appends: `max_payload_entries = 100`.
+        LowLatency => "low-latency",
+        /// The defaults.
+        Balanced => "balanced",
+        /// Large appends and a deep pipeline: `max_payload_entries = 5000`,
+        /// `max_in_flight = 5000` (the reference's high-throughput profile).
+        HighThroughput => "high-throughput",
+    }
+}
+
+string_enum! {
     /// Kafka `log.message.timestamp.type`.
     pub enum TimestampType {
         /// Keep the producer's timestamps.
