@@ -76,7 +76,7 @@ async fn write_phase(dir: PathBuf, seed: u64) -> (Vec<Rec>, u64) {
     for g in 0..GROUPS {
         wal.create_group(g).unwrap();
         let (wal, recs) = (wal.clone(), recs.clone());
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (g + 1) * 0x9E37_79B9);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ ((g + 1) * 0x9E37_79B9));
         tasks.push(glommio::spawn_local(async move {
             for i in 1..=rng.gen_range(8..24u64) {
                 let payload: Vec<u8> = (0..rng.gen_range(1..3000)).map(|_| rng.gen()).collect();
