@@ -79,6 +79,10 @@ pub struct GroupCoordinator {
     cfg: GroupConfig,
     /// BTreeMap so timers fire and groups list in a deterministic order.
     pub(super) groups: BTreeMap<String, Group>,
+    /// (earliest deadline, group id) for every group with a timer. Invariant: exactly one entry
+    /// per such group, equal to `Group::next_deadline_ms()` between calls, so timers cost
+    /// O(due groups), not O(groups), per request.
+    timers: BTreeSet<(i64, String)>,
     out: Output,
     member_id_counter: u64,
     next_retention_check_ms: Option<i64>,
@@ -146,6 +150,7 @@ impl GroupCoordinator {
             partition,
             cfg,
             groups: BTreeMap::new(),
+            timers: BTreeSet::new(),
             out: Output::default(),
             member_id_counter: 0,
             next_retention_check_ms: None,
@@ -231,9 +236,43 @@ impl GroupCoordinator {
                 && g.pending_members.is_empty()
                 && g.offsets.is_empty()
             {
-                self.groups.remove(group_id);
+                self.remove_group(group_id);
             }
         }
+    }
+
+    fn remove_group(&mut self, group_id: &str) -> Option<Group> {
+        let g = self.groups.remove(group_id)?;
+        if let Some(d) = g.indexed_deadline_ms {
+            self.timers.remove(&(d, group_id.to_owned()));
+        }
+        Some(g)
+    }
+
+    /// Brings the timer index entry of `group_id` up to date after its state changed.
+    fn reindex(&mut self, group_id: &str) {
+        let Some(g) = self.groups.get_mut(group_id) else {
+            return;
+        };
+        let next = g.next_deadline_ms();
+        if next == g.indexed_deadline_ms {
+            return;
+        }
+        if let Some(old) = g.indexed_deadline_ms.take() {
+            self.timers.remove(&(old, group_id.to_owned()));
+        }
+        if let Some(d) = next {
+            self.timers.insert((d, group_id.to_owned()));
+        }
+        g.indexed_deadline_ms = next;
+    }
+
+    /// After a handler changed `group_id`: re-index it, fire timers that became due at once
+    /// (e.g. an initial rebalance delay of 0) and drop the group if it holds nothing.
+    fn settle(&mut self, group_id: &str, now_ms: i64) {
+        self.reindex(group_id);
+        self.run_timers(now_ms);
+        self.maybe_forget(group_id);
     }
 
     fn new_member_id(&mut self, prefix: &str, now_ms: i64) -> String {
@@ -269,8 +308,7 @@ impl GroupCoordinator {
         self.run_timers(now_ms);
         let group_id = req.group_id.0.as_str().to_owned();
         let immediate = self.join_inner(token, req, version, client_id, client_host, now_ms);
-        self.run_timers(now_ms);
-        self.maybe_forget(&group_id);
+        self.settle(&group_id, now_ms);
         match immediate {
             Some(r) => Reply::Now(r),
             None => match self.take_completion(token) {
@@ -389,7 +427,7 @@ impl GroupCoordinator {
     ) -> Reply<SyncGroupResponse> {
         self.run_timers(now_ms);
         let immediate = self.sync_inner(token, req, version, now_ms);
-        self.run_timers(now_ms);
+        self.settle(req.group_id.0.as_str(), now_ms);
         match immediate {
             Some(r) => Reply::Now(r),
             None => match self.take_completion(token) {
@@ -497,6 +535,7 @@ impl GroupCoordinator {
         let _ = version; // every version has the same shape
         self.run_timers(now_ms);
         let error = self.heartbeat_inner(req, now_ms);
+        self.settle(req.group_id.0.as_str(), now_ms);
         let mut r = HeartbeatResponse::default();
         r.error_code = error.map_or(0, |e| e.code());
         r
@@ -575,7 +614,7 @@ impl GroupCoordinator {
                 }
             }
         }
-        self.run_timers(now_ms);
+        self.settle(&group_id, now_ms);
         let mut r = LeaveGroupResponse::default();
         if version < 3 {
             r.error_code = top
@@ -612,6 +651,7 @@ impl GroupCoordinator {
         self.run_timers(now_ms);
         let group_id = req.group_id.0.as_str();
         let group_error = self.validate_commit(req, now_ms);
+        self.settle(group_id, now_ms);
         // v2–v4 carry a retention; -1 means "broker default" (retention counted from Empty).
         let expire = if (2..=4).contains(&version) && req.retention_time_ms >= 0 {
             now_ms.saturating_add(req.retention_time_ms)
@@ -940,7 +980,7 @@ impl GroupCoordinator {
             res.error_code = e.code();
             return (Vec::new(), res);
         }
-        let g = self.groups.remove(group_id).expect("checked above");
+        let g = self.remove_group(group_id).expect("checked above");
         let mut recs: Vec<LogRecord> = g
             .offsets
             .keys()
@@ -1045,15 +1085,18 @@ impl GroupCoordinator {
                     .or_insert_with(|| Group::new(group, now_ms));
                 if !g.live {
                     g.load(&v, now_ms);
+                    let id = g.group_id.clone();
+                    self.reindex(&id);
                 }
             }
             Decoded::Group { group, value: None } => {
                 if let Some(g) = self.groups.get_mut(&group) {
                     if !g.live {
                         let offsets = std::mem::take(&mut g.offsets);
+                        self.remove_group(&group);
                         let mut fresh = Group::new(group.clone(), now_ms);
                         fresh.offsets = offsets;
-                        *g = fresh;
+                        self.groups.insert(group.clone(), fresh);
                         self.maybe_forget(&group);
                     }
                 }
@@ -1075,43 +1118,32 @@ impl GroupCoordinator {
 
     /// The earliest instant at which [`Self::tick`] has work, if any.
     pub fn next_deadline_ms(&self) -> Option<i64> {
-        let mut best = self.next_retention_check_ms;
-        let mut consider = |d: i64| best = Some(best.map_or(d, |b: i64| b.min(d)));
-        for g in self.groups.values() {
-            g.pending_members.values().for_each(|d| consider(*d));
-            g.members
-                .values()
-                .filter(|m| !m.exempt_from_expiry())
-                .for_each(|m| consider(m.heartbeat_deadline_ms));
-            g.join_deadline_ms
-                .into_iter()
-                .chain(g.sync_deadline_ms)
-                .for_each(&mut consider);
+        let timer = self.timers.first().map(|(d, _)| *d);
+        match (timer, self.next_retention_check_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
-        best
     }
 
     fn run_timers(&mut self, now_ms: i64) {
         for _ in 0..MAX_TIMER_ROUNDS {
-            let (groups, mut ctx) = self.ctx_parts(now_ms);
-            let mut fired = false;
-            for g in groups.values_mut() {
-                fired |= fire_due(g, &mut ctx);
-            }
-            if !fired {
+            let due: Vec<String> = self
+                .timers
+                .iter()
+                .take_while(|(d, _)| *d <= now_ms)
+                .map(|(_, id)| id.clone())
+                .collect();
+            if due.is_empty() {
                 break;
             }
-        }
-        let idle: Vec<String> = self
-            .groups
-            .values()
-            .filter(|g| {
-                g.generation_id == 0 && g.members.is_empty() && g.pending_members.is_empty()
-            })
-            .map(|g| g.group_id.clone())
-            .collect();
-        for id in idle {
-            self.maybe_forget(&id);
+            for id in &due {
+                let (groups, mut ctx) = self.ctx_parts(now_ms);
+                if let Some(g) = groups.get_mut(id) {
+                    fire_due(g, &mut ctx);
+                }
+                self.reindex(id);
+                self.maybe_forget(id);
+            }
         }
     }
 
@@ -1158,7 +1190,24 @@ impl GroupCoordinator {
             }
         }
         for id in gone {
-            self.groups.remove(&id);
+            self.remove_group(&id);
+        }
+    }
+
+    /// Answers every parked JoinGroup/SyncGroup with `error` — NOT_COORDINATOR when this node
+    /// stops leading the partition — so the broker holds no request forever. Drop the
+    /// coordinator afterwards; the next leader rebuilds from the log.
+    pub fn fail_all_waiters(&mut self, error: ResponseError) {
+        let ids: Vec<String> = self.groups.keys().cloned().collect();
+        for id in &ids {
+            let (groups, mut ctx) = self.ctx_parts(i64::MIN);
+            let g = groups.get_mut(id).expect("listed above");
+            let members: Vec<String> = g.members.keys().cloned().collect();
+            for m in &members {
+                g.fail_join(m, error, &mut ctx);
+                g.fail_sync(m, error, &mut ctx);
+            }
+            self.reindex(id);
         }
     }
 
@@ -1168,8 +1217,20 @@ impl GroupCoordinator {
     pub fn check_invariants(&self) {
         let mut tokens = BTreeSet::new();
         let done: BTreeSet<Token> = self.out.completions.iter().map(|(t, _)| *t).collect();
+        for (d, id) in &self.timers {
+            let g = self
+                .groups
+                .get(id)
+                .unwrap_or_else(|| panic!("timer for missing group {id}"));
+            assert_eq!(g.indexed_deadline_ms, Some(*d), "{id}: timer index entry");
+        }
         for (id, g) in &self.groups {
             assert_eq!(id, &g.group_id);
+            assert_eq!(
+                g.indexed_deadline_ms,
+                g.next_deadline_ms(),
+                "{id}: stale timer index"
+            );
             assert!(
                 g.state != GroupState::Dead,
                 "{id}: Dead groups leave the map"

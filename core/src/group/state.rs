@@ -140,6 +140,8 @@ pub(crate) struct Group {
     /// Membership was changed by requests served here (not only replayed from the log): group
     /// metadata records applied afterwards are our own echoes and must not roll state back.
     pub live: bool,
+    /// The deadline under which the coordinator's timer index holds this group.
+    pub indexed_deadline_ms: Option<i64>,
 }
 
 impl Group {
@@ -162,7 +164,27 @@ impl Group {
             current_state_timestamp_ms: now_ms,
             offsets: BTreeMap::new(),
             live: false,
+            indexed_deadline_ms: None,
         }
+    }
+
+    /// The earliest timer of this group: KIP-394 pending ids, member sessions (members parked
+    /// in a rebalance step are exempt), the join phase, the sync phase.
+    pub fn next_deadline_ms(&self) -> Option<i64> {
+        let pending = self.pending_members.values().copied();
+        let sessions = self
+            .members
+            .values()
+            .filter(|m| !m.exempt_from_expiry())
+            .map(|m| m.heartbeat_deadline_ms);
+        let join = self
+            .join_deadline_ms
+            .filter(|_| self.state == GroupState::PreparingRebalance);
+        pending
+            .chain(sessions)
+            .chain(join)
+            .chain(self.sync_deadline_ms)
+            .min()
     }
 
     pub fn transition(&mut self, to: GroupState, now_ms: i64) {

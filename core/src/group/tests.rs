@@ -1371,6 +1371,99 @@ fn bad_join_inputs_get_kafka_errors() {
     s.c.check_invariants();
 }
 
+#[test]
+fn losing_leadership_answers_every_parked_request() {
+    let mut s = two_member_group(9);
+    let c = s.add(Client::new("c", None, 9));
+    s.step(c);
+    s.step(c); // parked JoinGroup
+    s.step(0);
+    s.step(0); // a's JoinGroup parked too
+    assert_eq!(s.waiting.len(), 2);
+    s.c.fail_all_waiters(ResponseError::NotCoordinator);
+    s.c.check_invariants();
+    let out = s.c.take_output();
+    let mut tokens: Vec<Token> = out.completions.iter().map(|(t, _)| *t).collect();
+    tokens.sort();
+    assert_eq!(tokens, s.waiting.keys().copied().collect::<Vec<_>>());
+    for (_, c) in out.completions {
+        match c {
+            Completion::Join(r) => assert_eq!(r.error_code, code(ResponseError::NotCoordinator)),
+            Completion::Sync(_) => panic!("no sync was parked"),
+        }
+    }
+}
+
+/// Arbitrary bytes fed to apply() must give Ok or Err, never a panic or a broken coordinator.
+#[test]
+fn apply_survives_garbage_records() {
+    let mut rng = Rng(0xbad5eed);
+    let mut c = GroupCoordinator::new(0, cfg0());
+    let good = [
+        records::group_metadata_record(
+            "g",
+            &records::GroupValue {
+                protocol_type: "consumer".into(),
+                generation: 3,
+                protocol: Some("range".into()),
+                leader: Some("m".into()),
+                current_state_timestamp_ms: 1,
+                members: vec![records::MemberValue {
+                    member_id: "m".into(),
+                    group_instance_id: Some("i".into()),
+                    client_id: "c".into(),
+                    client_host: "h".into(),
+                    rebalance_timeout_ms: 1000,
+                    session_timeout_ms: 6000,
+                    subscription: subscription(&[TOPIC]),
+                    assignment: encode_assignment(&[0]),
+                }],
+            },
+        ),
+        records::offset_commit_record(
+            "g",
+            "t",
+            0,
+            &records::OffsetValue {
+                offset: 1,
+                leader_epoch: 0,
+                metadata: String::new(),
+                commit_timestamp_ms: 0,
+                expire_timestamp_ms: -1,
+            },
+        ),
+    ];
+    for round in 0..20_000 {
+        let base = &good[round % good.len()];
+        let mut key = base.key.to_vec();
+        let mut value = base.value.as_ref().map(|v| v.to_vec());
+        for _ in 0..1 + rng.below(4) {
+            let pick_key = rng.below(3) == 0;
+            let target = match value.as_mut() {
+                Some(v) if !pick_key => v,
+                _ => &mut key,
+            };
+            if target.is_empty() {
+                continue;
+            }
+            let i = rng.below(target.len() as u64) as usize;
+            match rng.below(3) {
+                0 => target[i] = rng.next() as u8,
+                1 => target.truncate(i),
+                _ => target.insert(i, rng.next() as u8),
+            }
+        }
+        let rec = LogRecord {
+            key: Bytes::from(key),
+            value: value.map(Bytes::from),
+        };
+        let _ = c.apply(&rec, 1000);
+        c.check_invariants();
+    }
+    c.tick(1_000_000);
+    c.check_invariants();
+}
+
 /// Small deterministic generator (splitmix64) so the test needs no extra dependency.
 struct Rng(u64);
 impl Rng {
