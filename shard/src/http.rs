@@ -225,9 +225,11 @@ pub struct RequestHead {
     pub expect_continue: bool,
 }
 
-/// Index just past the blank line ending the head, if present.
-fn head_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
+/// Index just past the blank line ending the head, if present, scanning
+/// from `from` (bytes before it were already scanned and held no end).
+fn head_end(buf: &[u8], from: usize) -> Option<usize> {
+    // Back up 2 bytes: a terminator may straddle the previous scan's end.
+    let mut i = from.saturating_sub(2);
     while i < buf.len() {
         if buf[i] == b'\n' {
             if buf.get(i + 1) == Some(&b'\n') {
@@ -251,14 +253,30 @@ fn is_token(s: &str) -> bool {
 /// Parse a request head from the start of `buf`. `Ok(None)` means more
 /// bytes are needed; `Ok(Some((head, len)))` consumed `len` bytes.
 pub fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<(RequestHead, usize)>, Reject> {
-    let Some(end) = head_end(buf) else {
+    parse_head_from(buf, limits, 0)
+}
+
+/// [`parse_head`] that skips re-scanning the first `scanned` bytes for the
+/// end of the head, so a head arriving a byte at a time costs O(n), not
+/// O(n²).
+fn parse_head_from(
+    buf: &[u8],
+    limits: &HttpLimits,
+    scanned: usize,
+) -> Result<Option<(RequestHead, usize)>, Reject> {
+    let Some(end) = head_end(buf, scanned) else {
         if buf.len() >= limits.head_bytes_max {
             return Err(Reject::new(431, "request head too large"));
         }
         // A request must start with a method: reject garbage early instead
         // of waiting for a blank line that may never come.
-        let first_line = buf.split(|b| *b == b'\n').next().unwrap_or(&[]);
-        let method_len = first_line.iter().take_while(|b| **b != b' ').count();
+        // Only the first METHOD_BYTES_MAX + 1 bytes matter, so this stays
+        // O(1) however large the buffer.
+        let first_line = &buf[..buf.len().min(METHOD_BYTES_MAX + 1)];
+        let method_len = first_line
+            .iter()
+            .take_while(|b| !matches!(**b, b' ' | b'\r' | b'\n'))
+            .count();
         if method_len > METHOD_BYTES_MAX
             || first_line[..method_len]
                 .iter()
@@ -566,10 +584,19 @@ pub async fn serve_connection_with<S: AsyncRead + AsyncWrite + Unpin>(
             } else {
                 limits.head_timeout
             };
+        let mut scanned = 0;
         let (head, head_len) = loop {
-            match parse_head(&buf, limits) {
+            if scanned == 0 {
+                // RFC 9112 §2.2: ignore empty lines before a request line.
+                let blank = buf
+                    .iter()
+                    .take_while(|b| matches!(**b, b'\r' | b'\n'))
+                    .count();
+                buf.drain(..blank);
+            }
+            match parse_head_from(&buf, limits, scanned) {
                 Ok(Some(h)) => break h,
-                Ok(None) => {}
+                Ok(None) => scanned = buf.len(),
                 Err(r) => return reject(stream, &r, limits).await,
             }
             let was_empty = buf.is_empty();
@@ -835,6 +862,41 @@ mod tests {
             short_limits(),
         );
         assert!(out.contains("POST 11 hello world"), "{out}");
+    }
+
+    #[test]
+    fn blank_lines_before_a_request_are_ignored() {
+        let out = exchange(
+            b"",
+            &[
+                b"GET /metrics HTTP/1.1\r\n\r\n\r\n",
+                b"\r\nGET /metrics HTTP/1.1\r\n\r\n",
+            ],
+            false,
+            short_limits(),
+        );
+        assert_eq!(statuses(&out), ["200", "200"], "{out}");
+    }
+
+    #[test]
+    fn large_head_arriving_byte_by_byte() {
+        // Just under the head limit, one byte per read: must be served (and
+        // quickly: the terminator scan resumes where it stopped).
+        let mut req = b"GET /metrics HTTP/1.1\r\n".to_vec();
+        let pad = format!("X-Pad: {}\r\n", "a".repeat(300));
+        while req.len() + pad.len() < HEAD_BYTES_MAX - 2 {
+            req.extend_from_slice(pad.as_bytes());
+        }
+        req.extend_from_slice(b"\r\n");
+        let chunks: Vec<&[u8]> = req.chunks(1).collect();
+        let t = Instant::now();
+        let limits = HttpLimits {
+            head_timeout: Duration::from_secs(10),
+            ..short_limits()
+        };
+        let out = exchange(b"", &chunks, false, limits);
+        assert_eq!(statuses(&out), ["200"], "{out}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
 
     #[test]

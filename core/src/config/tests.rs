@@ -577,6 +577,18 @@ fn node_id_rules() {
 }
 
 #[test]
+fn derived_raft_port_must_be_valid_and_distinct() {
+    let c = Config::load_str("[server]\nkafka_port = 65535\n", &no_env).unwrap();
+    assert_eq!(keys_of(&c.validate()), ["cluster.node_addr"]);
+    let c = Config::load_str(
+        "[server]\nkafka_port = 9092\n[cluster]\nnode_addr = \"0.0.0.0:9092\"\n",
+        &no_env,
+    )
+    .unwrap();
+    assert_eq!(keys_of(&c.validate()), ["cluster.node_addr"]);
+}
+
+#[test]
 fn replication_factor_checks() {
     // Standalone with RF 3: needs a cluster.
     let c = Config::load_str("[broker]\ndefault_replication_factor = 3\n", &no_env).unwrap();

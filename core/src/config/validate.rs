@@ -354,7 +354,15 @@ impl Config {
             );
         }
         // Listener port clashes on this node.
-        if let Ok((rhost, rport)) = split_host_port(&self.raft_listen_addr()) {
+        let raft_listen = split_host_port(&self.raft_listen_addr());
+        if let (Err(e), None) = (&raft_listen, &c.node_addr) {
+            // Derived from kafka_port + 1 (65535 + 1 wraps to 0).
+            v.push(
+                "cluster.node_addr",
+                format!("derived Raft address is invalid ({e}); set it"),
+            );
+        }
+        if let Ok((rhost, rport)) = raft_listen {
             if rport == self.server.kafka_port && binds_overlap(&rhost, &self.server.bind_addr) {
                 v.push(
                     "cluster.node_addr",
