@@ -141,7 +141,7 @@ fn draw_panel(
 }
 
 fn fmt_tick(v: f64) -> String {
-    if v >= 100.0 {
+    if v == 0.0 || v >= 100.0 {
         format!("{v:.0}")
     } else if v >= 1.0 {
         format!("{v:.1}")

@@ -11,6 +11,7 @@ use chronik_perf::disk::{self, DiskOptions, DiskResult};
 use chronik_perf::result::RunResult;
 use chronik_perf::runner::{self, RunOptions};
 use chronik_perf::workload::{Workload, MAX_PHASE_S};
+use rdkafka::mocking::MockCluster;
 
 #[derive(Parser)]
 #[command(
@@ -47,7 +48,7 @@ enum Cmd {
     /// Run a workload against one broker.
     Run {
         workload: PathBuf,
-        /// Kafka bootstrap address, HOST:PORT.
+        /// Kafka bootstrap address, HOST:PORT (`mock`: librdkafka's in-process mock cluster).
         #[arg(long)]
         bootstrap: String,
         #[command(flatten)]
@@ -65,8 +66,8 @@ enum Cmd {
         /// Rounds (each runs A then B).
         #[arg(long, default_value_t = 3)]
         rounds: u32,
-        /// Broker PIDs for A and B, in order (optional; give both or none).
-        #[arg(long = "broker-pids", num_args = 2, value_delimiter = ',')]
+        /// Broker PIDs of A and B, as `PID_A,PID_B` (optional; local brokers only).
+        #[arg(long = "broker-pids", value_delimiter = ',')]
         broker_pids: Vec<u32>,
         #[command(flatten)]
         common: Common,
@@ -127,6 +128,33 @@ fn run_options(bootstrap: &str, c: &Common, pid: Option<u32>) -> anyhow::Result<
     })
 }
 
+/// Runs `workload` against `bootstrap`; the special address `mock` starts librdkafka's in-process
+/// mock cluster (one broker) for the duration of the run, with the workload's topics created, to
+/// check the harness itself and see its own ceiling without a broker.
+fn run_once(w: &Workload, bootstrap: &str, opts: RunOptions) -> anyhow::Result<RunResult> {
+    if bootstrap != MOCK_BOOTSTRAP {
+        return Ok(runner::run(w, &opts)?);
+    }
+    let cluster = MockCluster::new(1).context("starting the librdkafka mock cluster")?;
+    for t in &w.topics {
+        cluster
+            .create_topic(
+                &t.name,
+                i32::try_from(t.partitions)?,
+                i32::try_from(t.replication_factor)?,
+            )
+            .with_context(|| format!("creating mock topic {}", t.name))?;
+    }
+    let opts = RunOptions {
+        bootstrap: cluster.bootstrap_servers(),
+        ..opts
+    };
+    Ok(runner::run(w, &opts)?)
+}
+
+/// `--bootstrap` value that selects librdkafka's in-process mock cluster.
+const MOCK_BOOTSTRAP: &str = "mock";
+
 fn write_run(result: &RunResult, output: &Path) -> anyhow::Result<()> {
     result.write_json(output)?;
     let svg = output.with_extension("svg");
@@ -167,7 +195,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let w = load(&workload, &common)?;
             let opts = run_options(&bootstrap, &common, common.broker_pid)?;
-            let r = runner::run(&w, &opts)?;
+            let r = run_once(&w, &bootstrap, opts)?;
             print!("{}", r.table());
             if let Some(out) = output {
                 write_run(&r, &out)?;
@@ -187,6 +215,9 @@ fn main() -> anyhow::Result<()> {
             if rounds == 0 || rounds > MAX_ROUNDS {
                 bail!("--rounds must be in 1..={MAX_ROUNDS}");
             }
+            if !broker_pids.is_empty() && broker_pids.len() != 2 {
+                bail!("--broker-pids takes exactly two PIDs: PID_A,PID_B");
+            }
             let w = load(&workload, &common)?;
             let pids = [broker_pids.first().copied(), broker_pids.get(1).copied()];
             let mut runs: [Vec<RunResult>; 2] = [Vec::new(), Vec::new()];
@@ -199,7 +230,7 @@ fn main() -> anyhow::Result<()> {
                         bootstrap[side]
                     );
                     let opts = run_options(&bootstrap[side], &common, pids[side])?;
-                    let r = runner::run(&w, &opts)?;
+                    let r = run_once(&w, &bootstrap[side], opts)?;
                     eprint!("{}", r.table());
                     runs[side].push(r);
                 }

@@ -917,6 +917,20 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
         }
         std::thread::sleep(Duration::from_nanos(target.saturating_sub(now).max(1)));
     }
+    // Last timeline point: the tail of the final interval, up to the end of the measured phase
+    // (acknowledgements that arrive during the flush count in the phase totals, not here).
+    let now = clock.now_ns();
+    if now > last_sample + interval_ns / 2 {
+        timeline.push(sample(
+            &producer_stats,
+            &consumer_stats,
+            now,
+            last_sample,
+            &phases,
+            &mut so_far,
+            &mut so_far_phase,
+        ));
+    }
     let broker_end = opts.broker_pid.and_then(proc_sample);
     if let Some(b) = broker_end {
         broker_rss_max = broker_rss_max.max(b.rss_bytes);
@@ -961,20 +975,6 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
     for h in consumer_handles {
         let _ = h.join();
     }
-    // Final timeline point for the tail of the last interval.
-    let now = clock.now_ns().min(phases.end_ns);
-    if now > last_sample + interval_ns / 2 {
-        timeline.push(sample(
-            &producer_stats,
-            &consumer_stats,
-            now,
-            last_sample,
-            &phases,
-            &mut so_far,
-            &mut so_far_phase,
-        ));
-    }
-
     let mut result = assemble(
         &w,
         opts,
