@@ -1,0 +1,445 @@
+//! One shard's broker: its WAL, its Raft groups, the partitions it owns, and call dispatch.
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronik_core::meta::{MetaCommand, MetaError, MetaState, TopicMeta, META_GROUP};
+use chronik_raft::raft::eraftpb::Entry;
+use chronik_raft::{Applier, MultiRaft};
+use chronik_shard::mesh::Mesh;
+use chronik_storage::Wal;
+use futures::channel::oneshot;
+use kafka_protocol::ResponseError;
+
+use crate::calls::{Call, FetchOutcome, PartitionOffsets, Reply};
+use crate::handlers::groups::Coordinators;
+use crate::partition::{with_timeout, Partition, Settings};
+use crate::shared::Shared;
+
+/// How long a metadata change may take to commit and reach every shard.
+pub const META_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Broker {
+    pub shard: usize,
+    pub shared: Arc<Shared>,
+    pub wal: Rc<Wal>,
+    pub raft: Rc<MultiRaft>,
+    mesh: OnceCell<Rc<Mesh<Call, Reply>>>,
+    partitions: RefCell<HashMap<u64, Rc<Partition>>>,
+    meta_cache: RefCell<(u64, Arc<MetaState>)>,
+    /// Shard 0: the applied `__meta` state and the waiters of proposed commands.
+    meta_state: RefCell<MetaState>,
+    meta_waiters: RefCell<BTreeMap<u64, oneshot::Sender<Result<(), MetaError>>>>,
+    meta_applied: Cell<u64>,
+    /// Producer ids this shard may hand out: `[next, end)`.
+    pid_block: Cell<(i64, i64)>,
+    pub coordinators: Coordinators,
+    /// Requests being handled on this shard (drained before shutdown).
+    inflight: Cell<usize>,
+}
+
+impl Broker {
+    pub fn new(shard: usize, shared: Arc<Shared>, wal: Rc<Wal>) -> Rc<Self> {
+        let raft = MultiRaft::new(shared.node_id as u64, wal.clone());
+        let meta = shared.meta();
+        Rc::new(Self {
+            shard,
+            shared,
+            wal,
+            raft,
+            mesh: OnceCell::new(),
+            partitions: RefCell::new(HashMap::new()),
+            meta_cache: RefCell::new(meta),
+            meta_state: RefCell::new(MetaState::default()),
+            meta_waiters: RefCell::new(BTreeMap::new()),
+            meta_applied: Cell::new(0),
+            pid_block: Cell::new((0, 0)),
+            coordinators: Coordinators::default(),
+            inflight: Cell::new(0),
+        })
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.get()
+    }
+
+    /// Counts a request as in flight until the guard drops.
+    pub fn track(self: &Rc<Self>) -> InflightGuard {
+        self.inflight.set(self.inflight.get() + 1);
+        InflightGuard(self.clone())
+    }
+
+    pub fn set_mesh(&self, mesh: Rc<Mesh<Call, Reply>>) {
+        let _ = self.mesh.set(mesh);
+    }
+
+    /// The current metadata image (refreshed only when shard 0 published a new one).
+    pub fn meta(&self) -> Arc<MetaState> {
+        let v = self.shared.meta_version();
+        {
+            let c = self.meta_cache.borrow();
+            if c.0 == v {
+                return c.1.clone();
+            }
+        }
+        let fresh = self.shared.meta();
+        *self.meta_cache.borrow_mut() = fresh.clone();
+        fresh.1
+    }
+
+    pub fn topic(&self, name: &str) -> Option<TopicMeta> {
+        self.meta().topics.get(name).cloned()
+    }
+
+    pub fn partition(&self, group: u64) -> Option<Rc<Partition>> {
+        self.partitions.borrow().get(&group).cloned()
+    }
+
+    pub fn local_partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// Runs `call` on `shard`: directly if it is this shard, else over the mesh.
+    pub async fn call(self: &Rc<Self>, shard: usize, call: Call) -> Option<Reply> {
+        if shard == self.shard {
+            return Some(self.clone().handle(call).await);
+        }
+        let mesh = self.mesh.get()?;
+        mesh.call(shard, call).await
+    }
+
+    /// Handles a call addressed to this shard.
+    pub async fn handle(self: Rc<Self>, call: Call) -> Reply {
+        match call {
+            Call::Produce {
+                group,
+                records,
+                acks,
+                timeout_ms,
+            } => match self.partition(group) {
+                Some(p) => Reply::Produce(p.produce(records, acks, timeout_ms).await),
+                None => Reply::Produce(crate::calls::ProduceOutcome {
+                    error: ResponseError::NotLeaderOrFollower.code(),
+                    base_offset: -1,
+                    log_append_time_ms: -1,
+                    log_start_offset: -1,
+                    error_message: None,
+                }),
+            },
+            Call::Fetch(parts) => {
+                let mut out = Vec::with_capacity(parts.len());
+                for part in parts {
+                    out.push(match self.partition(part.group) {
+                        Some(p) => p.fetch(part.offset, part.max_bytes).await,
+                        None => FetchOutcome {
+                            error: ResponseError::NotLeaderOrFollower.code(),
+                            high_watermark: -1,
+                            last_stable_offset: -1,
+                            log_start_offset: -1,
+                            ..Default::default()
+                        },
+                    });
+                }
+                Reply::Fetch(out)
+            }
+            Call::WaitForData { parts, timeout_ms } => {
+                let mut rxs = Vec::new();
+                for (group, offset) in parts {
+                    if let Some(p) = self.partition(group) {
+                        match p.watch(offset) {
+                            Some(rx) => rxs.push(rx),
+                            None => return Reply::Waited,
+                        }
+                    }
+                }
+                if !rxs.is_empty() {
+                    let any = futures::future::select_all(rxs);
+                    with_timeout(any, Duration::from_millis(timeout_ms)).await;
+                }
+                Reply::Waited
+            }
+            Call::Offsets(group) => Reply::Offsets(match self.partition(group) {
+                Some(p) => p.offsets(),
+                None => PartitionOffsets {
+                    error: ResponseError::NotLeaderOrFollower.code(),
+                    log_start_offset: -1,
+                    high_watermark: -1,
+                    leader_epoch: -1,
+                },
+            }),
+            Call::ListOffsets { group, timestamp } => {
+                Reply::ListOffsets(match self.partition(group) {
+                    Some(p) if p.is_leader() => p.list_offset(timestamp).await,
+                    _ => crate::calls::OffsetLookup {
+                        error: ResponseError::NotLeaderOrFollower.code(),
+                        offset: -1,
+                        timestamp: -1,
+                        leader_epoch: -1,
+                    },
+                })
+            }
+            Call::DeleteRecords { group, offset } => {
+                Reply::DeleteRecords(match self.partition(group) {
+                    Some(p) => p.delete_records(offset).await,
+                    None => PartitionOffsets {
+                        error: ResponseError::NotLeaderOrFollower.code(),
+                        log_start_offset: -1,
+                        high_watermark: -1,
+                        leader_epoch: -1,
+                    },
+                })
+            }
+            Call::EpochEnd { group, epoch } => {
+                let (error, epoch, end_offset) = match self.partition(group) {
+                    Some(p) => p.epoch_end(epoch),
+                    None => (ResponseError::NotLeaderOrFollower.code(), -1, -1),
+                };
+                Reply::EpochEnd {
+                    error,
+                    epoch,
+                    end_offset,
+                }
+            }
+            Call::Meta(cmd) => Reply::Meta(self.propose_meta_local(cmd).await),
+            Call::Reconcile => {
+                self.reconcile();
+                Reply::Reconciled
+            }
+            Call::Group(gc) => Reply::Group(crate::handlers::groups::handle_local(&self, gc).await),
+            Call::AllocateProducerIds => Reply::ProducerIds(self.allocate_pid_block_local().await),
+        }
+    }
+
+    // ---- metadata -------------------------------------------------------------------------
+
+    /// Proposes a metadata change from any shard and waits until all shards applied it.
+    pub async fn propose_meta(self: &Rc<Self>, cmd: MetaCommand) -> Result<(), MetaError> {
+        match self.call(0, Call::Meta(cmd)).await {
+            Some(Reply::Meta(r)) => r,
+            _ => Err(MetaError::NotInitialised),
+        }
+    }
+
+    /// Shard 0: propose to `__meta`, wait for the apply result, then bring every shard in line.
+    async fn propose_meta_local(self: &Rc<Self>, cmd: MetaCommand) -> Result<(), MetaError> {
+        assert_eq!(self.shard, 0, "__meta lives on shard 0");
+        let data = serde_json::to_vec(&cmd).expect("meta commands serialise");
+        let proposed = self
+            .raft
+            .propose(META_GROUP, data)
+            .map_err(|_| MetaError::NotInitialised)?;
+        let (tx, rx) = oneshot::channel();
+        self.meta_waiters.borrow_mut().insert(proposed.index, tx);
+        let result = match with_timeout(rx, META_TIMEOUT).await {
+            Some(Ok(r)) => r,
+            _ => Err(MetaError::NotInitialised),
+        };
+        if result.is_ok() {
+            self.reconcile_all().await;
+        }
+        result
+    }
+
+    /// Shard 0: ask every shard (itself included) to open/close partitions per the metadata.
+    pub async fn reconcile_all(self: &Rc<Self>) {
+        let calls = (0..self.shared.shards).map(|s| self.call(s, Call::Reconcile));
+        futures::future::join_all(calls).await;
+    }
+
+    fn apply_meta(&self, entries: &[Entry]) {
+        let mut changed = false;
+        for e in entries {
+            self.meta_applied.set(e.index);
+            if e.data.is_empty() {
+                continue;
+            }
+            let result = match serde_json::from_slice::<MetaCommand>(&e.data) {
+                Ok(cmd) => self.meta_state.borrow_mut().apply(&cmd),
+                Err(err) => {
+                    tracing::error!(index = e.index, "undecodable __meta entry: {err}");
+                    Err(MetaError::NotInitialised)
+                }
+            };
+            changed |= result.is_ok();
+            if let Some(tx) = self.meta_waiters.borrow_mut().remove(&e.index) {
+                let _ = tx.send(result);
+            }
+        }
+        if changed {
+            self.meta_state.borrow().check_invariants();
+            self.shared.publish_meta(self.meta_state.borrow().clone());
+        }
+    }
+
+    /// Shard 0 at start-up: replay `__meta`, initialise it if new, and create internal topics.
+    pub async fn bootstrap_meta(self: &Rc<Self>) -> anyhow::Result<()> {
+        let node = self.shared.node_id as u64;
+        self.raft.open_group(META_GROUP, &[node], false, true)?;
+        // Wait until the group has a leader and has applied its whole log.
+        let mut polls = 0;
+        loop {
+            let last = self
+                .wal
+                .group_state(META_GROUP)
+                .map(|s| s.last_index)
+                .unwrap_or(0);
+            if self.raft.is_leader(META_GROUP) && self.meta_applied.get() >= last {
+                break;
+            }
+            polls += 1;
+            anyhow::ensure!(polls < 30_000, "__meta did not become ready within 30 s");
+            glommio::timer::sleep(Duration::from_millis(1)).await;
+        }
+        // Publish what was replayed even if nothing changed in this run.
+        self.shared.publish_meta(self.meta_state.borrow().clone());
+        let recorded = self.meta_state.borrow().shards;
+        if recorded == 0 {
+            self.propose_meta_local(MetaCommand::Init {
+                shards: self.shared.shards as u32,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("initialising __meta: {e}"))?;
+        } else if recorded as usize != self.shared.shards {
+            anyhow::bail!(
+                "this data directory was laid out for {recorded} shards but {} cores were given; \
+                 start with {recorded} cores (--cores / [server] cores) — partitions are owned by \
+                 a fixed shard",
+                self.shared.shards
+            );
+        }
+        let offsets = chronik_core::meta::CONSUMER_OFFSETS_TOPIC;
+        if !self.meta_state.borrow().topics.contains_key(offsets) {
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            self.propose_meta_local(MetaCommand::CreateTopic {
+                name: offsets.to_string(),
+                id: uuid::Uuid::new_v4().as_u128(),
+                partitions: self
+                    .shared
+                    .config
+                    .broker
+                    .offsets_topic_num_partitions
+                    .max(1) as i32,
+                configs,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("creating {offsets}: {e}"))?;
+        }
+        self.reconcile_all().await;
+        Ok(())
+    }
+
+    /// Opens partitions this shard owns per the metadata and closes the ones that are gone.
+    pub fn reconcile(self: &Rc<Self>) {
+        let meta = self.meta();
+        let node = self.shared.node_id as u64;
+        let mut wanted = HashMap::new();
+        for t in meta.topics.values() {
+            let settings = Settings::resolve(&t.configs, &self.shared.topic_defaults);
+            for (i, p) in t.partitions.iter().enumerate() {
+                if p.shard as usize == self.shard {
+                    wanted.insert(p.group, (t.name.clone(), i as i32, settings.clone()));
+                }
+            }
+        }
+        // Close partitions of deleted topics.
+        let gone: Vec<u64> = self
+            .partitions
+            .borrow()
+            .keys()
+            .filter(|g| !wanted.contains_key(g))
+            .copied()
+            .collect();
+        for g in gone {
+            if let Some(p) = self.partitions.borrow_mut().remove(&g) {
+                p.close();
+            }
+            self.coordinators.remove(g);
+            if let Err(e) = self.raft.remove_group(g) {
+                tracing::warn!(group = g, "removing group: {e}");
+            }
+        }
+        // Groups left in the WAL by topics deleted before a crash.
+        for g in self.wal.groups() {
+            if g != META_GROUP && !wanted.contains_key(&g) && !self.raft.has_group(g) {
+                let _ = self.wal.remove_group(g);
+            }
+        }
+        for (g, (topic, index, settings)) in wanted {
+            if let Some(p) = self.partition(g) {
+                *p.settings.borrow_mut() = settings;
+                continue;
+            }
+            let is_offsets = topic == chronik_core::meta::CONSUMER_OFFSETS_TOPIC;
+            if let Err(e) = self.raft.open_group(g, &[node], true, is_offsets) {
+                tracing::error!(group = g, topic, index, "cannot open partition: {e}");
+                continue;
+            }
+            let p = Partition::open(g, topic.clone(), index, self.raft.clone(), settings);
+            if is_offsets {
+                self.coordinators.open(g, index, &self.shared);
+                let last = self.wal.group_state(g).map_or(0, |s| s.last_index);
+                self.coordinators.set_load_target(g, last);
+            }
+            self.partitions.borrow_mut().insert(g, p);
+        }
+    }
+
+    // ---- producer ids ---------------------------------------------------------------------
+
+    async fn allocate_pid_block_local(self: &Rc<Self>) -> Result<i64, MetaError> {
+        self.propose_meta_local(MetaCommand::AllocateProducerIds)
+            .await?;
+        Ok(self.meta_state.borrow().producer_id_high)
+    }
+
+    /// Hands out a fresh producer id.
+    pub async fn next_producer_id(self: &Rc<Self>) -> Result<i64, MetaError> {
+        let (next, end) = self.pid_block.get();
+        if next < end {
+            self.pid_block.set((next + 1, end));
+            return Ok(next);
+        }
+        let high = match self.call(0, Call::AllocateProducerIds).await {
+            Some(Reply::ProducerIds(r)) => r?,
+            _ => return Err(MetaError::NotInitialised),
+        };
+        let start = high - chronik_core::meta::PRODUCER_ID_BLOCK;
+        self.pid_block.set((start + 1, high));
+        Ok(start)
+    }
+}
+
+impl Applier for Broker {
+    fn apply(&self, group: u64, entries: &[Entry]) {
+        if group == META_GROUP {
+            self.apply_meta(entries);
+            return;
+        }
+        if let Some(p) = self.partition(group) {
+            p.apply(entries);
+        }
+        self.coordinators.apply(group, entries);
+    }
+
+    fn role_changed(&self, group: u64, term: u64, leader: bool) {
+        tracing::debug!(group, term, leader, "raft role changed");
+        self.shared
+            .set_leader_epoch(group, leader.then_some(term.min(i32::MAX as u64) as i32));
+        if let Some(p) = self.partition(group) {
+            p.role_changed(term, leader);
+        }
+    }
+}
+
+/// Decrements the in-flight count on drop.
+pub struct InflightGuard(Rc<Broker>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.set(self.0.inflight.get().saturating_sub(1));
+    }
+}

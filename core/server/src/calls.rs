@@ -1,0 +1,109 @@
+//! The calls one shard makes on another (and on itself, without the mesh).
+//!
+//! Everything here is `Send`: record bytes travel as `Bytes` (reference-counted, not copied).
+
+use bytes::Bytes;
+use chronik_core::meta::{MetaCommand, MetaError};
+
+/// A partition-level produce outcome.
+#[derive(Clone, Debug, Default)]
+pub struct ProduceOutcome {
+    pub error: i16,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    pub error_message: Option<String>,
+}
+
+/// One partition of a fetch.
+#[derive(Clone, Debug)]
+pub struct FetchPart {
+    pub group: u64,
+    pub offset: i64,
+    pub max_bytes: usize,
+    /// READ_COMMITTED (1) or READ_UNCOMMITTED (0).
+    pub isolation: i8,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FetchOutcome {
+    pub error: i16,
+    pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    pub log_start_offset: i64,
+    pub batches: Vec<Bytes>,
+    pub bytes: usize,
+}
+
+/// Offsets of a partition as its owner sees them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PartitionOffsets {
+    pub error: i16,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub leader_epoch: i32,
+}
+
+/// Result of ListOffsets for one partition.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OffsetLookup {
+    pub error: i16,
+    pub offset: i64,
+    pub timestamp: i64,
+    pub leader_epoch: i32,
+}
+
+pub enum Call {
+    Produce {
+        group: u64,
+        records: Bytes,
+        acks: i16,
+        timeout_ms: i32,
+    },
+    Fetch(Vec<FetchPart>),
+    /// Resolve when any listed partition has data past the given offset, or after `timeout_ms`.
+    WaitForData {
+        parts: Vec<(u64, i64)>,
+        timeout_ms: u64,
+    },
+    Offsets(u64),
+    ListOffsets {
+        group: u64,
+        timestamp: i64,
+    },
+    DeleteRecords {
+        group: u64,
+        offset: i64,
+    },
+    /// The end offset of `epoch` (OffsetForLeaderEpoch).
+    EpochEnd {
+        group: u64,
+        epoch: i32,
+    },
+    /// To shard 0: propose a metadata change and wait until every shard has applied it.
+    Meta(MetaCommand),
+    /// Open/close this shard's partitions to match the published metadata.
+    Reconcile,
+    /// A consumer-group call for the coordinator that owns the group's offsets partition.
+    Group(crate::handlers::groups::GroupCall),
+    /// Allocate a block of producer ids (shard 0).
+    AllocateProducerIds,
+}
+
+pub enum Reply {
+    Produce(ProduceOutcome),
+    Fetch(Vec<FetchOutcome>),
+    Waited,
+    Offsets(PartitionOffsets),
+    ListOffsets(OffsetLookup),
+    DeleteRecords(PartitionOffsets),
+    EpochEnd {
+        error: i16,
+        epoch: i32,
+        end_offset: i64,
+    },
+    Meta(Result<(), MetaError>),
+    Reconciled,
+    Group(crate::handlers::groups::GroupReply),
+    ProducerIds(Result<i64, MetaError>),
+}

@@ -1,0 +1,135 @@
+//! A client connection.
+//!
+//! The reader decodes frames and starts one task per request, so pipelined requests are handled
+//! concurrently; the writer awaits those tasks in arrival order, so responses leave in request
+//! order as Kafka requires. At most [`MAX_INFLIGHT_PER_CONNECTION`] requests are in flight; the
+//! reader stops reading while the window is full (TCP backpressure to the client).
+//!
+//! The first four bytes tell HTTP from Kafka: a Kafka frame starts with a size far below
+//! `"GET "` read as a big-endian integer (1.2 GB), so `/metrics` can be curled on the Kafka port
+//! as the deployment guide does.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use chronik_protocol::frame::{self, RequestHead};
+use chronik_protocol::ProtocolError;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::channels::local_channel;
+use glommio::net::TcpStream;
+use glommio::task::JoinHandle;
+
+use crate::broker::Broker;
+
+/// Requests of one connection being handled at once.
+pub const MAX_INFLIGHT_PER_CONNECTION: usize = 64;
+
+const HTTP_PREFIXES: [&[u8; 4]; 6] = [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI"];
+
+/// Serves one accepted connection until the client closes it or sends garbage.
+pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream
+        .peer_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let mut prefix = [0u8; 4];
+    let (mut reader, writer) = stream.split();
+    if reader.read_exact(&mut prefix).await.is_err() {
+        return;
+    }
+    if HTTP_PREFIXES.iter().any(|p| **p == prefix) {
+        let stream = reader.reunite(writer).expect("halves of one stream");
+        crate::http::serve(broker, stream, &prefix).await;
+        return;
+    }
+    let (tx, rx) =
+        local_channel::new_bounded::<JoinHandle<Option<Bytes>>>(MAX_INFLIGHT_PER_CONNECTION);
+    let pending = Rc::new(Cell::new(0usize));
+    let writer_pending = pending.clone();
+    let writer_task = glommio::spawn_local(async move {
+        let mut w = futures::io::BufWriter::with_capacity(64 * 1024, writer);
+        while let Some(task) = rx.recv().await {
+            writer_pending.set(writer_pending.get() - 1);
+            if let Some(Some(bytes)) = task.await {
+                if w.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+            if writer_pending.get() == 0 && w.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = w.flush().await;
+    });
+    let max = broker.shared.config.server.socket_request_max_bytes as usize;
+    loop {
+        let len = match frame::frame_len(prefix, max) {
+            Ok(len) => len,
+            Err(e) => {
+                tracing::debug!(%peer, "closing connection: {e}");
+                break;
+            }
+        };
+        let mut buf = BytesMut::zeroed(len);
+        if reader.read_exact(&mut buf).await.is_err() {
+            break;
+        }
+        let frame = buf.freeze();
+        let task = match request_task(&broker, frame, &peer) {
+            Some(t) => t,
+            None => break,
+        };
+        pending.set(pending.get() + 1);
+        if tx.send(task).await.is_err() {
+            break;
+        }
+        if reader.read_exact(&mut prefix).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    writer_task.await;
+}
+
+/// Starts handling one request; `None` means close the connection (malformed input).
+fn request_task(
+    broker: &Rc<Broker>,
+    frame: Bytes,
+    peer: &str,
+) -> Option<JoinHandle<Option<Bytes>>> {
+    let head = match frame::request_head(&frame) {
+        Ok(h) => h,
+        Err(_) => return None,
+    };
+    match frame::decode_request(frame) {
+        Ok(req) => {
+            let broker = broker.clone();
+            let peer = peer.to_string();
+            Some(
+                glommio::spawn_local(
+                    async move { crate::handlers::dispatch(broker, req, &peer).await },
+                )
+                .detach(),
+            )
+        }
+        Err(ProtocolError::UnknownApiKey { .. } | ProtocolError::UnsupportedVersion { .. }) => {
+            Some(ready(unsupported(head)))
+        }
+        Err(e) => {
+            tracing::debug!(%peer, api_key = head.api_key, "closing connection: {e}");
+            None
+        }
+    }
+}
+
+fn unsupported(head: RequestHead) -> Bytes {
+    let mut out = BytesMut::new();
+    frame::encode_unsupported(&mut out, head);
+    out.freeze()
+}
+
+fn ready(bytes: Bytes) -> JoinHandle<Option<Bytes>> {
+    glommio::spawn_local(async move { Some(bytes) }).detach()
+}

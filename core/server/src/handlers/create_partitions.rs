@@ -1,0 +1,47 @@
+//! CreatePartitions (key 37), versions 0–3.
+
+use chronik_core::meta::MetaCommand;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::ResponseError;
+
+use super::{meta_error, str_bytes, Ctx};
+
+pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.as_str().to_string();
+        let err = match ctx.broker.topic(&name) {
+            None => Some((
+                ResponseError::UnknownTopicOrPartition.code(),
+                format!("topic '{name}' does not exist"),
+            )),
+            Some(meta) if t.count <= meta.partitions.len() as i32 => Some((
+                ResponseError::InvalidPartitions.code(),
+                format!(
+                    "topic currently has {} partitions, {} would not be an increase",
+                    meta.partitions.len(),
+                    t.count
+                ),
+            )),
+            Some(_) if req.validate_only => None,
+            Some(_) => ctx
+                .broker
+                .propose_meta(MetaCommand::CreatePartitions {
+                    name: name.clone(),
+                    total: t.count,
+                })
+                .await
+                .err()
+                .map(|e| meta_error(&e)),
+        };
+        let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
+        if let Some((code, msg)) = err {
+            r = r
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(msg)));
+        }
+        results.push(r);
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}

@@ -1,0 +1,752 @@
+//! The consumer-group APIs: FindCoordinator (10, v0–4), JoinGroup (11, v0–9), Heartbeat
+//! (12, v0–4), LeaveGroup (13, v0–5), SyncGroup (14, v0–5), OffsetCommit (8, v2–8), OffsetFetch
+//! (9, v1–8), DescribeGroups (15, v0–5), ListGroups (16, v0–4), DeleteGroups (42, v0–2) and
+//! OffsetDelete (47, v0).
+//!
+//! A group's coordinator is the leader of its `__consumer_offsets` partition
+//! (`partition_for_group`), so every call is routed to the shard owning that partition, where a
+//! `chronik_core::group::GroupCoordinator` state machine answers. Its records (offset commits,
+//! group metadata) are appended to the partition through the ordinary produce path; an
+//! OffsetCommit is answered only once its records are committed, and the coordinator learns
+//! committed records through `apply`, which is also how it rebuilds its state after a restart.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chronik_core::group::{Completion, GroupConfig, GroupCoordinator, LogRecord, Reply as GReply};
+use chronik_raft::raft::eraftpb::Entry;
+use futures::channel::oneshot;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::DescribedGroup;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
+use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
+use kafka_protocol::messages::*;
+use kafka_protocol::ResponseError;
+
+use crate::broker::Broker;
+use crate::calls::{Call, Reply};
+use crate::partition::now_ms;
+
+use super::{str_bytes, Ctx};
+
+/// How often coordinators run their timers (session expiry, rebalance deadlines).
+pub const TICK_INTERVAL: Duration = Duration::from_millis(50);
+/// How long an OffsetCommit waits for its records to commit.
+const COMMIT_TIMEOUT_MS: i32 = 30_000;
+
+/// A group call routed to the coordinator's shard. `group` is the raft group of the
+/// `__consumer_offsets` partition.
+pub enum GroupCall {
+    Join {
+        group: u64,
+        req: JoinGroupRequest,
+        version: i16,
+        client_id: String,
+        client_host: String,
+    },
+    Sync {
+        group: u64,
+        req: SyncGroupRequest,
+        version: i16,
+    },
+    Heartbeat {
+        group: u64,
+        req: HeartbeatRequest,
+        version: i16,
+    },
+    Leave {
+        group: u64,
+        req: LeaveGroupRequest,
+        version: i16,
+    },
+    Commit {
+        group: u64,
+        req: OffsetCommitRequest,
+        version: i16,
+    },
+    Fetch {
+        group: u64,
+        req: OffsetFetchRequest,
+        version: i16,
+    },
+    FetchGroup {
+        group: u64,
+        req: OffsetFetchRequestGroup,
+        version: i16,
+    },
+    Describe {
+        group: u64,
+        group_id: String,
+        version: i16,
+    },
+    /// Every coordinator on the shard.
+    List {
+        req: ListGroupsRequest,
+        version: i16,
+    },
+    Delete {
+        group: u64,
+        group_id: String,
+    },
+    OffsetDelete {
+        group: u64,
+        req: OffsetDeleteRequest,
+    },
+}
+
+pub enum GroupReply {
+    Join(JoinGroupResponse),
+    Sync(SyncGroupResponse),
+    Heartbeat(HeartbeatResponse),
+    Leave(LeaveGroupResponse),
+    Commit(OffsetCommitResponse),
+    Fetch(OffsetFetchResponse),
+    FetchGroup(OffsetFetchResponseGroup),
+    Describe(DescribedGroup),
+    List(Vec<ListedGroup>),
+    Delete(DeletableGroupResult),
+    OffsetDelete(OffsetDeleteResponse),
+    /// The partition is not here, or its state is still being replayed.
+    Error(i16),
+}
+
+struct Coord {
+    partition: i32,
+    gc: RefCell<GroupCoordinator>,
+    waiters: RefCell<HashMap<u64, oneshot::Sender<Completion>>>,
+    /// Raft index up to which the log must be applied before the coordinator answers.
+    load_target: Cell<u64>,
+    loaded: Cell<bool>,
+}
+
+/// The coordinators of the `__consumer_offsets` partitions this shard owns.
+#[derive(Default)]
+pub struct Coordinators {
+    by_group: RefCell<HashMap<u64, Rc<Coord>>>,
+    next_token: Cell<u64>,
+}
+
+impl Coordinators {
+    pub fn open(&self, group: u64, partition: i32, shared: &crate::shared::Shared) {
+        let b = &shared.config.broker;
+        let cfg = GroupConfig {
+            min_session_timeout_ms: b.group_min_session_timeout_ms.min(i32::MAX as u64) as i32,
+            max_session_timeout_ms: b.group_max_session_timeout_ms.min(i32::MAX as u64) as i32,
+            initial_rebalance_delay_ms: b.group_initial_rebalance_delay_ms.min(i32::MAX as u64)
+                as i32,
+            offsets_retention_ms: (b.offsets_retention_minutes as i64).saturating_mul(60_000),
+            group_max_size: (b.group_max_size as usize)
+                .min(chronik_core::group::MAX_MEMBERS_PER_GROUP),
+            ..GroupConfig::default()
+        };
+        let target = 0;
+        self.by_group.borrow_mut().insert(
+            group,
+            Rc::new(Coord {
+                partition,
+                gc: RefCell::new(GroupCoordinator::new(partition, cfg)),
+                waiters: RefCell::new(HashMap::new()),
+                load_target: Cell::new(target),
+                loaded: Cell::new(false),
+            }),
+        );
+    }
+
+    /// Sets the index the replay must reach before the coordinator serves requests.
+    pub fn set_load_target(&self, group: u64, index: u64) {
+        if let Some(c) = self.by_group.borrow().get(&group) {
+            c.load_target.set(index);
+            if index == 0 {
+                c.loaded.set(true);
+            }
+        }
+    }
+
+    pub fn remove(&self, group: u64) {
+        self.by_group.borrow_mut().remove(&group);
+    }
+
+    fn get(&self, group: u64) -> Option<Rc<Coord>> {
+        self.by_group.borrow().get(&group).cloned()
+    }
+
+    fn all(&self) -> Vec<Rc<Coord>> {
+        self.by_group.borrow().values().cloned().collect()
+    }
+
+    /// Committed entries of a `__consumer_offsets` partition: feed their records to its
+    /// coordinator.
+    pub fn apply(&self, group: u64, entries: &[Entry]) {
+        let Some(c) = self.get(group) else { return };
+        let now = now_ms();
+        {
+            let mut gc = c.gc.borrow_mut();
+            for e in entries {
+                if e.data.is_empty() {
+                    continue;
+                }
+                let Some(records) = chronik_protocol::batch::decode_records(&e.data) else {
+                    tracing::warn!(
+                        group,
+                        index = e.index,
+                        "undecodable __consumer_offsets batch"
+                    );
+                    continue;
+                };
+                for (k, v) in records {
+                    let Some(k) = k else { continue };
+                    let rec = LogRecord {
+                        key: Bytes::copy_from_slice(k),
+                        value: v.map(Bytes::copy_from_slice),
+                    };
+                    if let Err(err) = gc.apply(&rec, now) {
+                        tracing::debug!(group, "skipping __consumer_offsets record: {err}");
+                    }
+                }
+            }
+        }
+        if let Some(last) = entries.last() {
+            if last.index >= c.load_target.get() {
+                c.loaded.set(true);
+            }
+        }
+    }
+
+    fn next_token(&self) -> u64 {
+        let t = self.next_token.get() + 1;
+        self.next_token.set(t);
+        t
+    }
+}
+
+/// Runs coordinator timers on this shard forever (spawned per shard).
+pub async fn run_timers(broker: Rc<Broker>) {
+    loop {
+        glommio::timer::sleep(TICK_INTERVAL).await;
+        if broker.shared.is_shutting_down() {
+            return;
+        }
+        let now = now_ms();
+        for c in broker.coordinators.all() {
+            if !c.loaded.get() {
+                continue;
+            }
+            c.gc.borrow_mut().tick(now);
+            drain(&broker, &c);
+        }
+    }
+}
+
+/// Delivers parked responses and appends the coordinator's records (not waited for).
+fn drain(broker: &Rc<Broker>, c: &Rc<Coord>) {
+    let out = c.gc.borrow_mut().take_output();
+    for (token, completion) in out.completions {
+        if let Some(tx) = c.waiters.borrow_mut().remove(&token) {
+            let _ = tx.send(completion);
+        }
+    }
+    if !out.records.is_empty() {
+        let broker = broker.clone();
+        let partition = c.partition;
+        glommio::spawn_local(async move {
+            if let Err(code) = append_records(&broker, partition, &out.records).await {
+                tracing::warn!(partition, code, "appending group metadata failed");
+            }
+        })
+        .detach();
+    }
+}
+
+/// Appends records to a `__consumer_offsets` partition owned by this shard; waits for commit.
+async fn append_records(
+    broker: &Rc<Broker>,
+    partition: i32,
+    records: &[LogRecord],
+) -> Result<(), i16> {
+    let topic = broker
+        .topic(chronik_core::meta::CONSUMER_OFFSETS_TOPIC)
+        .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
+    let pm = topic
+        .partitions
+        .get(partition as usize)
+        .ok_or(ResponseError::CoordinatorNotAvailable.code())?;
+    let p = broker
+        .partition(pm.group)
+        .ok_or(ResponseError::NotCoordinator.code())?;
+    let kvs: Vec<chronik_protocol::batch::KeyValue<'_>> = records
+        .iter()
+        .map(|r| (Some(&r.key[..]), r.value.as_deref()))
+        .collect();
+    let batch = chronik_protocol::batch::encode_batch(&kvs, now_ms());
+    let outcome = p.produce(Bytes::from(batch), -1, COMMIT_TIMEOUT_MS).await;
+    if outcome.error != 0 {
+        return Err(outcome.error);
+    }
+    Ok(())
+}
+
+/// Handles a group call on the shard that owns the coordinator.
+pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
+    let group = match &call {
+        GroupCall::Join { group, .. }
+        | GroupCall::Sync { group, .. }
+        | GroupCall::Heartbeat { group, .. }
+        | GroupCall::Leave { group, .. }
+        | GroupCall::Commit { group, .. }
+        | GroupCall::Fetch { group, .. }
+        | GroupCall::FetchGroup { group, .. }
+        | GroupCall::Describe { group, .. }
+        | GroupCall::Delete { group, .. }
+        | GroupCall::OffsetDelete { group, .. } => Some(*group),
+        GroupCall::List { .. } => None,
+    };
+    if let GroupCall::List { req, version } = &call {
+        let mut all = Vec::new();
+        for c in broker.coordinators.all() {
+            if c.loaded.get() {
+                all.extend(c.gc.borrow().list_groups(req, *version));
+            }
+        }
+        return GroupReply::List(all);
+    }
+    let group = group.expect("non-list calls name a group");
+    let Some(c) = broker.coordinators.get(group) else {
+        return GroupReply::Error(ResponseError::NotCoordinator.code());
+    };
+    if !broker.partition(group).is_some_and(|p| p.is_leader()) {
+        return GroupReply::Error(ResponseError::NotCoordinator.code());
+    }
+    if !c.loaded.get() {
+        return GroupReply::Error(ResponseError::CoordinatorLoadInProgress.code());
+    }
+    let now = now_ms();
+    let reply = match call {
+        GroupCall::Join {
+            req,
+            version,
+            client_id,
+            client_host,
+            ..
+        } => {
+            let token = broker.coordinators.next_token();
+            let r =
+                c.gc.borrow_mut()
+                    .join_group(token, &req, version, &client_id, &client_host, now);
+            match r {
+                GReply::Now(resp) => {
+                    drain(broker, &c);
+                    GroupReply::Join(resp)
+                }
+                GReply::Later => {
+                    let rx = park(&c, token);
+                    drain(broker, &c);
+                    match rx.await {
+                        Ok(Completion::Join(resp)) => GroupReply::Join(resp),
+                        _ => GroupReply::Error(ResponseError::RebalanceInProgress.code()),
+                    }
+                }
+            }
+        }
+        GroupCall::Sync { req, version, .. } => {
+            let token = broker.coordinators.next_token();
+            let r = c.gc.borrow_mut().sync_group(token, &req, version, now);
+            match r {
+                GReply::Now(resp) => {
+                    drain(broker, &c);
+                    GroupReply::Sync(resp)
+                }
+                GReply::Later => {
+                    let rx = park(&c, token);
+                    drain(broker, &c);
+                    match rx.await {
+                        Ok(Completion::Sync(resp)) => GroupReply::Sync(resp),
+                        _ => GroupReply::Error(ResponseError::RebalanceInProgress.code()),
+                    }
+                }
+            }
+        }
+        GroupCall::Heartbeat { req, version, .. } => {
+            let r = c.gc.borrow_mut().heartbeat(&req, version, now);
+            drain(broker, &c);
+            GroupReply::Heartbeat(r)
+        }
+        GroupCall::Leave { req, version, .. } => {
+            let r = c.gc.borrow_mut().leave_group(&req, version, now);
+            drain(broker, &c);
+            GroupReply::Leave(r)
+        }
+        GroupCall::Commit { req, version, .. } => {
+            let (records, mut resp) = c.gc.borrow_mut().offset_commit(&req, version, now);
+            drain(broker, &c);
+            if !records.is_empty() {
+                if let Err(code) = append_records(broker, c.partition, &records).await {
+                    for t in &mut resp.topics {
+                        for p in &mut t.partitions {
+                            if p.error_code == 0 {
+                                p.error_code = code;
+                            }
+                        }
+                    }
+                }
+            }
+            GroupReply::Commit(resp)
+        }
+        GroupCall::Fetch { req, version, .. } => {
+            GroupReply::Fetch(c.gc.borrow().offset_fetch(&req, version))
+        }
+        GroupCall::FetchGroup { req, version, .. } => {
+            GroupReply::FetchGroup(c.gc.borrow().offset_fetch_group(&req, version))
+        }
+        GroupCall::Describe {
+            group_id, version, ..
+        } => GroupReply::Describe(c.gc.borrow().describe_group(&group_id, version)),
+        GroupCall::Delete { group_id, .. } => {
+            let (records, result) = c.gc.borrow_mut().delete_group(&group_id, now);
+            drain(broker, &c);
+            let mut result = result;
+            if result.error_code == 0 && !records.is_empty() {
+                if let Err(code) = append_records(broker, c.partition, &records).await {
+                    result.error_code = code;
+                }
+            }
+            GroupReply::Delete(result)
+        }
+        GroupCall::OffsetDelete { req, .. } => {
+            let (records, mut resp) = c.gc.borrow_mut().offset_delete(&req, now);
+            drain(broker, &c);
+            if resp.error_code == 0 && !records.is_empty() {
+                if let Err(code) = append_records(broker, c.partition, &records).await {
+                    resp.error_code = code;
+                }
+            }
+            GroupReply::OffsetDelete(resp)
+        }
+        GroupCall::List { .. } => unreachable!("handled above"),
+    };
+    reply
+}
+
+fn park(c: &Rc<Coord>, token: u64) -> oneshot::Receiver<Completion> {
+    let (tx, rx) = oneshot::channel();
+    c.waiters.borrow_mut().insert(token, tx);
+    rx
+}
+
+/// Where a group's coordinator lives: (offsets partition's raft group, owning shard).
+fn route(broker: &Rc<Broker>, group_id: &str) -> Option<(u64, usize)> {
+    let topic = broker.topic(chronik_core::meta::CONSUMER_OFFSETS_TOPIC)?;
+    let p = broker.shared.offsets_partition_for(group_id);
+    let pm = topic.partitions.get(p as usize)?;
+    Some((pm.group, pm.shard as usize))
+}
+
+async fn call(ctx: &Ctx<'_>, group_id: &str, make: impl FnOnce(u64) -> GroupCall) -> GroupReply {
+    let Some((group, shard)) = route(ctx.broker, group_id) else {
+        return GroupReply::Error(ResponseError::CoordinatorNotAvailable.code());
+    };
+    match ctx.broker.call(shard, Call::Group(make(group))).await {
+        Some(Reply::Group(r)) => r,
+        _ => GroupReply::Error(ResponseError::CoordinatorNotAvailable.code()),
+    }
+}
+
+/// Dispatches the group-family requests; `None` for request kinds that are not group APIs.
+pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> {
+    let v = ctx.version;
+    Some(match body {
+        RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator(ctx, r)),
+        RequestKind::JoinGroup(req) => {
+            let gid = req.group_id.0.as_str().to_string();
+            let host = ctx
+                .peer
+                .rsplit_once(':')
+                .map_or(ctx.peer, |(h, _)| h)
+                .to_string();
+            let client_id = ctx.client_id.to_string();
+            ResponseKind::JoinGroup(
+                match call(ctx, &gid, |group| GroupCall::Join {
+                    group,
+                    req,
+                    version: v,
+                    client_id,
+                    client_host: format!("/{host}"),
+                })
+                .await
+                {
+                    GroupReply::Join(r) => r,
+                    other => JoinGroupResponse::default()
+                        .with_error_code(error_of(other))
+                        .with_generation_id(-1),
+                },
+            )
+        }
+        RequestKind::SyncGroup(req) => {
+            let gid = req.group_id.0.as_str().to_string();
+            ResponseKind::SyncGroup(
+                match call(ctx, &gid, |group| GroupCall::Sync {
+                    group,
+                    req,
+                    version: v,
+                })
+                .await
+                {
+                    GroupReply::Sync(r) => r,
+                    other => SyncGroupResponse::default().with_error_code(error_of(other)),
+                },
+            )
+        }
+        RequestKind::Heartbeat(req) => {
+            let gid = req.group_id.0.as_str().to_string();
+            ResponseKind::Heartbeat(
+                match call(ctx, &gid, |group| GroupCall::Heartbeat {
+                    group,
+                    req,
+                    version: v,
+                })
+                .await
+                {
+                    GroupReply::Heartbeat(r) => r,
+                    other => HeartbeatResponse::default().with_error_code(error_of(other)),
+                },
+            )
+        }
+        RequestKind::LeaveGroup(req) => {
+            let gid = req.group_id.0.as_str().to_string();
+            ResponseKind::LeaveGroup(
+                match call(ctx, &gid, |group| GroupCall::Leave {
+                    group,
+                    req,
+                    version: v,
+                })
+                .await
+                {
+                    GroupReply::Leave(r) => r,
+                    other => LeaveGroupResponse::default().with_error_code(error_of(other)),
+                },
+            )
+        }
+        RequestKind::OffsetCommit(req) => {
+            let gid = req.group_id.0.as_str().to_string();
+            let fallback = req.clone();
+            ResponseKind::OffsetCommit(
+                match call(ctx, &gid, |group| GroupCall::Commit {
+                    group,
+                    req,
+                    version: v,
+                })
+                .await
+                {
+                    GroupReply::Commit(r) => r,
+                    other => commit_error(&fallback, error_of(other)),
+                },
+            )
+        }
+        RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(offset_fetch(ctx, req).await),
+        RequestKind::DescribeGroups(req) => {
+            let mut groups = Vec::with_capacity(req.groups.len());
+            for g in req.groups {
+                let gid = g.0.as_str().to_string();
+                let id2 = gid.clone();
+                groups.push(
+                    match call(ctx, &gid, |group| GroupCall::Describe {
+                        group,
+                        group_id: id2,
+                        version: v,
+                    })
+                    .await
+                    {
+                        GroupReply::Describe(d) => d,
+                        other => DescribedGroup::default()
+                            .with_group_id(g)
+                            .with_error_code(error_of(other)),
+                    },
+                );
+            }
+            ResponseKind::DescribeGroups(DescribeGroupsResponse::default().with_groups(groups))
+        }
+        RequestKind::ListGroups(req) => {
+            let shards = ctx.broker.shared.shards;
+            let calls = (0..shards).map(|s| {
+                let req = req.clone();
+                async move {
+                    ctx.broker
+                        .call(s, Call::Group(GroupCall::List { req, version: v }))
+                        .await
+                }
+            });
+            let mut groups = Vec::new();
+            let mut error = 0;
+            for r in futures::future::join_all(calls).await {
+                match r {
+                    Some(Reply::Group(GroupReply::List(l))) => groups.extend(l),
+                    _ => error = ResponseError::CoordinatorNotAvailable.code(),
+                }
+            }
+            groups.sort_by(|a, b| a.group_id.0.as_str().cmp(b.group_id.0.as_str()));
+            ResponseKind::ListGroups(
+                ListGroupsResponse::default()
+                    .with_error_code(error)
+                    .with_groups(groups),
+            )
+        }
+        RequestKind::DeleteGroups(req) => {
+            let mut results = Vec::with_capacity(req.groups_names.len());
+            for g in req.groups_names {
+                let gid = g.0.as_str().to_string();
+                let id2 = gid.clone();
+                results.push(
+                    match call(ctx, &gid, |group| GroupCall::Delete {
+                        group,
+                        group_id: id2,
+                    })
+                    .await
+                    {
+                        GroupReply::Delete(d) => d,
+                        other => DeletableGroupResult::default()
+                            .with_group_id(g)
+                            .with_error_code(error_of(other)),
+                    },
+                );
+            }
+            ResponseKind::DeleteGroups(DeleteGroupsResponse::default().with_results(results))
+        }
+        RequestKind::OffsetDelete(req) => {
+            let gid = req.group_id.0.as_str().to_string();
+            ResponseKind::OffsetDelete(
+                match call(ctx, &gid, |group| GroupCall::OffsetDelete { group, req }).await {
+                    GroupReply::OffsetDelete(r) => r,
+                    other => OffsetDeleteResponse::default().with_error_code(error_of(other)),
+                },
+            )
+        }
+        _ => return None,
+    })
+}
+
+fn error_of(r: GroupReply) -> i16 {
+    match r {
+        GroupReply::Error(c) => c,
+        _ => ResponseError::UnknownServerError.code(),
+    }
+}
+
+fn commit_error(req: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
+    use kafka_protocol::messages::offset_commit_response::{
+        OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+    };
+    OffsetCommitResponse::default().with_topics(
+        req.topics
+            .iter()
+            .map(|t| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
+async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let v = ctx.version;
+    if v >= 8 {
+        let mut groups = Vec::with_capacity(req.groups.len());
+        for g in req.groups {
+            let gid = g.group_id.0.as_str().to_string();
+            let group_id = g.group_id.clone();
+            groups.push(
+                match call(ctx, &gid, |group| GroupCall::FetchGroup {
+                    group,
+                    req: g,
+                    version: v,
+                })
+                .await
+                {
+                    GroupReply::FetchGroup(r) => r,
+                    other => OffsetFetchResponseGroup::default()
+                        .with_group_id(group_id)
+                        .with_error_code(error_of(other)),
+                },
+            );
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let gid = req.group_id.0.as_str().to_string();
+    match call(ctx, &gid, |group| GroupCall::Fetch {
+        group,
+        req,
+        version: v,
+    })
+    .await
+    {
+        GroupReply::Fetch(r) => r,
+        other => OffsetFetchResponse::default().with_error_code(error_of(other)),
+    }
+}
+
+fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
+    let s = &ctx.broker.shared;
+    let keys: Vec<String> = if ctx.version >= 4 {
+        req.coordinator_keys
+            .iter()
+            .map(|k| k.as_str().to_string())
+            .collect()
+    } else {
+        vec![req.key.as_str().to_string()]
+    };
+    let answer = |key: &str| -> (i16, Option<String>) {
+        if req.key_type != 0 {
+            return (
+                ResponseError::CoordinatorNotAvailable.code(),
+                Some("transaction coordinators are not supported".into()),
+            );
+        }
+        if key.is_empty() {
+            return (ResponseError::InvalidGroupId.code(), None);
+        }
+        match route(ctx.broker, key) {
+            Some(_) => (0, None),
+            None => (ResponseError::CoordinatorNotAvailable.code(), None),
+        }
+    };
+    let host = str_bytes(s.advertised_host.clone());
+    let port = s.advertised_port as i32;
+    if ctx.version >= 4 {
+        let coordinators = keys
+            .iter()
+            .map(|k| {
+                let (err, msg) = answer(k);
+                let ok = err == 0;
+                Coordinator::default()
+                    .with_key(str_bytes(k.clone()))
+                    .with_node_id(BrokerId(if ok { s.node_id } else { -1 }))
+                    .with_host(if ok { host.clone() } else { str_bytes("") })
+                    .with_port(if ok { port } else { -1 })
+                    .with_error_code(err)
+                    .with_error_message(msg.map(str_bytes))
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let (err, msg) = answer(&keys[0]);
+    let ok = err == 0;
+    FindCoordinatorResponse::default()
+        .with_error_code(err)
+        .with_error_message(msg.map(str_bytes))
+        .with_node_id(BrokerId(if ok { s.node_id } else { -1 }))
+        .with_host(if ok { host } else { str_bytes("") })
+        .with_port(if ok { port } else { -1 })
+}

@@ -1,0 +1,28 @@
+//! InitProducerId (key 22), versions 0–4: idempotent producers get a fresh producer id with
+//! epoch 0. Transactional ids are refused (transactions are not supported yet).
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::ResponseError;
+
+use super::Ctx;
+
+pub async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let resp = InitProducerIdResponse::default()
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    if req.transactional_id.is_some() {
+        return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 {
+        // KIP-360: an idempotent producer bumping its epoch after an error keeps its id.
+        if req.producer_epoch < i16::MAX - 1 {
+            return resp
+                .with_producer_id(req.producer_id)
+                .with_producer_epoch(req.producer_epoch + 1);
+        }
+    }
+    match ctx.broker.next_producer_id().await {
+        Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
+        Err(e) => resp.with_error_code(e.kafka_code()),
+    }
+}

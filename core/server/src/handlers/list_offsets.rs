@@ -1,0 +1,60 @@
+//! ListOffsets (key 2), versions 1–7: latest (-1), earliest (-2), max timestamp (-3, v7) and
+//! by timestamp.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::ResponseError;
+
+use crate::calls::{Call, Reply};
+
+use super::Ctx;
+
+pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let meta = ctx.broker.topic(t.name.0.as_str());
+        let futs = t.partitions.into_iter().map(|p| {
+            let owner = meta
+                .as_ref()
+                .and_then(|m| m.partitions.get(p.partition_index as usize).cloned());
+            async move {
+                let mut r = ListOffsetsPartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_timestamp(-1)
+                    .with_offset(-1)
+                    .with_leader_epoch(-1);
+                match owner {
+                    None => r = r.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                    Some(o) => {
+                        let call = Call::ListOffsets {
+                            group: o.group,
+                            timestamp: p.timestamp,
+                        };
+                        match ctx.broker.call(o.shard as usize, call).await {
+                            Some(Reply::ListOffsets(l)) => {
+                                r = r
+                                    .with_error_code(l.error)
+                                    .with_offset(l.offset)
+                                    .with_timestamp(l.timestamp);
+                                if ctx.version >= 4 {
+                                    r = r.with_leader_epoch(l.leader_epoch);
+                                }
+                            }
+                            _ => r = r.with_error_code(ResponseError::NotLeaderOrFollower.code()),
+                        }
+                    }
+                }
+                r
+            }
+        });
+        let partitions = futures::future::join_all(futs).await;
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}

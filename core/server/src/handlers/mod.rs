@@ -1,0 +1,147 @@
+//! Kafka API handlers, one file per API (or per family for the group coordinator and configs).
+//! Each handler takes the decoded request and its version and returns the response body; the
+//! versions served are those of `chronik_protocol::api::SUPPORTED`.
+
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use chronik_protocol::frame::{self, Request};
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use crate::broker::Broker;
+
+pub mod api_versions;
+pub mod configs;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod fetch;
+pub mod groups;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+/// Context of one request.
+pub struct Ctx<'a> {
+    pub broker: &'a Rc<Broker>,
+    pub version: i16,
+    pub client_id: &'a str,
+    pub peer: &'a str,
+}
+
+/// Handles one request; returns the encoded response frame, or `None` when Kafka sends none
+/// (produce with acks=0).
+pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str) -> Option<Bytes> {
+    let _inflight = broker.track();
+    let version = req.version;
+    let correlation_id = req.header.correlation_id;
+    let client_id = req
+        .header
+        .client_id
+        .as_ref()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default();
+    let ctx = Ctx {
+        broker: &broker,
+        version,
+        client_id: &client_id,
+        peer,
+    };
+    let key = req.api_key;
+    let body: ResponseKind = match req.body {
+        RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&ctx, r)),
+        RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(&ctx, r).await),
+        RequestKind::Produce(r) => {
+            let acks = r.acks;
+            let resp = produce::handle(&ctx, r).await;
+            if acks == 0 {
+                return None;
+            }
+            ResponseKind::Produce(resp)
+        }
+        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(&ctx, r).await),
+        RequestKind::ListOffsets(r) => {
+            ResponseKind::ListOffsets(list_offsets::handle(&ctx, r).await)
+        }
+        RequestKind::CreateTopics(r) => {
+            ResponseKind::CreateTopics(create_topics::handle(&ctx, r).await)
+        }
+        RequestKind::DeleteTopics(r) => {
+            ResponseKind::DeleteTopics(delete_topics::handle(&ctx, r).await)
+        }
+        RequestKind::CreatePartitions(r) => {
+            ResponseKind::CreatePartitions(create_partitions::handle(&ctx, r).await)
+        }
+        RequestKind::DescribeConfigs(r) => {
+            ResponseKind::DescribeConfigs(configs::describe(&ctx, r))
+        }
+        RequestKind::AlterConfigs(r) => ResponseKind::AlterConfigs(configs::alter(&ctx, r).await),
+        RequestKind::IncrementalAlterConfigs(r) => {
+            ResponseKind::IncrementalAlterConfigs(configs::incremental_alter(&ctx, r).await)
+        }
+        RequestKind::DescribeCluster(r) => {
+            ResponseKind::DescribeCluster(describe_cluster::handle(&ctx, r))
+        }
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(&ctx, r).await)
+        }
+        RequestKind::OffsetForLeaderEpoch(r) => {
+            ResponseKind::OffsetForLeaderEpoch(offset_for_leader_epoch::handle(&ctx, r).await)
+        }
+        RequestKind::InitProducerId(r) => {
+            ResponseKind::InitProducerId(init_producer_id::handle(&ctx, r).await)
+        }
+        other => match groups::dispatch(&ctx, other).await {
+            Some(body) => body,
+            None => {
+                tracing::warn!(api = ?key, "request kind without a handler");
+                let mut out = BytesMut::new();
+                frame::encode_unsupported(
+                    &mut out,
+                    frame::RequestHead {
+                        api_key: key as i16,
+                        api_version: version,
+                        correlation_id,
+                    },
+                );
+                return Some(out.freeze());
+            }
+        },
+    };
+    let mut out = BytesMut::with_capacity(256);
+    match frame::encode_response(&mut out, correlation_id, key, version, &body) {
+        Ok(()) => Some(out.freeze()),
+        Err(e) => {
+            // Answer something the client can tie to its request rather than nothing at all.
+            tracing::error!(api = ?key, version, "encoding response failed: {e}");
+            let mut out = BytesMut::new();
+            frame::encode_unsupported(
+                &mut out,
+                frame::RequestHead {
+                    api_key: key as i16,
+                    api_version: version,
+                    correlation_id,
+                },
+            );
+            Some(out.freeze())
+        }
+    }
+}
+
+/// Kafka's error code for a metadata error, with its message.
+pub fn meta_error(e: &chronik_core::meta::MetaError) -> (i16, String) {
+    (e.kafka_code(), e.to_string())
+}
+
+pub fn str_bytes(s: impl Into<String>) -> kafka_protocol::protocol::StrBytes {
+    kafka_protocol::protocol::StrBytes::from_string(s.into())
+}
+
+/// The key of the API a request kind belongs to (for logs).
+pub fn api_name(key: ApiKey) -> &'static str {
+    chronik_protocol::api::name(key)
+}

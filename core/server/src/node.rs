@@ -1,0 +1,278 @@
+//! Process start-up and shutdown.
+//!
+//! Order: validate the config; create the data directory; check the host (kernel, io_uring,
+//! O_DIRECT, memlock) and refuse with a message naming the fix; install the metrics recorder and
+//! signal handlers; start one pinned executor per core. Each shard opens its WAL (recovery),
+//! joins the cross-shard mesh and starts its Raft loop; shard 0 replays `__meta` and brings every
+//! shard's partitions up; then all shards listen. SIGTERM/SIGINT: stop accepting, let in-flight
+//! requests finish (bounded by `shutdown_timeout_ms`), flush the WAL, exit 0.
+
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chronik_core::config::Config;
+use chronik_raft::Applier;
+use chronik_shard::executor::{allowed_cores, run_on_shards, ExecutorOptions};
+use chronik_shard::mesh::{Mesh, MeshSetup};
+use chronik_storage::{SyncMode, Wal, WalOptions};
+use glommio::net::TcpListener;
+
+use crate::broker::Broker;
+use crate::calls::{Call, Reply};
+use crate::partition::now_ms;
+use crate::shared::Shared;
+
+/// How often shards look at the shutdown flag and run housekeeping.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(50);
+/// How often retention and WAL reclamation run.
+const RETENTION_INTERVAL_FLOOR: Duration = Duration::from_secs(1);
+
+/// Runs the broker until a shutdown signal. Returns the process exit code.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let data_dir = config.server.data_dir.clone();
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let usable = allowed_cores();
+    let cores = config
+        .server
+        .cores
+        .resolve(&usable)
+        .map_err(|e| anyhow::anyhow!("server.cores: {e}"))?;
+    let report = match chronik_shard::sysreq::check_system(
+        &data_dir,
+        config.server.io_memory_bytes as usize,
+        cores.len(),
+    ) {
+        Ok(r) => r,
+        Err(failures) => {
+            eprintln!("{}", chronik_shard::sysreq::render_failures(&failures));
+            std::process::exit(2);
+        }
+    };
+    tracing::info!(
+        kernel = %report.kernel,
+        fs = %report.data_dir_fs,
+        io_memory_bytes = report.io_memory_bytes,
+        shards = cores.len(),
+        "host checks passed"
+    );
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let _ = crate::http::PROMETHEUS.set(recorder.handle());
+    let _ = metrics::set_global_recorder(recorder);
+
+    let shared = Arc::new(Shared::new(config, cores.len()));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, unsafe_flag(&shared))
+            .context("installing signal handlers")?;
+    }
+    let setup: MeshSetup<Call, Reply> = MeshSetup::new(cores.len());
+    let opts = ExecutorOptions {
+        cores,
+        pin: true,
+        io_memory_bytes: report.io_memory_bytes,
+        spin_before_park: None,
+    };
+    let results = run_on_shards(&opts, move |shard| {
+        let shared = shared.clone();
+        let setup = setup.clone();
+        async move {
+            let r = shard_main(shard, shared.clone(), setup).await;
+            if let Err(e) = &r {
+                // One shard failing takes the node down: a half-alive broker is worse.
+                tracing::error!(shard, "shard failed: {e:#}");
+                shared.shutting_down.store(true, Ordering::Release);
+            }
+            r.map_err(|e| format!("{e:#}"))
+        }
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for r in results {
+        r.map_err(|e| anyhow::anyhow!(e))?;
+    }
+    tracing::info!("shutdown complete");
+    Ok(())
+}
+
+/// The shutdown flag as the `Arc<AtomicBool>` signal-hook wants (shared with `Shared`).
+fn unsafe_flag(shared: &Arc<Shared>) -> Arc<std::sync::atomic::AtomicBool> {
+    shared.shutdown_flag()
+}
+
+fn wal_options(config: &Config, shard: usize) -> WalOptions {
+    let s = &config.cluster.storage;
+    let mut o = WalOptions::new(config.wal_dir().join(format!("shard-{shard}")));
+    o.segment_bytes = s.wal_segment_size;
+    o.sync_mode = match s.wal_sync_mode.as_str() {
+        "always" => SyncMode::Always,
+        _ => SyncMode::Periodic,
+    };
+    o.sync_interval_ms = s.wal_sync_interval_ms.max(1);
+    o
+}
+
+async fn shard_main(
+    shard: usize,
+    shared: Arc<Shared>,
+    setup: MeshSetup<Call, Reply>,
+) -> anyhow::Result<()> {
+    let opts = wal_options(&shared.config, shard);
+    std::fs::create_dir_all(&opts.dir)
+        .with_context(|| format!("creating WAL directory {}", opts.dir.display()))?;
+    let periodic = opts.sync_mode == SyncMode::Periodic;
+    let (wal, recovery) = Wal::open(opts.clone())
+        .await
+        .with_context(|| format!("opening WAL {}", opts.dir.display()))?;
+    tracing::info!(
+        shard,
+        segments = recovery.segments,
+        bytes = recovery.bytes_scanned,
+        entries = recovery.entries,
+        truncated_tail_bytes = recovery.truncated_tail_bytes,
+        duration_ms = recovery.duration.as_millis() as u64,
+        "WAL recovered"
+    );
+    let wal = Rc::new(wal);
+    let broker = Broker::new(shard, shared.clone(), wal.clone());
+    let b2 = broker.clone();
+    let handler: chronik_shard::Handler<Call, Reply> =
+        Rc::new(move |call| Box::pin(b2.clone().handle(call)));
+    let mesh = Mesh::join(setup, shard, handler)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    broker.set_mesh(mesh);
+
+    let raft_loop = {
+        let raft = broker.raft.clone();
+        let applier: Rc<dyn Applier> = broker.clone();
+        let shared = shared.clone();
+        glommio::spawn_local(async move {
+            if let Err(e) = raft.run(applier).await {
+                tracing::error!(shard, "raft loop stopped: {e}");
+                shared.shutting_down.store(true, Ordering::Release);
+            }
+        })
+        .detach()
+    };
+    {
+        let raft = broker.raft.clone();
+        let shared = shared.clone();
+        glommio::spawn_local(async move {
+            while !shared.is_shutting_down() {
+                glommio::timer::sleep(chronik_raft::engine::TICK_INTERVAL).await;
+                raft.tick_all();
+            }
+        })
+        .detach();
+    }
+    if periodic {
+        glommio::spawn_local(wal.clone().run_periodic_sync()).detach();
+    }
+    glommio::spawn_local(crate::handlers::groups::run_timers(broker.clone())).detach();
+    {
+        let broker = broker.clone();
+        let every =
+            Duration::from_millis(broker.shared.config.broker.log_retention_check_interval_ms)
+                .max(RETENTION_INTERVAL_FLOOR);
+        glommio::spawn_local(async move {
+            while !broker.shared.is_shutting_down() {
+                glommio::timer::sleep(every).await;
+                let now = now_ms();
+                for p in broker.local_partitions() {
+                    p.enforce_retention(now);
+                }
+                if let Err(e) = broker.wal.reclaim().await {
+                    tracing::warn!("WAL reclamation failed: {e}");
+                }
+            }
+        })
+        .detach();
+    }
+
+    if shard == 0 {
+        broker.bootstrap_meta().await?;
+        shared.set_ready();
+    } else {
+        let start = Instant::now();
+        while !shared.is_ready() {
+            anyhow::ensure!(!shared.is_shutting_down(), "shutdown during start-up");
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(120),
+                "shard 0 did not finish start-up"
+            );
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    let addr = shared.config.kafka_listen_addr();
+    let listener = TcpListener::bind(&addr)
+        .map_err(|e| anyhow::anyhow!("binding Kafka listener {addr}: {e}"))?;
+    let accept = {
+        let broker = broker.clone();
+        glommio::spawn_local(async move {
+            loop {
+                match listener.accept().await {
+                    Ok(stream) => {
+                        if broker.shared.is_shutting_down() {
+                            break;
+                        }
+                        glommio::spawn_local(crate::conn::serve(broker.clone(), stream)).detach();
+                    }
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        glommio::timer::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        })
+        .detach()
+    };
+    let http_accept = match shared.config.http_listen_addr() {
+        Some(http_addr) => {
+            let l = TcpListener::bind(&http_addr)
+                .map_err(|e| anyhow::anyhow!("binding HTTP listener {http_addr}: {e}"))?;
+            let broker = broker.clone();
+            Some(
+                glommio::spawn_local(async move {
+                    while let Ok(stream) = l.accept().await {
+                        glommio::spawn_local(crate::http::serve(broker.clone(), stream, &[]))
+                            .detach();
+                    }
+                })
+                .detach(),
+            )
+        }
+        None => None,
+    };
+    if shard == 0 {
+        tracing::info!(
+            "Chronik server ready on {addr} (advertised: {}:{}), {} shard(s)",
+            shared.advertised_host,
+            shared.advertised_port,
+            shared.shards
+        );
+    }
+
+    while !shared.is_shutting_down() {
+        glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
+    }
+    // Stop accepting, let in-flight requests finish, then make everything durable.
+    accept.cancel();
+    if let Some(h) = http_accept {
+        h.cancel();
+    }
+    let deadline = Instant::now() + Duration::from_millis(shared.config.server.shutdown_timeout_ms);
+    while broker.inflight() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    broker.raft.stop();
+    let _ = raft_loop.await;
+    wal.flush().await.context("final WAL flush")?;
+    if periodic {
+        wal.sync().await.context("final WAL sync")?;
+    }
+    tracing::info!(shard, "shard stopped");
+    Ok(())
+}

@@ -1,0 +1,636 @@
+//! A partition on its owning shard.
+//!
+//! Produce: validate each v2 batch, check idempotence, assign offsets, patch the batch in place
+//! (base offset, leader epoch, LogAppendTime), propose it to the partition's Raft group, and wait
+//! until the entry is committed (acks=all, and acks=1: a leader's append is durable only with the
+//! same flush that commits a single-voter group). Fetch: serve stored batch bytes below the high
+//! watermark. Invariants: `log_start_offset <= high_watermark <= next_offset`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chronik_core::producer_state::{Check as SequenceCheck, ProducerStateTable};
+use chronik_core::topic_config;
+use chronik_protocol::batch;
+use chronik_raft::raft::eraftpb::Entry;
+use chronik_raft::MultiRaft;
+use chronik_storage::Wal;
+use futures::channel::oneshot;
+use kafka_protocol::ResponseError;
+
+use crate::calls::{FetchOutcome, OffsetLookup, PartitionOffsets, ProduceOutcome};
+
+/// Bound on produce waiters parked on one partition; beyond it produce answers with a retriable
+/// error so a stalled log cannot exhaust memory.
+pub const MAX_WAITERS_PER_PARTITION: usize = 100_000;
+/// Bound on fetch watchers parked on one partition.
+pub const MAX_WATCHERS_PER_PARTITION: usize = 10_000;
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+/// Topic settings resolved for this partition.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub max_message_bytes: usize,
+    pub log_append_time: bool,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+}
+
+impl Settings {
+    pub fn resolve(
+        overrides: &BTreeMap<String, String>,
+        defaults: &BTreeMap<String, String>,
+    ) -> Self {
+        Self {
+            max_message_bytes: topic_config::effective_i64("max.message.bytes", overrides, defaults)
+                .max(0) as usize,
+            log_append_time: topic_config::effective("message.timestamp.type", overrides, defaults)
+                == Some("LogAppendTime"),
+            retention_ms: topic_config::effective_i64("retention.ms", overrides, defaults),
+            retention_bytes: topic_config::effective_i64("retention.bytes", overrides, defaults),
+        }
+    }
+}
+
+pub struct Partition {
+    pub group: u64,
+    pub topic: String,
+    pub index: i32,
+    raft: Rc<MultiRaft>,
+    wal: Rc<Wal>,
+    next_offset: Cell<i64>,
+    high_watermark: Cell<i64>,
+    log_start_offset: Cell<i64>,
+    leader_epoch: Cell<i32>,
+    leader: Cell<bool>,
+    applied_index: Cell<u64>,
+    waiters: RefCell<BTreeMap<u64, Vec<oneshot::Sender<i16>>>>,
+    waiter_count: Cell<usize>,
+    watchers: RefCell<Vec<oneshot::Sender<()>>>,
+    producers: RefCell<ProducerStateTable>,
+    pub settings: RefCell<Settings>,
+}
+
+impl Partition {
+    /// Opens the partition's state from the WAL (its Raft group must already be open).
+    pub fn open(
+        group: u64,
+        topic: String,
+        index: i32,
+        raft: Rc<MultiRaft>,
+        settings: Settings,
+    ) -> Rc<Self> {
+        let wal = raft.wal().clone();
+        let st = wal.group_state(group);
+        let (log_start, next, commit, first) = st
+            .as_ref()
+            .map(|s| {
+                (
+                    s.log_start_offset,
+                    s.next_offset,
+                    s.hard_state.commit,
+                    s.first_index,
+                )
+            })
+            .unwrap_or((0, 0, 0, 1));
+        let p = Rc::new(Self {
+            group,
+            topic,
+            index,
+            raft,
+            wal: wal.clone(),
+            next_offset: Cell::new(next),
+            high_watermark: Cell::new(log_start),
+            log_start_offset: Cell::new(log_start),
+            leader_epoch: Cell::new(0),
+            leader: Cell::new(false),
+            applied_index: Cell::new(commit),
+            waiters: RefCell::new(BTreeMap::new()),
+            waiter_count: Cell::new(0),
+            watchers: RefCell::new(Vec::new()),
+            producers: RefCell::new(ProducerStateTable::default()),
+            settings: RefCell::new(settings),
+        });
+        // The high watermark is the end of the last batch at or below the persisted commit index;
+        // anything after it is re-committed (and applied) once the group has a leader again.
+        let mut hw = log_start;
+        let mut hi = commit + 1;
+        const WINDOW: u64 = 256;
+        while hi > first {
+            let lo = hi.saturating_sub(WINDOW).max(first);
+            let metas = wal.entry_metas(group, lo, hi);
+            if let Some(k) = metas.iter().rev().find_map(|m| m.kafka) {
+                hw = hw.max(k.last_offset + 1);
+                break;
+            }
+            hi = lo;
+        }
+        p.high_watermark.set(hw);
+        p.rebuild_producer_state(first);
+        p
+    }
+
+    /// Replays batch headers to rebuild idempotent-producer state (last five batches per id).
+    fn rebuild_producer_state(&self, first: u64) {
+        let Some(st) = self.wal.group_state(self.group) else {
+            return;
+        };
+        let metas = self.wal.entry_metas(self.group, first, st.last_index + 1);
+        let mut table = self.producers.borrow_mut();
+        for m in metas.iter().filter(|m| m.kafka.is_some()) {
+            let Ok(read) = self
+                .wal
+                .read_entries(self.group, m.index, m.index + 1, u64::MAX)
+            else {
+                continue;
+            };
+            for (_, payload) in read {
+                if let Ok(h) = batch::header(&payload) {
+                    let i = h.info();
+                    if i.producer_id >= 0 {
+                        let base = h.base_offset.get();
+                        table.record(
+                            i.producer_id,
+                            i.producer_epoch,
+                            i.base_sequence,
+                            i.base_sequence.wrapping_add(i.last_offset_delta),
+                            base,
+                            base + i.last_offset_delta as i64,
+                            i.max_timestamp,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark.get()
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset.get()
+    }
+
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch.get()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader.get()
+    }
+
+    pub fn offsets(&self) -> PartitionOffsets {
+        PartitionOffsets {
+            error: if self.leader.get() {
+                0
+            } else {
+                code(ResponseError::NotLeaderOrFollower)
+            },
+            log_start_offset: self.log_start_offset.get(),
+            high_watermark: self.high_watermark.get(),
+            leader_epoch: self.leader_epoch.get(),
+        }
+    }
+
+    /// Raft told us this node leads (or stopped leading) the group.
+    pub fn role_changed(&self, term: u64, leader: bool) {
+        self.leader.set(leader);
+        self.leader_epoch.set(term.min(i32::MAX as u64) as i32);
+        if leader {
+            if let Some(st) = self.wal.group_state(self.group) {
+                self.next_offset
+                    .set(st.next_offset.max(self.high_watermark.get()));
+            }
+        } else {
+            // Waiters of entries that may be overwritten by the new leader learn it now.
+            let mut w = self.waiters.borrow_mut();
+            for (_, list) in std::mem::take(&mut *w) {
+                for tx in list {
+                    let _ = tx.send(code(ResponseError::NotLeaderOrFollower));
+                }
+            }
+            self.waiter_count.set(0);
+        }
+    }
+
+    /// Committed entries of this group, in order.
+    pub fn apply(&self, entries: &[Entry]) {
+        let mut hw = self.high_watermark.get();
+        for e in entries {
+            if e.data.is_empty() {
+                continue;
+            }
+            if let Some(k) = chronik_raft::engine::kafka_meta(&e.data) {
+                hw = hw.max(k.last_offset + 1);
+            }
+        }
+        let Some(last) = entries.last() else {
+            return;
+        };
+        self.applied_index.set(last.index);
+        // A follower that became leader after a crash may know of more offsets than it assigned.
+        if self.next_offset.get() < hw {
+            self.next_offset.set(hw);
+        }
+        {
+            let mut w = self.waiters.borrow_mut();
+            let rest = w.split_off(&(last.index + 1));
+            let done = std::mem::replace(&mut *w, rest);
+            for (_, list) in done {
+                self.waiter_count
+                    .set(self.waiter_count.get().saturating_sub(list.len()));
+                for tx in list {
+                    let _ = tx.send(0);
+                }
+            }
+        }
+        if hw != self.high_watermark.get() {
+            self.high_watermark.set(hw);
+            for tx in self.watchers.borrow_mut().drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    /// Appends a produce request's records (one or more v2 batches).
+    pub async fn produce(&self, records: Bytes, acks: i16, timeout_ms: i32) -> ProduceOutcome {
+        let mut out = ProduceOutcome {
+            error: 0,
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: self.log_start_offset.get(),
+            error_message: None,
+        };
+        if !self.leader.get() {
+            out.error = code(ResponseError::NotLeaderOrFollower);
+            return out;
+        }
+        if self.waiter_count.get() >= MAX_WAITERS_PER_PARTITION {
+            out.error = code(ResponseError::RequestTimedOut);
+            return out;
+        }
+        let mut ranges = Vec::new();
+        if let Err(e) = batch::split_batches(&records, &mut ranges) {
+            out.error = e.kafka_code();
+            out.error_message = Some(e.to_string());
+            return out;
+        }
+        if ranges.is_empty() {
+            out.error = code(ResponseError::InvalidRecord);
+            out.error_message = Some("produce request without record batches".into());
+            return out;
+        }
+        let settings = self.settings.borrow().clone();
+        let now_ms = now_ms();
+        let mut last_index = None;
+        for (i, &(lo, hi)) in ranges.iter().enumerate() {
+            let bytes = &records[lo..hi];
+            if bytes.len() > settings.max_message_bytes {
+                out.error = code(ResponseError::MessageTooLarge);
+                out.error_message = Some(format!(
+                    "batch of {} bytes exceeds max.message.bytes {}",
+                    bytes.len(),
+                    settings.max_message_bytes
+                ));
+                return out;
+            }
+            let info = batch::header(bytes).expect("validated").info();
+            if info.transactional {
+                out.error = code(ResponseError::InvalidRecord);
+                out.error_message = Some("transactional batches are not supported".into());
+                return out;
+            }
+            let last_seq = info.base_sequence.wrapping_add(info.last_offset_delta);
+            if info.producer_id >= 0 {
+                match self.producers.borrow().check(
+                    info.producer_id,
+                    info.producer_epoch,
+                    info.base_sequence,
+                    last_seq,
+                ) {
+                    SequenceCheck::New => {}
+                    SequenceCheck::Duplicate { base_offset, .. } => {
+                        // A retry of a batch already in the log: acknowledge its original offset.
+                        if i == 0 {
+                            out.base_offset = base_offset;
+                        }
+                        continue;
+                    }
+                    SequenceCheck::OutOfOrder { .. } => {
+                        out.error = code(ResponseError::OutOfOrderSequenceNumber);
+                        return out;
+                    }
+                    SequenceCheck::Fenced { .. } => {
+                        out.error = code(ResponseError::InvalidProducerEpoch);
+                        return out;
+                    }
+                }
+            }
+            let base = self.next_offset.get();
+            let mut data = bytes.to_vec();
+            let append_time = settings.log_append_time.then_some(now_ms);
+            let epoch = self.leader_epoch.get();
+            if let Err(e) = batch::patch_for_append(&mut data, base, epoch, append_time) {
+                out.error = e.kafka_code();
+                return out;
+            }
+            match self.raft.propose(self.group, data) {
+                Ok(p) => last_index = Some(p.index),
+                Err(chronik_raft::RaftError::NotLeader { .. }) => {
+                    out.error = code(ResponseError::NotLeaderOrFollower);
+                    return out;
+                }
+                Err(e) => {
+                    tracing::error!(group = self.group, "propose failed: {e}");
+                    out.error = code(ResponseError::KafkaStorageError);
+                    return out;
+                }
+            }
+            let last = base + info.last_offset_delta as i64;
+            if info.producer_id >= 0 {
+                self.producers.borrow_mut().record(
+                    info.producer_id,
+                    info.producer_epoch,
+                    info.base_sequence,
+                    last_seq,
+                    base,
+                    last,
+                    info.max_timestamp,
+                );
+            }
+            self.next_offset.set(last + 1);
+            if out.base_offset < 0 {
+                out.base_offset = base;
+            }
+            if let Some(t) = append_time {
+                out.log_append_time_ms = t;
+            }
+        }
+        let Some(index) = last_index else {
+            return out; // every batch was a duplicate
+        };
+        if acks == 0 {
+            return out;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().entry(index).or_default().push(tx);
+        self.waiter_count.set(self.waiter_count.get() + 1);
+        let timeout = Duration::from_millis(timeout_ms.clamp(1, 300_000) as u64);
+        match with_timeout(rx, timeout).await {
+            Some(Ok(0)) => {}
+            Some(Ok(err)) => out.error = err,
+            Some(Err(_)) => out.error = code(ResponseError::KafkaStorageError),
+            None => out.error = code(ResponseError::RequestTimedOut),
+        }
+        out.log_start_offset = self.log_start_offset.get();
+        out
+    }
+
+    /// Reads batches from `offset` below the high watermark.
+    pub async fn fetch(&self, offset: i64, max_bytes: usize) -> FetchOutcome {
+        let hw = self.high_watermark.get();
+        let ls = self.log_start_offset.get();
+        let mut out = FetchOutcome {
+            error: 0,
+            high_watermark: hw,
+            last_stable_offset: hw,
+            log_start_offset: ls,
+            batches: Vec::new(),
+            bytes: 0,
+        };
+        if offset < ls || offset > hw {
+            out.error = code(ResponseError::OffsetOutOfRange);
+            return out;
+        }
+        if offset == hw {
+            return out;
+        }
+        match self
+            .wal
+            .read_batches(self.group, offset, hw, max_bytes.max(1))
+            .await
+        {
+            Ok(batches) => {
+                out.bytes = batches.iter().map(|b| b.len()).sum();
+                out.batches = batches;
+            }
+            Err(e) => {
+                tracing::error!(group = self.group, offset, "fetch read failed: {e}");
+                out.error = code(ResponseError::KafkaStorageError);
+            }
+        }
+        out
+    }
+
+    /// A receiver that fires when the high watermark moves past `offset` (or at once if it has).
+    pub fn watch(&self, offset: i64) -> Option<oneshot::Receiver<()>> {
+        if self.high_watermark.get() > offset {
+            return None;
+        }
+        let mut w = self.watchers.borrow_mut();
+        if w.len() >= MAX_WATCHERS_PER_PARTITION {
+            w.retain(|tx| !tx.is_canceled());
+        }
+        let (tx, rx) = oneshot::channel();
+        if w.len() < MAX_WATCHERS_PER_PARTITION {
+            w.push(tx);
+        }
+        Some(rx)
+    }
+
+    /// ListOffsets for one timestamp (-1 latest, -2 earliest, -3 max timestamp).
+    pub async fn list_offset(&self, timestamp: i64) -> OffsetLookup {
+        let mut out = OffsetLookup {
+            error: 0,
+            offset: -1,
+            timestamp: -1,
+            leader_epoch: self.leader_epoch.get(),
+        };
+        let hw = self.high_watermark.get();
+        match timestamp {
+            -1 => out.offset = hw,
+            -2 | -4 => out.offset = self.log_start_offset.get(),
+            -3 => {
+                // The record with the largest timestamp: the batch with the largest max timestamp.
+                if let Some(st) = self.wal.group_state(self.group) {
+                    let best = self
+                        .wal
+                        .entry_metas(self.group, st.first_index, st.last_index + 1)
+                        .into_iter()
+                        .filter_map(|m| m.kafka)
+                        .filter(|k| k.last_offset < hw)
+                        .max_by_key(|k| (k.max_timestamp, std::cmp::Reverse(k.base_offset)));
+                    if let Some(k) = best {
+                        out.offset = k.last_offset;
+                        out.timestamp = k.max_timestamp;
+                        if let Some(found) = self
+                            .exact_record(k.base_offset, hw, |ts| ts == k.max_timestamp)
+                            .await
+                        {
+                            out.offset = found.0;
+                        }
+                    }
+                }
+            }
+            ts if ts >= 0 => {
+                let Some(m) = self.wal.find_by_timestamp(self.group, ts) else {
+                    return out; // no record at or after ts: offset -1
+                };
+                let Some(k) = m.kafka else { return out };
+                if k.base_offset >= hw {
+                    return out;
+                }
+                out.offset = k.base_offset.max(self.log_start_offset.get());
+                out.timestamp = k.max_timestamp;
+                if let Some((off, t)) = self.exact_record(k.base_offset, hw, |t| t >= ts).await {
+                    out.offset = off.max(self.log_start_offset.get());
+                    out.timestamp = t;
+                }
+            }
+            _ => out.error = code(ResponseError::InvalidRequest),
+        }
+        out
+    }
+
+    /// Inside the batch at `base`, the first record whose timestamp satisfies `pred`
+    /// (uncompressed batches only; for compressed ones the batch's base offset stands).
+    async fn exact_record(
+        &self,
+        base: i64,
+        hw: i64,
+        pred: impl Fn(i64) -> bool,
+    ) -> Option<(i64, i64)> {
+        let batches = self.wal.read_batches(self.group, base, hw, 1).await.ok()?;
+        let b = batches.first()?;
+        batch::record_timestamps(b)?
+            .into_iter()
+            .find(|&(_, t)| pred(t))
+    }
+
+    /// DeleteRecords: moves the log start offset (durably) to `offset` (-1: the high watermark).
+    pub async fn delete_records(&self, offset: i64) -> PartitionOffsets {
+        let mut out = self.offsets();
+        if !self.leader.get() {
+            return out;
+        }
+        let hw = self.high_watermark.get();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            out.error = code(ResponseError::OffsetOutOfRange);
+            return out;
+        }
+        if target > self.log_start_offset.get() {
+            if let Err(e) = self.wal.set_log_start_offset(self.group, target) {
+                tracing::error!(group = self.group, "set_log_start_offset failed: {e}");
+                out.error = code(ResponseError::KafkaStorageError);
+                return out;
+            }
+            if let Err(e) = self.wal.flush().await {
+                tracing::error!(group = self.group, "flush failed: {e}");
+                out.error = code(ResponseError::KafkaStorageError);
+                return out;
+            }
+            self.log_start_offset.set(target);
+        }
+        out.log_start_offset = self.log_start_offset.get();
+        out
+    }
+
+    /// OffsetForLeaderEpoch: the end offset of `epoch` (first offset of the next higher epoch).
+    pub fn epoch_end(&self, epoch: i32) -> (i16, i32, i64) {
+        if !self.leader.get() {
+            return (code(ResponseError::NotLeaderOrFollower), -1, -1);
+        }
+        let current = self.leader_epoch.get();
+        if epoch >= current {
+            return (0, current, self.next_offset.get());
+        }
+        let Some(st) = self.wal.group_state(self.group) else {
+            return (0, current, self.next_offset.get());
+        };
+        let metas = self
+            .wal
+            .entry_metas(self.group, st.first_index, st.last_index + 1);
+        let mut best_epoch = -1;
+        for m in &metas {
+            let Some(k) = m.kafka else { continue };
+            let term = m.term.min(i32::MAX as u64) as i32;
+            if term > epoch {
+                if best_epoch < 0 {
+                    // Older than every epoch in the log: Kafka's UNDEFINED epoch and offset.
+                    return (0, -1, -1);
+                }
+                return (0, best_epoch, k.base_offset);
+            }
+            best_epoch = term;
+        }
+        (0, current, self.next_offset.get())
+    }
+
+    /// Retention: drop whole batches older than `retention.ms` or beyond `retention.bytes`.
+    pub fn enforce_retention(&self, now_ms: i64) {
+        let s = self.settings.borrow().clone();
+        if s.retention_ms < 0 && s.retention_bytes < 0 {
+            return;
+        }
+        let Some(point) =
+            self.wal
+                .retention_point(self.group, s.retention_ms, s.retention_bytes, now_ms)
+        else {
+            return;
+        };
+        // Never drop what is not applied yet.
+        let point = point.min(self.applied_index.get() + 1);
+        let Some(prev_term) = self.wal.term(self.group, point.saturating_sub(1)) else {
+            return;
+        };
+        let new_start = self
+            .wal
+            .entry_metas(self.group, point, point + 64)
+            .iter()
+            .find_map(|m| m.kafka.map(|k| k.base_offset))
+            .unwrap_or(self.high_watermark.get());
+        if new_start <= self.log_start_offset.get() {
+            return;
+        }
+        if let Err(e) = self
+            .wal
+            .compact_prefix(self.group, point, prev_term)
+            .and_then(|_| self.wal.set_log_start_offset(self.group, new_start))
+        {
+            tracing::warn!(group = self.group, "retention failed: {e}");
+            return;
+        }
+        self.log_start_offset.set(new_start);
+    }
+
+    /// Wakes everything parked on this partition (shutdown, deletion).
+    pub fn close(&self) {
+        self.role_changed(self.leader_epoch.get() as u64, false);
+        self.watchers.borrow_mut().clear();
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Awaits `fut` for at most `timeout`.
+pub async fn with_timeout<F: std::future::Future>(fut: F, timeout: Duration) -> Option<F::Output> {
+    use futures::future::{select, Either};
+    let sleep = glommio::timer::sleep(timeout);
+    match select(Box::pin(fut), Box::pin(sleep)).await {
+        Either::Left((v, _)) => Some(v),
+        Either::Right(_) => None,
+    }
+}

@@ -1,0 +1,131 @@
+//! State shared by all shards: the configuration and the published metadata image.
+//!
+//! The metadata image is replaced (never mutated) by shard 0 after it applies a `__meta` entry.
+//! Readers keep a per-shard copy and compare a version counter (one atomic load) before use, so
+//! the lock is touched only when the metadata actually changed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use chronik_core::config::Config;
+use chronik_core::meta::MetaState;
+
+pub struct Shared {
+    pub config: Config,
+    pub node_id: i32,
+    pub shards: usize,
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    pub cluster_id: String,
+    /// Broker-level defaults for topic configs (`retention.ms` from `log_retention_ms`, ...).
+    pub topic_defaults: BTreeMap<String, String>,
+    meta: RwLock<Arc<MetaState>>,
+    meta_version: AtomicU64,
+    /// Set once shard 0 has replayed `__meta` and every shard opened its partitions.
+    ready: AtomicBool,
+    pub shutting_down: Arc<AtomicBool>,
+    /// Leader epoch (Raft term) of every partition group this node leads; written on leadership
+    /// changes only, read by Metadata.
+    leader_epochs: RwLock<HashMap<u64, i32>>,
+}
+
+impl Shared {
+    pub fn new(config: Config, shards: usize) -> Self {
+        let advertised_host = config.advertised_host();
+        let advertised_port = config.advertised_port();
+        let b = &config.broker;
+        let mut topic_defaults = BTreeMap::new();
+        topic_defaults.insert("retention.ms".into(), b.log_retention_ms.to_string());
+        topic_defaults.insert("retention.bytes".into(), b.log_retention_bytes.to_string());
+        topic_defaults.insert("segment.bytes".into(), b.log_segment_bytes.to_string());
+        topic_defaults.insert("max.message.bytes".into(), b.message_max_bytes.to_string());
+        topic_defaults.insert(
+            "min.insync.replicas".into(),
+            b.min_insync_replicas.to_string(),
+        );
+        topic_defaults.insert(
+            "message.timestamp.type".into(),
+            b.log_message_timestamp_type.to_string(),
+        );
+        let node_id = config.cluster.node_id.max(1) as i32;
+        Self {
+            node_id,
+            shards,
+            advertised_host,
+            advertised_port,
+            cluster_id: "chronik-cluster".to_string(),
+            topic_defaults,
+            config,
+            meta: RwLock::new(Arc::new(MetaState::default())),
+            meta_version: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            shutting_down: Arc::new(AtomicBool::new(false)),
+            leader_epochs: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn meta_version(&self) -> u64 {
+        self.meta_version.load(Ordering::Acquire)
+    }
+
+    pub fn meta(&self) -> (u64, Arc<MetaState>) {
+        let g = self.meta.read().unwrap_or_else(|e| e.into_inner());
+        (self.meta_version(), g.clone())
+    }
+
+    pub fn publish_meta(&self, state: MetaState) {
+        let mut g = self.meta.write().unwrap_or_else(|e| e.into_inner());
+        *g = Arc::new(state);
+        self.meta_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub fn set_leader_epoch(&self, group: u64, epoch: Option<i32>) {
+        let mut m = self
+            .leader_epochs
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        match epoch {
+            Some(e) => {
+                m.insert(group, e);
+            }
+            None => {
+                m.remove(&group);
+            }
+        }
+    }
+
+    /// The leader epoch of a partition group, or -1 if this node does not lead it.
+    pub fn leader_epoch(&self, group: u64) -> i32 {
+        let m = self.leader_epochs.read().unwrap_or_else(|e| e.into_inner());
+        m.get(&group).copied().unwrap_or(-1)
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn shutdown_flag(&self) -> Arc<AtomicBool> {
+        self.shutting_down.clone()
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Which shard owns the coordinator of a consumer group.
+    pub fn offsets_partition_for(&self, group_id: &str) -> i32 {
+        chronik_core::group::partition_for_group(
+            group_id,
+            self.config.broker.offsets_topic_num_partitions as i32,
+        )
+    }
+
+    pub fn arc(self) -> Arc<Self> {
+        Arc::new(self)
+    }
+}

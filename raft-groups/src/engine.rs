@@ -1,0 +1,409 @@
+//! The per-shard multi-raft engine and its Ready loop.
+//!
+//! One round of the loop:
+//! 1. for every group marked dirty (proposed to, stepped, ticked, or persisted) that has a
+//!    `Ready`: apply its committed entries, buffer its new entries and hard state in the WAL, and
+//!    hand the Ready back with `advance_append_async` (so proposals may continue meanwhile);
+//! 2. one `Wal::flush` for all of them — the group commit: proposals that arrive while a flush is
+//!    in flight are collected by the next round and share the next flush;
+//! 3. `on_persist_ready` for each group, which lets raft commit (a single voter commits what it
+//!    has persisted), then the next round applies.
+//!
+//! Invariant: a group is in `groups` iff it exists in the WAL; only the loop calls `ready()`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::time::Duration;
+
+use chronik_storage::{EntryMeta, GroupId, KafkaMeta, Wal};
+use raft::eraftpb::Entry;
+use raft::{Config, RawNode, StateRole};
+
+use crate::error::{RaftError, Result};
+use crate::storage::{entry_kind, from_raft_hard_state, GroupStorage};
+
+/// How often raft's logical clock ticks.
+pub const TICK_INTERVAL: Duration = Duration::from_millis(100);
+/// Election timeout in ticks (1 s) and heartbeat interval in ticks (100 ms).
+pub const ELECTION_TICKS: usize = 10;
+pub const HEARTBEAT_TICKS: usize = 1;
+/// Bound on groups handled in one round; the rest wait for the next round.
+pub const MAX_GROUPS_PER_ROUND: usize = 4096;
+
+/// Receives committed entries, in order, per group.
+pub trait Applier {
+    /// `entries` are committed and durable on a majority; called in index order.
+    fn apply(&self, group: GroupId, entries: &[Entry]);
+    /// A group's leadership changed (`term` is the new term; `leader` true if this node leads).
+    fn role_changed(&self, group: GroupId, term: u64, leader: bool);
+}
+
+/// Where a proposal landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Proposed {
+    pub index: u64,
+    pub term: u64,
+}
+
+struct Group {
+    node: RawNode<GroupStorage>,
+    /// Entries in this group carry Kafka record batches (data partitions) rather than commands.
+    kafka_log: bool,
+    leader: bool,
+}
+
+/// All raft groups of one shard.
+pub struct MultiRaft {
+    node_id: u64,
+    wal: Rc<Wal>,
+    groups: RefCell<BTreeMap<GroupId, Group>>,
+    dirty: RefCell<BTreeSet<GroupId>>,
+    wake: RefCell<Option<std::task::Waker>>,
+    woken: Cell<bool>,
+    stopped: Cell<bool>,
+    logger: slog::Logger,
+}
+
+/// Reads the Kafka offsets and max timestamp of a stored record batch.
+pub fn kafka_meta(data: &[u8]) -> Option<KafkaMeta> {
+    let h = chronik_protocol::batch::header(data).ok()?;
+    let base = h.base_offset.get();
+    Some(KafkaMeta {
+        base_offset: base,
+        last_offset: base + h.last_offset_delta.get() as i64,
+        max_timestamp: h.max_timestamp.get(),
+    })
+}
+
+impl MultiRaft {
+    pub fn new(node_id: u64, wal: Rc<Wal>) -> Rc<Self> {
+        Rc::new(Self {
+            node_id,
+            wal,
+            groups: RefCell::new(BTreeMap::new()),
+            dirty: RefCell::new(BTreeSet::new()),
+            wake: RefCell::new(None),
+            woken: Cell::new(false),
+            stopped: Cell::new(false),
+            logger: crate::logger::logger(),
+        })
+    }
+
+    pub fn wal(&self) -> &Rc<Wal> {
+        &self.wal
+    }
+
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// Opens (or creates) a group. A new group is bootstrapped with `voters`; an existing one
+    /// resumes from its persisted hard state and conf state. With `replay`, every entry in the log
+    /// is handed to the applier again (for command logs whose state lives only in memory); without
+    /// it, applying resumes after the persisted commit index.
+    pub fn open_group(
+        &self,
+        group: GroupId,
+        voters: &[u64],
+        kafka_log: bool,
+        replay: bool,
+    ) -> Result<()> {
+        if self.groups.borrow().contains_key(&group) {
+            return Ok(());
+        }
+        let fresh = self.wal.group_state(group).is_none();
+        if fresh {
+            self.wal.create_group(group)?;
+            self.wal.set_conf_state(
+                group,
+                &chronik_storage::ConfState {
+                    voters: voters.to_vec(),
+                    ..Default::default()
+                },
+            )?;
+        }
+        let st = self
+            .wal
+            .group_state(group)
+            .ok_or(RaftError::NoSuchGroup(group))?;
+        let applied = if replay {
+            st.first_index.saturating_sub(1)
+        } else {
+            st.hard_state.commit.min(st.last_index)
+        };
+        let cfg = Config {
+            id: self.node_id,
+            election_tick: ELECTION_TICKS,
+            heartbeat_tick: HEARTBEAT_TICKS,
+            applied,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            check_quorum: true,
+            pre_vote: true,
+            ..Default::default()
+        };
+        let storage = GroupStorage::new(self.wal.clone(), group);
+        let mut node = RawNode::new(&cfg, storage, &self.logger)?;
+        let single_voter =
+            st.conf_state.voters == [self.node_id] && st.conf_state.learners.is_empty();
+        if single_voter {
+            // Alone in the group: no one else can vote, so win now instead of after a timeout.
+            node.campaign()?;
+        }
+        self.groups.borrow_mut().insert(
+            group,
+            Group {
+                node,
+                kafka_log,
+                leader: false,
+            },
+        );
+        self.mark_dirty(group);
+        Ok(())
+    }
+
+    /// Drops a group from the engine and the WAL.
+    pub fn remove_group(&self, group: GroupId) -> Result<()> {
+        self.groups.borrow_mut().remove(&group);
+        self.dirty.borrow_mut().remove(&group);
+        self.wal.remove_group(group)?;
+        Ok(())
+    }
+
+    pub fn has_group(&self, group: GroupId) -> bool {
+        self.groups.borrow().contains_key(&group)
+    }
+
+    pub fn group_ids(&self) -> Vec<GroupId> {
+        self.groups.borrow().keys().copied().collect()
+    }
+
+    /// Leader and term of a group as this node sees it.
+    pub fn leader_of(&self, group: GroupId) -> Option<(u64, u64)> {
+        let groups = self.groups.borrow();
+        let g = groups.get(&group)?;
+        Some((g.node.raft.leader_id, g.node.raft.term))
+    }
+
+    pub fn is_leader(&self, group: GroupId) -> bool {
+        self.groups
+            .borrow()
+            .get(&group)
+            .is_some_and(|g| g.node.raft.state == StateRole::Leader)
+    }
+
+    /// Proposes `data` to `group`. Returns the index and term it was appended at (not yet durable
+    /// or committed: the applier sees it when it is).
+    pub fn propose(&self, group: GroupId, data: Vec<u8>) -> Result<Proposed> {
+        let mut groups = self.groups.borrow_mut();
+        let g = groups
+            .get_mut(&group)
+            .ok_or(RaftError::NoSuchGroup(group))?;
+        if g.node.raft.state != StateRole::Leader {
+            return Err(RaftError::NotLeader {
+                group,
+                leader: g.node.raft.leader_id,
+            });
+        }
+        g.node.propose(Vec::new(), data)?;
+        let proposed = Proposed {
+            index: g.node.raft.raft_log.last_index(),
+            term: g.node.raft.term,
+        };
+        drop(groups);
+        self.mark_dirty(group);
+        Ok(proposed)
+    }
+
+    /// The index the next proposal to `group` will get, if this node leads it.
+    pub fn next_index(&self, group: GroupId) -> Option<(u64, u64)> {
+        let groups = self.groups.borrow();
+        let g = groups.get(&group)?;
+        (g.node.raft.state == StateRole::Leader)
+            .then(|| (g.node.raft.raft_log.last_index() + 1, g.node.raft.term))
+    }
+
+    fn mark_dirty(&self, group: GroupId) {
+        self.dirty.borrow_mut().insert(group);
+        self.woken.set(true);
+        if let Some(w) = self.wake.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    /// Stops the loop after its current round.
+    pub fn stop(&self) {
+        self.stopped.set(true);
+        self.woken.set(true);
+        if let Some(w) = self.wake.borrow_mut().take() {
+            w.wake();
+        }
+    }
+
+    async fn wait_for_work(&self) {
+        std::future::poll_fn(|cx| {
+            if self.woken.replace(false) {
+                std::task::Poll::Ready(())
+            } else {
+                *self.wake.borrow_mut() = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Ticks every group (raft's logical clock). Called by the shard's timer task.
+    pub fn tick_all(&self) {
+        let mut ticked = Vec::new();
+        for (id, g) in self.groups.borrow_mut().iter_mut() {
+            // A single voter has no elections or heartbeats to drive; skip its tick.
+            if g.node.raft.prs().conf().voters().ids().len() > 1 && g.node.tick() {
+                ticked.push(*id);
+            }
+        }
+        for id in ticked {
+            self.mark_dirty(id);
+        }
+    }
+
+    /// The Ready loop. Runs until [`MultiRaft::stop`]; returns the first WAL error (the shard
+    /// then refuses writes, see `Wal` docs).
+    pub async fn run(self: Rc<Self>, applier: Rc<dyn Applier>) -> Result<()> {
+        let mut persisted: Vec<(GroupId, u64)> = Vec::new();
+        loop {
+            self.wait_for_work().await;
+            loop {
+                persisted.clear();
+                let dirty: Vec<GroupId> = {
+                    let mut d = self.dirty.borrow_mut();
+                    let take: Vec<GroupId> = d.iter().take(MAX_GROUPS_PER_ROUND).copied().collect();
+                    for g in &take {
+                        d.remove(g);
+                    }
+                    take
+                };
+                if dirty.is_empty() {
+                    break;
+                }
+                for gid in dirty {
+                    self.handle_ready(gid, &*applier, &mut persisted)?;
+                }
+                if !persisted.is_empty() {
+                    self.wal.flush().await?;
+                    let mut groups = self.groups.borrow_mut();
+                    for &(gid, number) in &persisted {
+                        if let Some(g) = groups.get_mut(&gid) {
+                            g.node.on_persist_ready(number);
+                            if g.node.has_ready() {
+                                self.dirty.borrow_mut().insert(gid);
+                            }
+                        }
+                    }
+                }
+                if !self.dirty.borrow().is_empty() {
+                    // Let request tasks run between rounds (fairness), then continue.
+                    futures_yield().await;
+                }
+            }
+            if self.stopped.get() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn handle_ready(
+        &self,
+        gid: GroupId,
+        applier: &dyn Applier,
+        persisted: &mut Vec<(GroupId, u64)>,
+    ) -> Result<()> {
+        let mut groups = self.groups.borrow_mut();
+        let Some(g) = groups.get_mut(&gid) else {
+            return Ok(());
+        };
+        if !g.node.has_ready() {
+            return Ok(());
+        }
+        let mut rd = g.node.ready();
+        if let Some(ss) = rd.ss() {
+            let leader = ss.raft_state == StateRole::Leader;
+            if leader != g.leader {
+                g.leader = leader;
+                applier.role_changed(gid, g.node.raft.term, leader);
+            }
+        }
+        if !rd.snapshot().is_empty() {
+            tracing::warn!(
+                group = gid,
+                "snapshot install is not supported yet; ignored"
+            );
+        }
+        let committed = rd.take_committed_entries();
+        if !committed.is_empty() {
+            applier.apply(gid, &committed);
+        }
+        for e in rd.entries() {
+            let kafka = if g.kafka_log && !e.data.is_empty() {
+                kafka_meta(&e.data)
+            } else {
+                None
+            };
+            let meta = EntryMeta {
+                index: e.index,
+                term: e.term,
+                kind: entry_kind(e.get_entry_type()),
+                kafka,
+            };
+            // Raft may overwrite a suffix (a new leader's entries conflict with ours).
+            if let Some(st) = self.wal.group_state(gid) {
+                if e.index <= st.last_index {
+                    self.wal.truncate_suffix(gid, e.index)?;
+                }
+            }
+            self.wal.append(gid, meta, &e.data)?;
+        }
+        if let Some(hs) = rd.hs() {
+            self.wal.set_hard_state(gid, &from_raft_hard_state(hs))?;
+        }
+        if !rd.messages().is_empty() || !rd.persisted_messages().is_empty() {
+            tracing::trace!(
+                group = gid,
+                "messages to peers dropped: no transport on this node"
+            );
+        }
+        if !rd.must_sync() && rd.snapshot().is_empty() {
+            // Nothing raft needs durable before going on (no entries, term and vote unchanged;
+            // a commit index alone can be recomputed after a crash): skip the flush. Every earlier
+            // Ready of this group was persisted before this round began, so the synchronous
+            // advance is exact.
+            let mut light = g.node.advance_append(rd);
+            let more = light.take_committed_entries();
+            if !more.is_empty() {
+                applier.apply(gid, &more);
+            }
+            g.node.advance_apply();
+            return Ok(());
+        }
+        let number = rd.number();
+        g.node.advance_append_async(rd);
+        g.node.advance_apply();
+        persisted.push((gid, number));
+        Ok(())
+    }
+}
+
+/// Yields once to the executor.
+async fn futures_yield() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
