@@ -27,6 +27,45 @@
 //! them to be durable before answering SyncGroup (Kafka does). Losing one costs the group a
 //! rebalance after a coordinator failover, never a committed offset.
 
+//! # Example: one consumer joins (KIP-394), syncs, commits
+//! ```
+//! use chronik_core::group::{GroupConfig, GroupCoordinator, Reply};
+//! use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+//! use kafka_protocol::messages::{GroupId, JoinGroupRequest, SyncGroupRequest};
+//! use kafka_protocol::protocol::StrBytes;
+//!
+//! let cfg = GroupConfig { initial_rebalance_delay_ms: 0, ..GroupConfig::default() };
+//! let mut coord = GroupCoordinator::new(0, cfg);
+//! let mut join = JoinGroupRequest::default();
+//! join.group_id = GroupId(StrBytes::from_static_str("g"));
+//! join.session_timeout_ms = 10_000;
+//! join.rebalance_timeout_ms = 30_000;
+//! join.protocol_type = StrBytes::from_static_str("consumer");
+//! let mut p = JoinGroupRequestProtocol::default();
+//! p.name = StrBytes::from_static_str("range");
+//! join.protocols = vec![p];
+//!
+//! // First JoinGroup (v4+) without a member id: MEMBER_ID_REQUIRED with the id to use.
+//! let Reply::Now(r) = coord.join_group(1, &join, 9, "client", "/10.0.0.1", 0) else { panic!() };
+//! assert_eq!(r.error_code, 79);
+//! join.member_id = r.member_id.clone();
+//! // Second JoinGroup: the only member, so the rebalance completes at once: generation 1.
+//! let Reply::Now(r) = coord.join_group(2, &join, 9, "client", "/10.0.0.1", 5) else { panic!() };
+//! assert_eq!((r.error_code, r.generation_id), (0, 1));
+//! assert_eq!(r.leader, r.member_id); // it leads: it computes the assignment
+//!
+//! let mut sync = SyncGroupRequest::default();
+//! sync.group_id = join.group_id.clone();
+//! sync.generation_id = 1;
+//! sync.member_id = r.member_id.clone();
+//! let Reply::Now(s) = coord.sync_group(3, &sync, 5, 10) else { panic!() };
+//! assert_eq!(s.error_code, 0);
+//! // The completed rebalance left a group metadata record for the broker to append.
+//! let out = coord.take_output();
+//! assert_eq!(out.records.len(), 1);
+//! coord.check_invariants();
+//! ```
+
 pub mod coordinator;
 pub mod records;
 mod state;
