@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::load::{all_issues, load_layers, main_file};
-use super::{Config, Origin};
+use super::{Config, Origin, ENV_CLUSTER_CONFIG_FILE};
 
 /// Exit code of `validate-config` for a valid configuration.
 pub const EXIT_VALID: i32 = 0;
@@ -19,9 +19,17 @@ pub fn validate_config_report(
 ) -> (String, i32) {
     let (cfg, load_issues) = load_layers(path, env);
     let issues = all_issues(&cfg, load_issues);
-    let source = match main_file(path, env) {
-        Some(p) => p.display().to_string(),
-        None => "built-in defaults".to_string(),
+    let mut files: Vec<String> = main_file(path, env)
+        .map(|p| p.display().to_string())
+        .into_iter()
+        .collect();
+    if let Some(c) = env(ENV_CLUSTER_CONFIG_FILE).filter(|c| !c.trim().is_empty()) {
+        files.push(c.trim().to_string());
+    }
+    let source = if files.is_empty() {
+        "built-in defaults".to_string()
+    } else {
+        files.join(" + ")
     };
     let mut out = String::new();
     for i in &issues {

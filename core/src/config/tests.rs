@@ -754,6 +754,17 @@ fn report_lists_each_problem_then_a_summary() {
         "{out}"
     );
     assert!(out.contains("0.0.0.0:19092"), "{out}");
+
+    // Only a cluster file (deployment guide style): the report names it.
+    let cluster = fixture("deploy_node1_cluster.toml");
+    let env = env_from(&[("CHRONIK_CLUSTER_CONFIG", cluster.to_str().unwrap())]);
+    let (out, code) = validate_config_report(None, &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.starts_with(&format!("{}: configuration is valid", cluster.display())),
+        "{out}"
+    );
+    assert!(out.contains("2 peer(s)"), "{out}");
 }
 
 #[test]
