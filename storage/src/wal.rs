@@ -3,9 +3,9 @@
 //! Life of an append: `append` validates, encodes the record into the staging buffers (in order,
 //! synchronously), updates the group's index and copies the payload into the batch cache, and
 //! returns the record's end LSN. The entry is now "written": every read sees it. The next
-//! `flush`/`sync` (one at a time, behind `flush_lock`) takes *everything* staged by all groups and
+//! `flush`/`sync` (one round at a time, see `busy`) takes *everything* staged by all groups and
 //! issues it as a few large aligned O_DIRECT writes, then one fdatasync: group commit. Callers
-//! that arrive while a round is in progress wait for the lock and usually find their LSN already
+//! that arrive while a round is in progress wait for its end and usually find their LSN already
 //! durable, so N concurrent callers cost about two rounds, not N.
 //!
 //! Segment order invariant: before the first byte of segment k+1 is written, segment k is
@@ -21,12 +21,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::path::PathBuf;
+
 use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::sync::Semaphore;
 
 use crate::cache::{Cache, CacheItem};
 use crate::disk::{read_full, Disk, GlommioDisk, SegmentFile};
@@ -91,8 +93,14 @@ pub struct Wal {
     opts: WalOptions,
     disk: Rc<dyn Disk>,
     inner: RefCell<Inner>,
-    /// One write round at a time (group commit: waiters share the next round).
-    flush_lock: Semaphore,
+    /// A write round (or segment deletion) is running. One at a time; callers that find one
+    /// running wait for its end and usually find their LSN covered (group commit).
+    busy: Cell<bool>,
+    /// Bumped at the end of every round.
+    round_gen: Cell<u64>,
+    /// Tasks waiting for the running round to end. Bounded by the number of tasks using this
+    /// WAL (each registers once per wait); the Vec's capacity is reused.
+    round_waiters: RefCell<Vec<Waker>>,
     /// Invariant: durable <= written <= staged_lsn.
     written: Cell<u64>,
     durable: Cell<u64>,
@@ -282,6 +290,37 @@ impl Inner {
     }
 }
 
+/// Resolves when the write round running at creation time has ended.
+struct RoundEnd<'a> {
+    wal: &'a Wal,
+    gen: u64,
+    registered: bool,
+}
+
+impl<'a> RoundEnd<'a> {
+    fn new(wal: &'a Wal) -> Self {
+        RoundEnd {
+            wal,
+            gen: wal.round_gen.get(),
+            registered: false,
+        }
+    }
+}
+
+impl Future for RoundEnd<'_> {
+    type Output = ();
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.wal.round_gen.get() != self.gen {
+            return Poll::Ready(());
+        }
+        if !self.registered {
+            self.wal.round_waiters.borrow_mut().push(cx.waker().clone());
+            self.registered = true;
+        }
+        Poll::Pending
+    }
+}
+
 impl Wal {
     /// Opens (recovering) or creates the WAL in `opts.dir` using glommio DMA files.
     pub async fn open(opts: WalOptions) -> Result<(Wal, RecoveryReport)> {
@@ -338,7 +377,9 @@ impl Wal {
             opts,
             disk,
             inner: RefCell::new(inner),
-            flush_lock: Semaphore::new(1),
+            busy: Cell::new(false),
+            round_gen: Cell::new(0),
+            round_waiters: RefCell::new(Vec::new()),
             written: Cell::new(start_lsn),
             durable: Cell::new(start_lsn),
             failed: Cell::new(false),
@@ -660,31 +701,58 @@ impl Wal {
     }
 
     async fn round(&self, fsync: bool) -> Result<Lsn> {
-        self.check_writable()?;
         let target = self.inner.borrow().staged_lsn;
-        let _permit = self
-            .flush_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| StorageError::Unavailable)?;
-        self.check_writable()?;
-        let done = if fsync {
-            self.durable.get()
-        } else {
-            self.written.get()
-        };
-        if done >= target {
-            return Ok(self.durable.get());
+        // Bounded: each iteration returns, or waits for a round that another task is running;
+        // once our own round has run, `done >= target` holds.
+        loop {
+            self.check_writable()?;
+            let done = if fsync {
+                self.durable.get()
+            } else {
+                self.written.get()
+            };
+            if done >= target {
+                return Ok(self.durable.get());
+            }
+            if self.busy.get() {
+                RoundEnd::new(self).await;
+                continue;
+            }
+            self.busy.set(true);
+            // Tasks woken by the previous round's end are runnable now; let them stage their
+            // next records first so this round carries them (otherwise rounds convoy: each one
+            // carries a single append while the others wait).
+            futures_lite::future::yield_now().await;
+            let res = self.do_round(fsync).await;
+            self.end_exclusive();
+            if let Err(e) = res {
+                // After a failed write or fdatasync the kernel may have dropped dirty pages:
+                // nothing after the last successful sync can be trusted, so stop accepting writes.
+                self.failed.set(true);
+                self.inner.borrow_mut().stats.io_errors += 1;
+                tracing::error!(dir = ?self.opts.dir, error = %e, "wal write failed; refusing further writes");
+                return Err(e);
+            }
         }
-        let res = self.do_round(fsync).await;
-        if let Err(e) = &res {
-            // After a failed write or fdatasync the kernel may have dropped dirty pages: nothing
-            // after the last successful sync can be trusted, so stop accepting writes.
-            self.failed.set(true);
-            self.inner.borrow_mut().stats.io_errors += 1;
-            tracing::error!(dir = ?self.opts.dir, error = %e, "wal write failed; refusing further writes");
+    }
+
+    /// Waits until no write round runs, then marks one as running (used by segment deletion).
+    async fn begin_exclusive(&self) {
+        // Bounded by the number of rounds other tasks start meanwhile.
+        while self.busy.get() {
+            RoundEnd::new(self).await;
         }
-        res
+        self.busy.set(true);
+    }
+
+    /// Ends the running round and wakes every task waiting for it.
+    fn end_exclusive(&self) {
+        self.busy.set(false);
+        self.round_gen.set(self.round_gen.get() + 1);
+        let mut w = self.round_waiters.borrow_mut();
+        for waker in w.drain(..) {
+            waker.wake();
+        }
     }
 
     async fn segment_file(&self, base: u64) -> Result<(Rc<dyn SegmentFile>, PathBuf)> {
@@ -1137,12 +1205,22 @@ impl Wal {
         // Everything that replaced the candidates' records (relocated copies, newer state
         // records) was staged before this call; make it durable before deleting anything.
         self.sync().await?;
-        let _permit = self
-            .flush_lock
-            .acquire_permit(1)
-            .await
-            .map_err(|_| StorageError::Unavailable)?;
-        for base in candidates {
+        self.begin_exclusive().await;
+        let res = self.delete_front_segments(&candidates, &mut report).await;
+        self.end_exclusive();
+        res?;
+        let mut inner = self.inner.borrow_mut();
+        inner.stats.segments_deleted += report.segments_deleted as u64;
+        inner.stats.segments = inner.segments.len() as u64;
+        Ok(report)
+    }
+
+    async fn delete_front_segments(
+        &self,
+        candidates: &[u64],
+        report: &mut ReclaimReport,
+    ) -> Result<()> {
+        for &base in candidates {
             let seg = {
                 let mut inner = self.inner.borrow_mut();
                 match inner.segments.front() {
@@ -1161,11 +1239,7 @@ impl Wal {
         self.disk
             .sync_dir(&self.opts.dir)
             .await
-            .map_err(|e| StorageError::io("fsync_dir", &self.opts.dir, None, e))?;
-        let mut inner = self.inner.borrow_mut();
-        inner.stats.segments_deleted += report.segments_deleted as u64;
-        inner.stats.segments = inner.segments.len() as u64;
-        Ok(report)
+            .map_err(|e| StorageError::io("fsync_dir", &self.opts.dir, None, e))
     }
 
     /// Checks cross-structure invariants (tests and the fuzzer call this after every step).

@@ -282,3 +282,228 @@ fn real_files_round_trip() {
         wal.check_invariants();
     });
 }
+
+async fn fill(wal: &Wal, g: u64, from: u64, n: u64, len: usize) -> u64 {
+    let mut lsn = 0;
+    for i in from..from + n {
+        let m = EntryMeta {
+            index: i,
+            term: 1,
+            kind: EntryKind::Normal,
+            kafka: None,
+        };
+        lsn = wal.append(g, m, &payload(g, i, len)).unwrap();
+    }
+    lsn
+}
+
+#[test]
+fn enospc_mid_append_is_an_error_and_durable_data_survives() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let o = opts("/wal");
+        let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        wal.create_group(1).unwrap();
+        fill(&wal, 1, 1, 20, 1000).await;
+        let durable = wal.flush().await.unwrap();
+        // Only 8 KiB more fit on the device.
+        disk.set_write_budget(Some(8192));
+        fill(&wal, 1, 21, 40, 1000).await;
+        let err = wal.flush().await.unwrap_err();
+        assert!(matches!(err, StorageError::NoSpace), "{err}");
+        assert_eq!(wal.durable_lsn(), durable);
+        assert!(wal.is_failed());
+        // The shard stays up: reads work, writes are refused.
+        assert_eq!(wal.read_entries(1, 1, 61, u64::MAX).unwrap().len(), 60);
+        let m = EntryMeta {
+            index: 61,
+            term: 1,
+            kind: EntryKind::Normal,
+            kafka: None,
+        };
+        assert!(matches!(
+            wal.append(1, m, b"x"),
+            Err(StorageError::Unavailable)
+        ));
+        assert!(matches!(wal.flush().await, Err(StorageError::Unavailable)));
+        drop(wal);
+        disk.set_write_budget(None);
+        disk.crash(99);
+        let (wal, _) = Wal::open_with_disk(o, disk.clone()).await.unwrap();
+        let st = wal.group_state(1).unwrap();
+        assert!(st.last_index >= 20, "durable entries lost: {st:?}");
+        for (k, (_, b)) in wal
+            .read_entries(1, 1, st.last_index + 1, u64::MAX)
+            .unwrap()
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(&b[..], &payload(1, k as u64 + 1, 1000)[..]);
+        }
+        wal.check_invariants();
+    });
+}
+
+#[test]
+fn failed_fdatasync_is_an_error_and_nothing_acknowledged_is_damaged() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let o = opts("/wal");
+        let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        wal.create_group(3).unwrap();
+        fill(&wal, 3, 1, 10, 500).await;
+        let durable = wal.flush().await.unwrap();
+        disk.fail_fsync_after(Some(0));
+        fill(&wal, 3, 11, 10, 500).await;
+        match wal.flush().await {
+            Err(StorageError::Io { op, .. }) => assert_eq!(op, "fdatasync"),
+            other => panic!("expected fdatasync error, got {other:?}"),
+        }
+        assert_eq!(
+            wal.durable_lsn(),
+            durable,
+            "a failed sync must not advance durability"
+        );
+        assert!(matches!(
+            wal.set_hard_state(3, &HardState::default()),
+            Err(StorageError::Unavailable)
+        ));
+        drop(wal);
+        disk.fail_fsync_after(None);
+        for seed in 0..4 {
+            disk.crash(seed);
+            let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+            let st = wal.group_state(3).unwrap();
+            assert!(
+                st.last_index >= 10,
+                "seed {seed}: acknowledged entries lost"
+            );
+            let got = wal.read_entries(3, 1, st.last_index + 1, u64::MAX).unwrap();
+            for (k, (_, b)) in got.iter().enumerate() {
+                assert_eq!(&b[..], &payload(3, k as u64 + 1, 500)[..], "seed {seed}");
+            }
+        }
+    });
+}
+
+/// 64 groups on 64 tasks each append then flush: rounds are shared (group commit), so far fewer
+/// fdatasyncs than appends happen, and every flush returns only once its append is durable.
+#[test]
+fn concurrent_flushes_share_rounds() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let (wal, _) = Wal::open_with_disk(opts("/wal"), disk.clone())
+            .await
+            .unwrap();
+        let wal = Rc::new(wal);
+        let mut tasks = Vec::new();
+        for g in 0..64u64 {
+            wal.create_group(g).unwrap();
+            let wal = wal.clone();
+            tasks.push(glommio::spawn_local(async move {
+                for i in 1..=20u64 {
+                    let m = EntryMeta {
+                        index: i,
+                        term: 1,
+                        kind: EntryKind::Normal,
+                        kafka: None,
+                    };
+                    let lsn = wal.append(g, m, &payload(g, i, 100)).unwrap();
+                    let d = wal.flush().await.unwrap();
+                    assert!(d >= lsn && wal.durable_lsn() >= lsn);
+                }
+            }));
+        }
+        for t in tasks {
+            t.await;
+        }
+        let (_, fsyncs) = disk.io_counts();
+        let m = wal.metrics();
+        assert_eq!(m.appends, 64 * 20);
+        assert!(
+            fsyncs * 10 < m.appends,
+            "group commit not coalescing: {fsyncs} fsyncs for {} appends",
+            m.appends
+        );
+        wal.check_invariants();
+    });
+}
+
+/// One idle group that wrote once at the start must not pin old segments forever: reclaim
+/// rewrites its entry and state forward, deletes the segments, and a restart still finds them.
+#[test]
+fn idle_group_does_not_pin_segments() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let o = opts("/wal");
+        let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        wal.create_group(1).unwrap();
+        wal.create_group(2).unwrap();
+        let m = EntryMeta {
+            index: 1,
+            term: 1,
+            kind: EntryKind::Normal,
+            kafka: None,
+        };
+        wal.append(1, m, b"idle group's only entry").unwrap();
+        wal.set_hard_state(
+            1,
+            &HardState {
+                term: 1,
+                vote: 1,
+                commit: 1,
+            },
+        )
+        .unwrap();
+        // The busy group writes ~20 segments, compacting behind itself.
+        let mut next = 1;
+        for _ in 0..40 {
+            fill(&wal, 2, next, 30, 1000).await;
+            next += 30;
+            wal.compact_prefix(2, next - 5, 1).unwrap();
+            wal.sync().await.unwrap();
+            wal.reclaim().await.unwrap();
+            wal.check_invariants();
+        }
+        let st = wal.metrics();
+        assert!(
+            st.segments_deleted > 10 && st.relocated_records > 0,
+            "{st:?}"
+        );
+        assert!(st.segments <= 3, "old segments still pinned: {st:?}");
+        drop(wal);
+        disk.crash_keep_all();
+        let (wal, _) = Wal::open_with_disk(o, disk).await.unwrap();
+        let got = wal.read_entries(1, 1, 2, u64::MAX).unwrap();
+        assert_eq!(&got[0].1[..], b"idle group's only entry");
+        assert_eq!(wal.group_state(1).unwrap().hard_state.commit, 1);
+        assert_eq!(wal.group_state(2).unwrap().last_index, next - 1);
+        wal.check_invariants();
+    });
+}
+
+#[test]
+fn periodic_mode_syncs_in_background() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let mut o = opts("/wal");
+        o.sync_mode = SyncMode::Periodic;
+        o.sync_interval_ms = 2;
+        let (wal, _) = Wal::open_with_disk(o, disk).await.unwrap();
+        let wal = Rc::new(wal);
+        let task = glommio::spawn_local(wal.clone().run_periodic_sync());
+        wal.create_group(1).unwrap();
+        let lsn = fill(&wal, 1, 1, 10, 100).await;
+        // flush() in periodic mode writes but does not wait for the sync.
+        wal.flush().await.unwrap();
+        assert!(wal.written_lsn() >= lsn);
+        let mut waited = 0;
+        while wal.durable_lsn() < lsn {
+            assert!(waited < 1000, "periodic sync never happened");
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+            waited += 1;
+        }
+        drop(wal);
+        task.await; // ends once it holds the last reference
+    });
+}
