@@ -84,6 +84,9 @@ pub struct GroupCoordinator {
     /// O(due groups), not O(groups), per request.
     timers: BTreeSet<(i64, String)>,
     out: Output,
+    /// Set by the first request or tick. Before it, `apply` replays the log (group metadata
+    /// included); after it, group metadata in the log only echoes what memory already holds.
+    serving: bool,
     member_id_counter: u64,
     next_retention_check_ms: Option<i64>,
 }
@@ -152,6 +155,7 @@ impl GroupCoordinator {
             groups: BTreeMap::new(),
             timers: BTreeSet::new(),
             out: Output::default(),
+            serving: false,
             member_id_counter: 0,
             next_retention_check_ms: None,
         }
@@ -404,7 +408,6 @@ impl GroupCoordinator {
         if !g.supports_protocols(args.protocol_type, &args.protocols) {
             return err(ResponseError::InconsistentGroupProtocol);
         }
-        g.live = true;
         let r = match new_id {
             Some(new_id) => join_unknown(g, new_id, args, version, max_size, &mut ctx),
             None => join_known(g, args, version, &mut ctx),
@@ -477,7 +480,6 @@ impl GroupCoordinator {
             GroupState::Dead => err(ResponseError::CoordinatorNotAvailable),
             GroupState::PreparingRebalance => err(ResponseError::RebalanceInProgress),
             GroupState::CompletingRebalance => {
-                g.live = true;
                 let m = &mut g.members[member_id];
                 if let Some(old) = m.awaiting_sync.replace(Waiter { token, version }) {
                     let r = sync_response(
@@ -1045,11 +1047,14 @@ impl GroupCoordinator {
 
     // ------------------------------------------------------------------ Log
 
-    /// Applies one record of this partition. Call it for every record, in offset order, when the
-    /// coordinator starts (or becomes leader) before serving requests, and afterwards for each
-    /// record this coordinator emitted once it is committed. Offsets always follow the log;
-    /// group metadata follows the log only for groups no request has touched since start (for
-    /// the others memory is ahead of the log, and the record is our own echo).
+    /// Applies one committed record of this partition.
+    ///
+    /// Replay: before the first request or `tick`, call it for every record of the partition in
+    /// offset order (on start, or on becoming the partition's leader once its log is committed up
+    /// to the new term); that rebuilds groups, generations, members, assignments and offsets.
+    /// Serving: afterwards, call it for each record this coordinator emitted once committed.
+    /// Offset records then take effect (OffsetFetch sees a commit only once it is durable);
+    /// group records are ignored, since memory already holds that membership or newer.
     pub fn apply(&mut self, rec: &LogRecord, now_ms: i64) -> Result<(), RecordError> {
         match records::decode(rec)? {
             Decoded::Offset {
@@ -1075,6 +1080,9 @@ impl GroupCoordinator {
                     self.maybe_forget(&group);
                 }
             }
+            // Once serving, every group record in the log is an echo of a change this coordinator
+            // already made (and may have moved past): membership in memory is authoritative.
+            Decoded::Group { .. } if self.serving => {}
             Decoded::Group {
                 group,
                 value: Some(v),
@@ -1083,22 +1091,17 @@ impl GroupCoordinator {
                     .groups
                     .entry(group.clone())
                     .or_insert_with(|| Group::new(group, now_ms));
-                if !g.live {
-                    g.load(&v, now_ms);
-                    let id = g.group_id.clone();
-                    self.reindex(&id);
-                }
+                g.load(&v, now_ms);
+                let id = g.group_id.clone();
+                self.reindex(&id);
             }
             Decoded::Group { group, value: None } => {
-                if let Some(g) = self.groups.get_mut(&group) {
-                    if !g.live {
-                        let offsets = std::mem::take(&mut g.offsets);
-                        self.remove_group(&group);
-                        let mut fresh = Group::new(group.clone(), now_ms);
-                        fresh.offsets = offsets;
-                        self.groups.insert(group.clone(), fresh);
-                        self.maybe_forget(&group);
-                    }
+                if let Some(mut g) = self.remove_group(&group) {
+                    // Membership goes; offsets have their own tombstones.
+                    let mut fresh = Group::new(group.clone(), now_ms);
+                    fresh.offsets = std::mem::take(&mut g.offsets);
+                    self.groups.insert(group.clone(), fresh);
+                    self.maybe_forget(&group);
                 }
             }
             Decoded::Other { .. } => {}
@@ -1126,6 +1129,7 @@ impl GroupCoordinator {
     }
 
     fn run_timers(&mut self, now_ms: i64) {
+        self.serving = true;
         for _ in 0..MAX_TIMER_ROUNDS {
             let due: Vec<String> = self
                 .timers
@@ -1563,7 +1567,6 @@ fn leave_one(
     if !g.members.contains_key(&resolved) {
         return Some(ResponseError::UnknownMemberId);
     }
-    g.live = true;
     g.remove_member_and_update(&resolved, ctx);
     None
 }
@@ -1590,13 +1593,11 @@ fn fire_due(g: &mut Group, ctx: &mut Ctx) -> bool {
         .collect();
     for id in expired {
         if g.members.contains_key(&id) {
-            g.live = true;
             g.remove_member_and_update(&id, ctx);
             fired = true;
         }
     }
     if g.state == GroupState::PreparingRebalance && g.join_deadline_ms.is_some_and(|d| d <= now) {
-        g.live = true;
         g.on_join_deadline(ctx);
         fired = true;
     }
@@ -1609,7 +1610,6 @@ fn fire_due(g: &mut Group, ctx: &mut Ctx) -> bool {
         ) && !g.pending_sync.is_empty()
         {
             // Members that got a JoinGroup response but never sent SyncGroup are gone.
-            g.live = true;
             let stale: Vec<String> = g.pending_sync.iter().cloned().collect();
             for id in &stale {
                 g.fail_join(id, ResponseError::UnknownMemberId, ctx);

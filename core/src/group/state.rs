@@ -137,9 +137,6 @@ pub(crate) struct Group {
     pub new_member_added: bool,
     pub current_state_timestamp_ms: i64,
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
-    /// Membership was changed by requests served here (not only replayed from the log): group
-    /// metadata records applied afterwards are our own echoes and must not roll state back.
-    pub live: bool,
     /// The deadline under which the coordinator's timer index holds this group.
     pub indexed_deadline_ms: Option<i64>,
 }
@@ -163,7 +160,6 @@ impl Group {
             new_member_added: false,
             current_state_timestamp_ms: now_ms,
             offsets: BTreeMap::new(),
-            live: false,
             indexed_deadline_ms: None,
         }
     }

@@ -1191,6 +1191,31 @@ fn delete_group_requires_empty_and_writes_tombstones() {
     assert!(fresh.committed_offsets("g").is_empty());
 }
 
+/// Commits lag behind the coordinator: a group record emitted while Stable but applied after
+/// the group was deleted must not bring the group back.
+#[test]
+fn late_applied_group_records_do_not_resurrect_a_deleted_group() {
+    let mut s = two_member_group(9);
+    let pending: Vec<LogRecord> = s.log.clone(); // pretend none of these is applied yet
+    for i in 0..2 {
+        let mut req = LeaveGroupRequest::default();
+        req.group_id = GroupId(sb("g"));
+        req.member_id = sb(&s.clients[i].member_id);
+        s.c.leave_group(&req, 2, s.now);
+        s.clients[i].state = CState::Gone;
+    }
+    let mut late = pending;
+    late.extend(s.c.take_output().records);
+    let (tombstones, r) = s.c.delete_group("g", s.now);
+    assert_eq!(r.error_code, 0);
+    late.extend(tombstones);
+    for rec in &late {
+        s.c.apply(rec, s.now).unwrap();
+        assert_eq!(s.c.group_state("g"), None, "resurrected by {rec:?}");
+        s.c.check_invariants();
+    }
+}
+
 #[test]
 fn offset_delete_refuses_subscribed_topics() {
     let mut s = two_member_group(9);
