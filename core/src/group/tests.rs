@@ -1668,3 +1668,69 @@ fn seeded_random_operations_keep_invariants_and_converge() {
         }
     }
 }
+
+/// Cost of the hot handlers with many groups on one coordinator. Run with
+/// `cargo test -p chronik-core --release group::tests::handler_costs -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints timings"]
+fn handler_costs() {
+    const GROUPS: usize = 2_000;
+    const MEMBERS: usize = 3;
+    let mut c = GroupCoordinator::new(0, cfg0());
+    let mut members: Vec<(String, String, i32)> = Vec::new();
+    let mut now = 0i64;
+    let mut token = 0u64;
+    for g in 0..GROUPS {
+        let gid = format!("group-{g}");
+        let mut s = Sim::new(cfg0());
+        s.group = gid.clone();
+        s.c = std::mem::replace(&mut c, GroupCoordinator::new(0, cfg0()));
+        // Every group forms at the same virtual instant so nobody's session runs out.
+        s.now = 0;
+        s.next_token = token;
+        for m in 0..MEMBERS {
+            let i = s.add(Client::new(&format!("m{m}"), None, 9));
+            s.step(i);
+        }
+        s.converge(50);
+        for cl in &s.clients {
+            members.push((gid.clone(), cl.member_id.clone(), cl.generation));
+        }
+        now = now.max(s.now);
+        token = s.next_token;
+        c = std::mem::replace(&mut s.c, GroupCoordinator::new(0, cfg0()));
+    }
+    let n = members.len();
+    let t = std::time::Instant::now();
+    let rounds = 20;
+    for r in 0..rounds {
+        for (g, m, gen) in &members {
+            let mut hb = HeartbeatRequest::default();
+            hb.group_id = GroupId(StrBytes::from_string(g.clone()));
+            hb.generation_id = *gen;
+            hb.member_id = StrBytes::from_string(m.clone());
+            assert_eq!(c.heartbeat(&hb, 4, now + r).error_code, 0);
+        }
+    }
+    let hb_ns = t.elapsed().as_nanos() as f64 / (n * rounds as usize) as f64;
+    let t = std::time::Instant::now();
+    for (i, (g, m, gen)) in members.iter().enumerate() {
+        let mut req = OffsetCommitRequest::default();
+        req.group_id = GroupId(StrBytes::from_string(g.clone()));
+        req.generation_id_or_member_epoch = *gen;
+        req.member_id = StrBytes::from_string(m.clone());
+        let mut p = OffsetCommitRequestPartition::default();
+        p.partition_index = (i % 4) as i32;
+        p.committed_offset = i as i64;
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = TopicName(sb(TOPIC));
+        t.partitions = vec![p];
+        req.topics = vec![t];
+        let (recs, _) = c.offset_commit(&req, 9, now + rounds);
+        for rec in &recs {
+            c.apply(rec, now + rounds).unwrap();
+        }
+    }
+    let commit_ns = t.elapsed().as_nanos() as f64 / n as f64;
+    eprintln!("{GROUPS} groups x {MEMBERS} members: heartbeat {hb_ns:.0} ns, commit+apply {commit_ns:.0} ns");
+}
