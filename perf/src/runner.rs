@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{DeliveryResult, Message};
@@ -139,6 +140,44 @@ fn count_error(kinds: &mut BTreeMap<String, u64>, kind: String) {
     }
 }
 
+/// Most librdkafka log and error lines printed per client (a broken broker can make it repeat
+/// the same line thousands of times a second).
+const MAX_CLIENT_LOG_LINES: u64 = 50;
+
+/// Forwards librdkafka's own log lines and errors to stderr, bounded. Warnings and errors
+/// always; debug lines when the workload sets the client property `debug`.
+#[derive(Debug, Default)]
+struct ClientLog {
+    name: String,
+    lines: AtomicU64,
+}
+
+impl ClientLog {
+    fn new(name: String) -> ClientLog {
+        ClientLog {
+            name,
+            lines: AtomicU64::new(0),
+        }
+    }
+
+    fn emit(&self, what: &str, text: &str) {
+        let n = self.lines.fetch_add(1, Ordering::Relaxed);
+        if n < MAX_CLIENT_LOG_LINES {
+            eprintln!("librdkafka {} {what}: {text}", self.name);
+        } else if n == MAX_CLIENT_LOG_LINES {
+            eprintln!("librdkafka {}: further log lines suppressed", self.name);
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        self.emit(&format!("{level:?} {fac}"), msg);
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.emit("error", &format!("{error}: {reason}"));
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panicking thread cannot leave these plain counters inconsistent: keep going.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -164,9 +203,17 @@ struct ProducerCtx {
     phases: Arc<OnceLock<Phases>>,
     stats: Arc<Mutex<ProducerStats>>,
     acked_total: Arc<AtomicU64>,
+    log: ClientLog,
 }
 
-impl ClientContext for ProducerCtx {}
+impl ClientContext for ProducerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        self.log.log(level, fac, msg);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
 
 impl ProducerContext for ProducerCtx {
     type DeliveryOpaque = ();
@@ -269,6 +316,7 @@ impl ProducerThread {
             phases: self.phases.clone(),
             stats: self.stats.clone(),
             acked_total: self.acked_total.clone(),
+            log: ClientLog::new(format!("producer {}", self.index)),
         };
         producer_config(&self.workload, &self.bootstrap, self.index)
             .create_with_context(ctx)
@@ -407,9 +455,17 @@ struct ConsumerCtx {
     start: Arc<StartOffsets>,
     /// Partitions this consumer currently owns.
     assigned: Arc<AtomicU64>,
+    log: ClientLog,
 }
 
-impl ClientContext for ConsumerCtx {}
+impl ClientContext for ConsumerCtx {
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, msg: &str) {
+        self.log.log(level, fac, msg);
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.log.error(error, reason);
+    }
+}
 
 impl ConsumerContext for ConsumerCtx {
     // Replaces the default eager rebalance so each newly assigned partition starts at the end
@@ -710,6 +766,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
             let ctx = ConsumerCtx {
                 start: start_offsets.clone(),
                 assigned: assigned.clone(),
+                log: ClientLog::new(format!("consumer {g}/{m}")),
             };
             let consumer: BaseConsumer<ConsumerCtx> =
                 consumer_config(&w, &opts.bootstrap, &group_id, g * 1000 + m)
