@@ -293,7 +293,20 @@ fn producer_config(w: &Workload, bootstrap: &str, index: u32) -> ClientConfig {
     for (k, v) in &p.config {
         c.set(k, v);
     }
+    set_log_level(&mut c);
     c
+}
+
+/// Warnings and worse by default; everything when the workload asks for librdkafka `debug`
+/// contexts. (rdkafka otherwise derives the level from the `log` crate, which we do not use, and
+/// would silence librdkafka entirely.)
+fn set_log_level(c: &mut ClientConfig) {
+    let level = if c.get("debug").is_some() {
+        RDKafkaLogLevel::Debug
+    } else {
+        RDKafkaLogLevel::Warning
+    };
+    c.set_log_level(level);
 }
 
 struct ProducerThread {
@@ -523,6 +536,7 @@ fn consumer_config(w: &Workload, bootstrap: &str, group_id: &str, index: u32) ->
     for (k, v) in &w.consumers.config {
         c.set(k, v);
     }
+    set_log_level(&mut c);
     c
 }
 
