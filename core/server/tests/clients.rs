@@ -1,0 +1,209 @@
+//! Real Kafka clients against a real `chronik-server`: kcat (librdkafka 2.0), confluent-kafka
+//! (current librdkafka) and kafka-python. The client environment comes from `.ci/run` (a venv
+//! with the Python clients, Debian's kcat); without it these tests skip loudly, and with
+//! `CHRONIK_REQUIRE_CLIENTS=1` (CI) a missing client fails them.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{kcat, python, run_client, Server};
+
+fn kcat_cmd(s: &Server, args: &[&str], input: Option<&str>) -> String {
+    let mut child = Command::new("timeout")
+        .arg("60")
+        .arg("kcat")
+        .arg("-b")
+        .arg(s.bootstrap())
+        .args(args)
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = input {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kcat {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn kcat_metadata_produce_consume_and_balanced_group() {
+    if !kcat() {
+        return;
+    }
+    let s = Server::start();
+    let input: String = (0..500).map(|i| format!("key{i}:value{i}\n")).collect();
+    kcat_cmd(&s, &["-P", "-t", "kc", "-K:", "-z", "lz4"], Some(&input));
+    let meta = kcat_cmd(&s, &["-L", "-t", "kc"], None);
+    assert!(meta.contains("topic \"kc\" with 1 partitions"), "{meta}");
+    let out = kcat_cmd(
+        &s,
+        &["-C", "-t", "kc", "-o", "beginning", "-e", "-f", "%k=%s\n"],
+        None,
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 500);
+    for (i, l) in lines.iter().enumerate() {
+        assert_eq!(*l, format!("key{i}=value{i}"));
+    }
+    // Balanced consumer group (-G): reads everything from the beginning.
+    let out = kcat_cmd(
+        &s,
+        &[
+            "-G",
+            "kcat-group",
+            "-o",
+            "beginning",
+            "-e",
+            "-f",
+            "%s\n",
+            "kc",
+        ],
+        None,
+    );
+    assert_eq!(out.lines().count(), 500, "kcat -G got {out}");
+}
+
+#[test]
+fn confluent_roundtrip_every_codec_100k_messages() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "roundtrip", "20000"],
+        Duration::from_secs(300),
+    );
+    assert!(
+        out.contains("OK roundtrip 100000 messages, 4 partitions"),
+        "{out}"
+    );
+}
+
+#[test]
+fn confluent_consumer_groups_rebalance_and_resume() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "groups"],
+        Duration::from_secs(240),
+    );
+    assert!(out.contains("OK groups"), "{out}");
+    eprintln!("{out}");
+}
+
+#[test]
+fn confluent_idempotent_producer_exactly_once_in_order() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "idempotent", "100000"],
+        Duration::from_secs(300),
+    );
+    assert!(out.contains("OK idempotent 100000"), "{out}");
+}
+
+#[test]
+fn confluent_admin_configs_partitions_offsets() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "admin"],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("OK admin"), "{out}");
+}
+
+#[test]
+fn kafka_python_group_consumer_with_auto_commit() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let out = run_client(
+        &py,
+        "kafka_python_suite.py",
+        &[&s.bootstrap()],
+        Duration::from_secs(180),
+    );
+    assert!(out.contains("OK kafka-python"), "{out}");
+}
+
+#[test]
+fn acked_writes_and_committed_offsets_survive_kill9() {
+    let Some(py) = python() else { return };
+    let mut s = Server::start();
+    let acked = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "produce-acked", "dur", "20000"],
+        Duration::from_secs(180),
+    );
+    let acked_path = s.dir.path().join("acked.txt");
+    std::fs::write(&acked_path, &acked).unwrap();
+    assert_eq!(acked.lines().count(), 20000);
+    let committed = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "commit", "dur", "dur-group"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(committed.trim(), "20000");
+    // kill -9 right after the acknowledgements: nothing acknowledged may be lost.
+    s.restart();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[
+            &s.bootstrap(),
+            "verify",
+            "dur",
+            acked_path.to_str().unwrap(),
+        ],
+        Duration::from_secs(180),
+    );
+    assert!(out.contains("OK verified 20000"), "{out}");
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "committed", "dur", "dur-group", "20000"],
+        Duration::from_secs(60),
+    );
+    assert!(out.contains("OK committed 20000"), "{out}");
+    // And once more, with a second crash before anything else happens.
+    s.restart();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[
+            &s.bootstrap(),
+            "verify",
+            "dur",
+            acked_path.to_str().unwrap(),
+        ],
+        Duration::from_secs(180),
+    );
+    assert!(out.contains("OK verified 20000"), "{out}");
+}

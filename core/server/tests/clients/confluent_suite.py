@@ -1,0 +1,365 @@
+"""Compatibility checks with confluent-kafka (librdkafka) against a running Chronik broker.
+
+Usage: confluent_suite.py BOOTSTRAP COMMAND [ARGS]
+Every command exits 0 on success and raises (non-zero exit, message on stderr) on failure.
+All loops are bounded by deadlines.
+"""
+
+import sys
+import time
+import uuid
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+
+BOOT = sys.argv[1]
+CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
+
+
+def admin():
+    return AdminClient({"bootstrap.servers": BOOT})
+
+
+def create_topic(name, partitions, configs=None):
+    a = admin()  # keep the handle alive until the futures resolve
+    fs = a.create_topics(
+        [NewTopic(name, num_partitions=partitions, replication_factor=1, config=configs or {})],
+        request_timeout=30,
+    )
+    for _, f in fs.items():
+        f.result(timeout=30)
+
+
+def deliver_all(p, timeout=60):
+    left = p.flush(timeout)
+    assert left == 0, f"{left} messages not delivered within {timeout}s"
+
+
+def consume_exact(topic, expected_count, group=None, timeout=90, assign=None, extra=None):
+    conf = {
+        "bootstrap.servers": BOOT,
+        "group.id": group or f"g-{uuid.uuid4()}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "fetch.wait.max.ms": 100,
+    }
+    conf.update(extra or {})
+    c = Consumer(conf)
+    if assign:
+        c.assign(assign)
+    else:
+        c.subscribe([topic])
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < expected_count and time.time() < deadline:
+        for m in c.consume(num_messages=1000, timeout=0.5):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise KafkaException(m.error())
+            got.append(m)
+    c.close()
+    assert len(got) == expected_count, f"consumed {len(got)} of {expected_count}"
+    return got
+
+
+def cmd_roundtrip(n_per_codec):
+    """Keys, headers and every codec: produce, consume back, compare exactly."""
+    n = int(n_per_codec)
+    topic = f"rt-{uuid.uuid4().hex[:8]}"
+    create_topic(topic, 4)
+    sent = {}
+    for codec in CODECS:
+        p = Producer(
+            {
+                "bootstrap.servers": BOOT,
+                "compression.type": codec,
+                "acks": "all",
+                "linger.ms": 5,
+                "batch.num.messages": 1000,
+            }
+        )
+        errors = []
+
+        def cb(err, msg):
+            if err:
+                errors.append(err)
+
+        for i in range(n):
+            key = f"{codec}-k{i}".encode()
+            value = (f"{codec}-v{i}-" + "x" * (i % 200)).encode()
+            headers = [("h1", f"{i}".encode()), ("codec", codec.encode())]
+            p.produce(topic, key=key, value=value, headers=headers, on_delivery=cb)
+            sent[key] = (value, headers)
+            if i % 10000 == 0:
+                p.poll(0)
+        deliver_all(p)
+        assert not errors, f"delivery errors with {codec}: {errors[:3]}"
+    got = consume_exact(topic, len(sent))
+    seen = set()
+    per_partition_last = {}
+    for m in got:
+        k = m.key()
+        assert k in sent, f"unexpected key {k!r}"
+        assert k not in seen, f"duplicate key {k!r}"
+        seen.add(k)
+        value, headers = sent[k]
+        assert m.value() == value, f"value mismatch for {k!r}"
+        assert [(h, v) for h, v in (m.headers() or [])] == headers, f"headers mismatch for {k!r}"
+        last = per_partition_last.get(m.partition(), -1)
+        assert m.offset() > last, "offsets not increasing within a partition"
+        per_partition_last[m.partition()] = m.offset()
+    print(f"OK roundtrip {len(got)} messages, {len(per_partition_last)} partitions")
+
+
+def cmd_produce_acked(topic, n):
+    """Produce n messages acks=all; print the acked (partition, offset, value) lines."""
+    n = int(n)
+    create_topic(topic, 3)
+    p = Producer({"bootstrap.servers": BOOT, "acks": "all", "linger.ms": 2})
+    acked = []
+
+    def cb(err, msg):
+        if err is None:
+            acked.append((msg.partition(), msg.offset(), msg.value().decode()))
+
+    for i in range(n):
+        p.produce(topic, key=f"k{i}".encode(), value=f"value-{i}".encode(), on_delivery=cb)
+        if i % 1000 == 0:
+            p.poll(0)
+    deliver_all(p)
+    assert len(acked) == n, f"only {len(acked)} of {n} acknowledged"
+    for part, off, val in acked:
+        print(f"{part} {off} {val}")
+
+
+def cmd_verify(topic, acked_file):
+    """Every acknowledged message is there at its acknowledged offset."""
+    want = {}
+    with open(acked_file) as f:
+        for line in f:
+            part, off, val = line.split()
+            want[(int(part), int(off))] = val
+    got = consume_exact(topic, len(want))
+    have = {(m.partition(), m.offset()): m.value().decode() for m in got}
+    missing = [k for k in want if have.get(k) != want[k]]
+    assert not missing, f"{len(missing)} acknowledged messages lost or moved, e.g. {missing[:3]}"
+    print(f"OK verified {len(want)} acknowledged messages")
+
+
+def wait_assignment(consumers, want_total, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for c in consumers:
+            c.poll(0.1)
+        sets = [set((tp.topic, tp.partition) for tp in c.assignment()) for c in consumers]
+        total = set().union(*sets)
+        disjoint = sum(len(s) for s in sets) == len(total)
+        if len(total) == want_total and disjoint and all(sets):
+            return sets
+    raise AssertionError(f"no complete disjoint assignment within {timeout}s: {sets}")
+
+
+def cmd_groups():
+    """Two consumers split 4 partitions; a third joins; one leaves; commits and resume."""
+    topic = f"grp-{uuid.uuid4().hex[:8]}"
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    create_topic(topic, 4)
+    p = Producer({"bootstrap.servers": BOOT, "acks": "all"})
+
+    def consumer(strategy="range"):
+        c = Consumer(
+            {
+                "bootstrap.servers": BOOT,
+                "group.id": group,
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 500,
+                "partition.assignment.strategy": strategy,
+            }
+        )
+        c.subscribe([topic])
+        return c
+
+    a, b = consumer(), consumer()
+    t0 = time.time()
+    sets = wait_assignment([a, b], 4)
+    print(f"2 members: {[sorted(s) for s in sets]} in {time.time() - t0:.2f}s")
+    c3 = consumer()
+    t0 = time.time()
+    sets = wait_assignment([a, b, c3], 4)
+    rebalance_s = time.time() - t0
+    print(f"3 members: {[sorted(s) for s in sets]}; rebalance 2->3 took {rebalance_s:.2f}s")
+    c3.close()
+    sets = wait_assignment([a, b], 4)
+    # Only now produce (the rebalance phases above polled and would have eaten messages).
+    for i in range(400):
+        p.produce(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % 4)
+    deliver_all(p)
+    # Consume everything with the two members and commit synchronously.
+    got = 0
+    deadline = time.time() + 60
+    while got < 400 and time.time() < deadline:
+        for c in (a, b):
+            for m in c.consume(num_messages=500, timeout=0.2):
+                if m.error():
+                    continue
+                got += 1
+    assert got == 400, f"group consumed {got} of 400"
+    for c in (a, b):
+        c.commit(asynchronous=False)
+    committed = a.committed([TopicPartition(topic, i) for i in range(4)], timeout=10)
+    a.close()
+    b.close()
+    # A new member resumes after the committed offsets: nothing left to read.
+    p.produce(topic, key=b"late", value=b"after-commit", partition=2)
+    deliver_all(p)
+    d = consumer()
+    msgs = []
+    deadline = time.time() + 30
+    while not msgs and time.time() < deadline:
+        msgs = [m for m in d.consume(num_messages=10, timeout=0.5) if not m.error()]
+    d.close()
+    assert [m.value() for m in msgs] == [b"after-commit"], f"resumed wrongly: {[m.value() for m in msgs]}"
+    print("committed:", [(tp.partition, tp.offset) for tp in committed])
+    print(f"OK groups rebalance_2_to_3_s={rebalance_s:.2f}")
+
+
+def cmd_committed(topic, group, expect):
+    """The group's committed offsets sum to `expect` (survives restarts)."""
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": group})
+    md = c.list_topics(topic, timeout=10)
+    parts = [TopicPartition(topic, p) for p in md.topics[topic].partitions]
+    committed = c.committed(parts, timeout=10)
+    c.close()
+    total = sum(tp.offset for tp in committed if tp.offset >= 0)
+    assert total == int(expect), f"committed sum {total} != {expect}: {committed}"
+    print(f"OK committed {total}")
+
+
+def cmd_commit(topic, group):
+    """Consume a 3-partition topic fully and commit; print the committed total."""
+    c = Consumer(
+        {
+            "bootstrap.servers": BOOT,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    c.subscribe([topic])
+    got = 0
+    idle = 0
+    deadline = time.time() + 60
+    while time.time() < deadline and idle < 6:
+        ms = c.consume(num_messages=1000, timeout=0.5)
+        ms = [m for m in ms if not m.error()]
+        got += len(ms)
+        idle = idle + 1 if not ms and got > 0 else 0
+    c.commit(asynchronous=False)
+    c.close()
+    print(got)
+
+
+def cmd_idempotent(n):
+    """enable.idempotence with retries forced by tiny timeouts: each message exactly once."""
+    n = int(n)
+    topic = f"idem-{uuid.uuid4().hex[:8]}"
+    create_topic(topic, 2)
+    p = Producer(
+        {
+            "bootstrap.servers": BOOT,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 1,
+            "max.in.flight.requests.per.connection": 5,
+            # Short socket timeouts plus tiny batches make librdkafka retry in-flight requests.
+            "message.timeout.ms": 60000,
+            "request.timeout.ms": 5000,
+            "batch.num.messages": 50,
+        }
+    )
+    errors = []
+
+    def cb(err, msg):
+        if err:
+            errors.append(err)
+
+    for i in range(n):
+        while True:
+            try:
+                p.produce(topic, key=str(i % 2).encode(), value=str(i).encode(), partition=i % 2, on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.05)
+        if i % 5000 == 0:
+            p.poll(0)
+    deliver_all(p, 120)
+    assert not errors, errors[:3]
+    got = consume_exact(topic, n)
+    per_part = {0: [], 1: []}
+    for m in got:
+        per_part[m.partition()].append(int(m.value()))
+    for part, vals in per_part.items():
+        assert vals == sorted(vals), f"partition {part} out of order"
+        assert len(vals) == len(set(vals)), f"partition {part} has duplicates"
+    print(f"OK idempotent {n} messages exactly once, in order")
+
+
+def cmd_admin():
+    """Configs, partitions, offsets by timestamp, delete."""
+    a = admin()
+    topic = f"adm-{uuid.uuid4().hex[:8]}"
+    create_topic(topic, 2, {"retention.ms": "3600000"})
+    res = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    cfg = a.describe_configs([res])[res].result(timeout=10)
+    assert cfg["retention.ms"].value == "3600000", cfg["retention.ms"]
+    assert "cleanup.policy" in cfg and cfg["cleanup.policy"].value == "delete"
+    assert cfg["max.message.bytes"].value == "1048588"
+    res2 = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "7200000"})
+    a.alter_configs([res2])[res2].result(timeout=10)
+    cfg = a.describe_configs([res])[res].result(timeout=10)
+    assert cfg["retention.ms"].value == "7200000"
+    a.create_partitions([NewPartitions(topic, 5)])[topic].result(timeout=10)
+    md = a.list_topics(topic, timeout=10)
+    assert len(md.topics[topic].partitions) == 5
+    # Offsets by timestamp.
+    p = Producer({"bootstrap.servers": BOOT, "acks": "all", "linger.ms": 0})
+    base = int(time.time() * 1000) - 100000
+    for i in range(10):
+        p.produce(topic, value=f"t{i}".encode(), partition=0, timestamp=base + i * 1000)
+        p.flush(10)
+    c = Consumer({"bootstrap.servers": BOOT, "group.id": "adm"})
+    found = c.offsets_for_times([TopicPartition(topic, 0, base + 4500)], timeout=10)
+    assert found[0].offset == 5, f"offset for time: {found[0].offset}"
+    lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+    assert (lo, hi) == (0, 10), (lo, hi)
+    c.close()
+    fs = a.delete_topics([topic], operation_timeout=30)
+    fs[topic].result(timeout=30)
+    md = a.list_topics(timeout=10)
+    assert topic not in md.topics
+    # Errors come back as errors.
+    fs = a.create_topics([NewTopic("bad/name", 1, 1)])
+    try:
+        fs["bad/name"].result(timeout=10)
+        raise AssertionError("invalid topic name accepted")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.TOPIC_EXCEPTION, e
+    print("OK admin")
+
+
+COMMANDS = {
+    "roundtrip": cmd_roundtrip,
+    "produce-acked": cmd_produce_acked,
+    "verify": cmd_verify,
+    "groups": cmd_groups,
+    "commit": cmd_commit,
+    "committed": cmd_committed,
+    "idempotent": cmd_idempotent,
+    "admin": cmd_admin,
+}
+
+if __name__ == "__main__":
+    COMMANDS[sys.argv[2]](*sys.argv[3:])

@@ -1,0 +1,372 @@
+//! Test harness: real `chronik-server` processes on loopback, bounded in time, killed by PID.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start listening.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A free loopback port (bind to 0, read it, release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Server {
+    pub port: u16,
+    pub http_port: u16,
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+    extra_env: Vec<(String, String)>,
+    log: PathBuf,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(env: &[(&str, &str)]) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix("chronik-test-")
+            .tempdir_in(test_tmp())
+            .unwrap();
+        let mut s = Server {
+            port: free_port(),
+            http_port: free_port(),
+            log: dir.path().join("server.log"),
+            dir,
+            child: None,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_chronik-server"));
+        cmd.arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("standalone")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("CHRONIK_BIND_ADDR", "127.0.0.1")
+            .env("CHRONIK_ADVERTISED_ADDR", "127.0.0.1")
+            .env("CHRONIK_KAFKA_PORT", self.port.to_string())
+            .env("CHRONIK_HTTP_PORT", self.http_port.to_string())
+            .env("CHRONIK_HTTP_BIND_ADDR", "127.0.0.1")
+            .env("CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("spawn chronik-server"));
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        let addr: SocketAddr = self.bootstrap().parse().unwrap();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "chronik-server exited early ({status}):\n{}",
+                    self.log_text()
+                );
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            assert!(
+                start.elapsed() < START_TIMEOUT,
+                "server did not listen within {START_TIMEOUT:?}:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILL: no flush, no goodbye.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait (bounded) for a clean exit; returns the exit code.
+    pub fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take()?;
+        unsafe_sigterm(c.id());
+        let start = Instant::now();
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st.code();
+            }
+            if start.elapsed() > Duration::from_secs(20) {
+                let _ = c.kill();
+                let _ = c.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// A simple HTTP GET against the Kafka or HTTP port; returns (status line, body).
+    pub fn http_get(&self, port: u16, path: &str) -> (String, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+        (
+            head.lines().next().unwrap_or("").to_string(),
+            body.to_string(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        if std::thread::panicking() {
+            eprintln!("--- server log ---\n{}", self.log_text());
+        }
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Where test data directories go: on the project's filesystem (O_DIRECT must work; /tmp may be
+/// tmpfs on some hosts).
+pub fn test_tmp() -> PathBuf {
+    let p = Path::new(env!("CARGO_TARGET_TMPDIR")).to_path_buf();
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+/// The Python interpreter with the client libraries, if configured (`CHRONIK_PYTHON`).
+/// With `CHRONIK_REQUIRE_CLIENTS=1` (CI) a missing interpreter fails the test instead.
+pub fn python() -> Option<PathBuf> {
+    match std::env::var("CHRONIK_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(PathBuf::from(p)),
+        _ => {
+            let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/python");
+            if venv.exists() {
+                return Some(venv);
+            }
+            assert!(
+                std::env::var("CHRONIK_REQUIRE_CLIENTS").is_err(),
+                "CHRONIK_REQUIRE_CLIENTS is set but no Python with client libraries was found \
+                 (set CHRONIK_PYTHON or create .venv)"
+            );
+            eprintln!("SKIPPED: no Python client environment (run .ci/run or create .venv)");
+            None
+        }
+    }
+}
+
+/// Whether `kcat` is installed (required under `CHRONIK_REQUIRE_CLIENTS`).
+pub fn kcat() -> bool {
+    let ok = Command::new("kcat")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CHRONIK_REQUIRE_CLIENTS").is_err(),
+            "CHRONIK_REQUIRE_CLIENTS is set but kcat is not installed"
+        );
+        eprintln!("SKIPPED: kcat not installed");
+    }
+    ok
+}
+
+/// Runs a client script `tests/clients/NAME` with `args`, bounded in time; panics with its
+/// output on failure.
+pub fn run_client(py: &Path, script: &str, args: &[&str], timeout: Duration) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let child = Command::new(py)
+        .arg(&path)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn python");
+    let pid = child.id();
+    // Drain the pipes on another thread (a full pipe would stall the client) and bound the wait.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(timeout) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
+            let out = rx.recv().unwrap().unwrap();
+            panic!(
+                "{script} {args:?} timed out after {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed ({})\nstdout:\n{stdout}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// A raw Kafka protocol connection for wire-level tests.
+pub struct Wire {
+    pub stream: TcpStream,
+    next_correlation: i32,
+}
+
+impl Wire {
+    pub fn connect(port: u16) -> Wire {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Wire {
+            stream,
+            next_correlation: 1,
+        }
+    }
+
+    /// Sends `body` as API `key` version `version`; returns the correlation id used.
+    pub fn send<T: kafka_protocol::protocol::Encodable>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        body: &T,
+    ) -> i32 {
+        use kafka_protocol::protocol::{Encodable, StrBytes};
+        let corr = self.next_correlation;
+        self.next_correlation += 1;
+        let mut b = bytes::BytesMut::new();
+        kafka_protocol::messages::RequestHeader::default()
+            .with_request_api_key(key as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(corr)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+            .encode(&mut b, key.request_header_version(version))
+            .unwrap();
+        body.encode(&mut b, version).unwrap();
+        self.send_raw(&(b.len() as i32).to_be_bytes());
+        self.send_raw(&b);
+        corr
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads one response frame: (correlation id, body after the header bytes `header_len`).
+    pub fn recv_frame(&mut self) -> Option<Vec<u8>> {
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len).ok()?;
+        let len = i32::from_be_bytes(len) as usize;
+        assert!(len < 64 << 20, "response frame of {len} bytes");
+        let mut buf = vec![0u8; len];
+        self.stream.read_exact(&mut buf).ok()?;
+        Some(buf)
+    }
+
+    /// Sends a request and decodes its response.
+    pub fn call<Req, Resp>(
+        &mut self,
+        key: kafka_protocol::messages::ApiKey,
+        version: i16,
+        body: &Req,
+    ) -> Resp
+    where
+        Req: kafka_protocol::protocol::Encodable,
+        Resp: kafka_protocol::protocol::Decodable,
+    {
+        let corr = self.send(key, version, body);
+        let frame = self.recv_frame().expect("response");
+        let mut buf = bytes::Bytes::from(frame);
+        let header_version = key.response_header_version(version);
+        let header = <kafka_protocol::messages::ResponseHeader as kafka_protocol::protocol::Decodable>::decode(
+            &mut buf,
+            header_version,
+        )
+        .unwrap();
+        assert_eq!(header.correlation_id, corr);
+        Resp::decode(&mut buf, version).unwrap()
+    }
+
+    /// True once the server closed the connection (read returns EOF or reset).
+    pub fn closed_by_server(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.stream.read(&mut b), Ok(0) | Err(_))
+    }
+}

@@ -1,0 +1,399 @@
+//! Wire-level tests against a real `chronik-server`: protocol negotiation, bad input, produce and
+//! fetch of exact bytes, HTTP on the Kafka port, start-up refusal and clean shutdown.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Server, Wire};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn create_topic(w: &mut Wire, name: &str, partitions: i32) {
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name(name))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)])
+        .with_timeout_ms(10_000);
+    let resp: CreateTopicsResponse = w.call(ApiKey::CreateTopics, 7, &req);
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0]);
+}
+
+fn produce(
+    w: &mut Wire,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    records: Vec<u8>,
+) -> ProduceResponse {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(topic_name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(records)))])]);
+    w.call(ApiKey::Produce, version, &req)
+}
+
+fn fetch(
+    w: &mut Wire,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+) -> FetchResponse {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    w.call(ApiKey::Fetch, 12, &req)
+}
+
+#[test]
+fn api_versions_advertises_exact_ranges() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    for v in [0i16, 1, 2, 3, 4] {
+        let resp: ApiVersionsResponse =
+            w.call(ApiKey::ApiVersions, v, &ApiVersionsRequest::default());
+        assert_eq!(resp.error_code, 0);
+        let produce = resp
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::Produce as i16)
+            .unwrap();
+        assert_eq!((produce.min_version, produce.max_version), (3, 11));
+        assert_eq!(
+            resp.api_keys.len(),
+            chronik_protocol::api::SUPPORTED.len(),
+            "every served API is advertised, nothing more"
+        );
+    }
+}
+
+#[test]
+fn unknown_key_and_version_get_unsupported_version_and_the_connection_survives() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    // Unknown API key 999: correlation id + error 35.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&999i16.to_be_bytes());
+    frame.extend_from_slice(&0i16.to_be_bytes());
+    frame.extend_from_slice(&77i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    w.send_raw(&(frame.len() as i32).to_be_bytes());
+    w.send_raw(&frame);
+    let resp = w.recv_frame().unwrap();
+    assert_eq!(&resp[..4], &77i32.to_be_bytes());
+    assert_eq!(&resp[4..6], &35i16.to_be_bytes());
+    // ApiVersions at an unknown version: Kafka's v0 fallback with the ranges.
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(ApiKey::ApiVersions as i16).to_be_bytes());
+    frame.extend_from_slice(&99i16.to_be_bytes());
+    frame.extend_from_slice(&78i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    w.send_raw(&(frame.len() as i32).to_be_bytes());
+    w.send_raw(&frame);
+    let resp = w.recv_frame().unwrap();
+    assert_eq!(&resp[..4], &78i32.to_be_bytes());
+    assert_eq!(&resp[4..6], &35i16.to_be_bytes());
+    // Same connection still answers.
+    let ok: ApiVersionsResponse = w.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(ok.error_code, 0);
+}
+
+#[test]
+fn hostile_frames_close_only_their_connection() {
+    let s = Server::start();
+    // Oversized length prefix: closed before anything is allocated.
+    let mut w = Wire::connect(s.port);
+    w.send_raw(&i32::MAX.to_be_bytes());
+    assert!(w.closed_by_server());
+    // Negative length.
+    let mut w = Wire::connect(s.port);
+    w.send_raw(&(-5i32).to_be_bytes());
+    assert!(w.closed_by_server());
+    // Truncated frame: promise 100 bytes, send 10, hang up.
+    let mut w = Wire::connect(s.port);
+    w.send_raw(&100i32.to_be_bytes());
+    w.send_raw(&[1u8; 10]);
+    drop(w);
+    // Garbage after a plausible head: a malformed body closes the connection.
+    let mut w = Wire::connect(s.port);
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(ApiKey::Metadata as i16).to_be_bytes());
+    frame.extend_from_slice(&12i16.to_be_bytes());
+    frame.extend_from_slice(&1i32.to_be_bytes());
+    frame.extend_from_slice(&[0xff; 40]);
+    w.send_raw(&(frame.len() as i32).to_be_bytes());
+    w.send_raw(&frame);
+    assert!(w.closed_by_server());
+    // Seeded random garbage on many connections.
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    for _ in 0..50 {
+        let mut w = Wire::connect(s.port);
+        let mut junk = vec![0u8; 64];
+        for b in junk.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let _ = w.stream.write_all(&junk);
+    }
+    // The broker still serves everyone else.
+    let mut w = Wire::connect(s.port);
+    let ok: ApiVersionsResponse = w.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(ok.error_code, 0);
+}
+
+#[test]
+fn produce_validates_batches_and_fetch_returns_the_stored_bytes() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "wire", 2);
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> =
+        vec![(Some(b"k0"), Some(b"v0")), (Some(b"k1"), Some(b"v1"))];
+    let batch = chronik_protocol::batch::encode_batch(&kv, 1_700_000_000_000);
+    // Good batch, twice: offsets 0 and 2.
+    for (i, expect) in [0i64, 2].into_iter().enumerate() {
+        let r = produce(&mut w, 9, "wire", 1, batch.clone());
+        let p = &r.responses[0].partition_responses[0];
+        assert_eq!(p.error_code, 0, "produce {i}: {p:?}");
+        assert_eq!(p.base_offset, expect);
+    }
+    // A flipped bit inside the CRC-covered region: CORRUPT_MESSAGE, nothing stored.
+    let mut bad = batch.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0x01;
+    let r = produce(&mut w, 9, "wire", 1, bad);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 2);
+    // Truncated batch: CORRUPT_MESSAGE too.
+    let r = produce(&mut w, 9, "wire", 1, batch[..batch.len() - 3].to_vec());
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 2);
+    // Unknown partition and topic.
+    let r = produce(&mut w, 9, "wire", 7, batch.clone());
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 3);
+    // Older produce version still works.
+    let r = produce(&mut w, 3, "wire", 1, batch.clone());
+    assert_eq!(r.responses[0].partition_responses[0].base_offset, 4);
+    // Fetch: the same bytes, with the base offsets the broker assigned.
+    let f = fetch(&mut w, "wire", 1, 0, 0);
+    let p = &f.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert_eq!(p.high_watermark, 6);
+    let records = p.records.clone().unwrap();
+    assert_eq!(records.len(), 3 * batch.len());
+    for (i, chunk) in records.chunks(batch.len()).enumerate() {
+        let h = chronik_protocol::batch::validate(chunk).expect("stored batch valid");
+        assert_eq!(h.base_offset.get(), 2 * i as i64);
+        assert_eq!(
+            &chunk[chronik_protocol::batch::CRC_START..],
+            &batch[chronik_protocol::batch::CRC_START..]
+        );
+    }
+    // Out of range.
+    let f = fetch(&mut w, "wire", 1, 99, 0);
+    assert_eq!(f.responses[0].partitions[0].error_code, 1);
+    // Long poll: wakes when data arrives, not at the deadline.
+    let port = s.port;
+    let batch2 = batch.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut w2 = Wire::connect(port);
+        produce(&mut w2, 9, "wire", 0, batch2);
+    });
+    let start = std::time::Instant::now();
+    let f = fetch(&mut w, "wire", 0, 0, 10_000);
+    let waited = start.elapsed();
+    t.join().unwrap();
+    assert_eq!(f.responses[0].partitions[0].high_watermark, 2);
+    assert!(
+        waited < Duration::from_secs(5),
+        "long poll did not wake early: {waited:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(200),
+        "long poll returned before data: {waited:?}"
+    );
+}
+
+#[test]
+fn message_too_large_and_topic_configs_apply() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    let mut configs = BTreeMap::new();
+    configs.insert("max.message.bytes", "200");
+    configs.insert("message.timestamp.type", "LogAppendTime");
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(topic_name("small"))
+            .with_num_partitions(1)
+            .with_replication_factor(1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        kafka_protocol::messages::create_topics_request::CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )])
+        .with_timeout_ms(10_000);
+    let resp: CreateTopicsResponse = w.call(ApiKey::CreateTopics, 7, &req);
+    assert_eq!(resp.topics[0].error_code, 0);
+    let big = vec![0u8; 300];
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(None, Some(&big[..]))];
+    let r = produce(
+        &mut w,
+        9,
+        "small",
+        0,
+        chronik_protocol::batch::encode_batch(&kv, 5),
+    );
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 10);
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(None, Some(b"tiny"))];
+    let r = produce(
+        &mut w,
+        9,
+        "small",
+        0,
+        chronik_protocol::batch::encode_batch(&kv, 5),
+    );
+    let p = &r.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    assert!(
+        p.log_append_time_ms > 1_600_000_000_000,
+        "LogAppendTime stamped: {p:?}"
+    );
+    // Invalid replication factor on a one-node cluster.
+    let req = CreateTopicsRequest::default().with_topics(vec![CreatableTopic::default()
+        .with_name(topic_name("rf3"))
+        .with_num_partitions(1)
+        .with_replication_factor(3)]);
+    let resp: CreateTopicsResponse = w.call(ApiKey::CreateTopics, 7, &req);
+    assert_eq!(resp.topics[0].error_code, 38);
+}
+
+#[test]
+fn http_is_served_on_both_ports() {
+    let s = Server::start();
+    let (status, body) = s.http_get(s.port, "/metrics");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("chronik_cluster_nodes"), "{body}");
+    let (status, body) = s.http_get(s.http_port, "/health");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("healthy"));
+    let (status, _) = s.http_get(s.http_port, "/nope");
+    assert!(status.contains("404"));
+}
+
+#[test]
+fn sigterm_exits_cleanly_and_data_survives() {
+    let mut s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "keep", 1);
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(Some(b"a"), Some(b"b"))];
+    let r = produce(
+        &mut w,
+        9,
+        "keep",
+        0,
+        chronik_protocol::batch::encode_batch(&kv, 1),
+    );
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    drop(w);
+    assert_eq!(s.terminate(), Some(0), "log:\n{}", s.log_text());
+    s.restart();
+    let mut w = Wire::connect(s.port);
+    let f = fetch(&mut w, "keep", 0, 0, 0);
+    assert_eq!(f.responses[0].partitions[0].high_watermark, 1);
+}
+
+#[test]
+fn validate_config_reports_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        "[cluster]\nnode_id = 0\nseed_nodes = [\"nonsense\"]\n[cluster.raft]\nelection_timeout_ms = 100\nheartbeat_interval_ms = 200\n[cluster.storage]\nwal_sync_mode = \"sometimes\"\ntypo_key = 1\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+        .arg("validate-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{text}");
+    for key in [
+        "cluster.node_id",
+        "cluster.seed_nodes",
+        "cluster.raft.heartbeat_interval_ms",
+        "cluster.storage.wal_sync_mode",
+        "typo_key",
+    ] {
+        assert!(text.contains(key), "report misses {key}:\n{text}");
+    }
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "[cluster]\nnode_id = 1\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+        .args(["validate-config", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn refuses_to_start_on_a_filesystem_without_o_direct() {
+    let shm = std::path::Path::new("/dev/shm");
+    if !shm.is_dir() {
+        eprintln!("SKIPPED: no /dev/shm tmpfs on this host");
+        return;
+    }
+    let dir = tempfile::tempdir_in(shm).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+        .args(["--data-dir"])
+        .arg(dir.path())
+        .arg("standalone")
+        .env("CHRONIK_KAFKA_PORT", common::free_port().to_string())
+        .env("CHRONIK_BIND_ADDR", "127.0.0.1")
+        .env("CHRONIK_HTTP_ENABLED", "false")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("O_DIRECT"), "{text}");
+}
