@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian/Ubuntu machine (run as root or with sudo):
+# protoc (raft's build), kcat and librdkafka (client tests, perf harness), fio (disk baseline),
+# and a Python venv at .venv with confluent-kafka and kafka-python.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SUDO=""
+if [ "$(id -u)" != "0" ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+  protobuf-compiler kcat librdkafka-dev pkg-config cmake fio python3-venv >/dev/null
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check confluent-kafka kafka-python
+echo "test environment ready: $(kcat -V 2>&1 | head -1); $(.venv/bin/python -c 'import confluent_kafka,kafka;print("confluent-kafka",confluent_kafka.version()[0],"librdkafka",confluent_kafka.libversion()[0],"kafka-python",kafka.__version__)')"
