@@ -145,11 +145,16 @@ impl Comparison {
         for f in &self.figures {
             let _ = writeln!(
                 out,
-                "{:<20} {:>14.3} {:>14.3} {:>8.3}  {}",
+                "{:<20} {:>14.3} {:>14.3} {:>8}  {}",
                 f.figure,
                 f.a_median,
                 f.b_median,
-                f.ratio_b_over_a,
+                // No ratio without a figure for A (e.g. broker CPU without --broker-pids).
+                if f.a_median > 0.0 {
+                    format!("{:.3}", f.ratio_b_over_a)
+                } else {
+                    "n/a".to_string()
+                },
                 if f.higher_is_better {
                     "higher"
                 } else {
