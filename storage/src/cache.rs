@@ -61,6 +61,13 @@ impl Cache {
         self.arena.split().freeze()
     }
 
+    /// Records an already shared payload (no copy).
+    pub fn insert_shared(&mut self, item: CacheItem, payload: Bytes) -> Bytes {
+        self.bytes += payload.len();
+        self.fifo.push_back(item);
+        payload
+    }
+
     /// True when something should be evicted.
     pub fn over_budget(&self) -> bool {
         self.bytes > self.limit_bytes || self.fifo.len() > MAX_CACHE_ENTRIES

@@ -3,7 +3,7 @@
 //! Life of an append: `append` validates, encodes the record into the staging buffers (in order,
 //! synchronously), updates the group's index and copies the payload into the batch cache, and
 //! returns the record's end LSN. The entry is now "written": every read sees it. The next
-//! `flush`/`sync` (one round at a time, see `busy`) takes *everything* staged by all groups and
+//! `flush`/`sync` (one write phase at a time, see `writing`) takes *everything* staged by all groups and
 //! issues it as a few large aligned O_DIRECT writes, then one fdatasync: group commit. Callers
 //! that arrive while a round is in progress wait for its end and usually find their LSN already
 //! durable, so N concurrent callers cost about two rounds, not N.
@@ -70,8 +70,10 @@ struct Segment {
     path: PathBuf,
     /// `None` until the first flush creates the file.
     file: Option<Rc<dyn SegmentFile>>,
-    /// Written since the last fdatasync.
-    needs_sync: bool,
+    /// Number of completed write batches to this file; `synced_seq` is the value covered by the
+    /// last completed fdatasync. Invariant: synced_seq <= write_seq; unsynced iff they differ.
+    write_seq: u64,
+    synced_seq: u64,
     live_entries: u64,
     live_bytes: u64,
 }
@@ -93,9 +95,10 @@ pub struct Wal {
     opts: WalOptions,
     disk: Rc<dyn Disk>,
     inner: RefCell<Inner>,
-    /// A write round (or segment deletion) is running. One at a time; callers that find one
-    /// running wait for its end and usually find their LSN covered (group commit).
-    busy: Cell<bool>,
+    /// A write phase is running (one at a time: consecutive phases rewrite the same tail block).
+    writing: Cell<bool>,
+    /// An fdatasync phase is running (one at a time). It may overlap the next write phase.
+    syncing: Cell<bool>,
     /// Bumped at the end of every round.
     round_gen: Cell<u64>,
     /// Tasks waiting for the running round to end. Bounded by the number of tasks using this
@@ -151,7 +154,8 @@ impl Inner {
             base,
             path: segment_path(&opts.dir, base),
             file: None,
-            needs_sync: false,
+            write_seq: 0,
+            synced_seq: 0,
             live_entries: 0,
             live_bytes: 0,
         });
@@ -342,7 +346,8 @@ impl Wal {
                 base: s.base,
                 path: s.path,
                 file: Some(s.file),
-                needs_sync: false,
+                write_seq: 0,
+                synced_seq: 0,
                 live_entries: 0,
                 live_bytes: 0,
             })
@@ -377,7 +382,8 @@ impl Wal {
             opts,
             disk,
             inner: RefCell::new(inner),
-            busy: Cell::new(false),
+            writing: Cell::new(false),
+            syncing: Cell::new(false),
             round_gen: Cell::new(0),
             round_waiters: RefCell::new(Vec::new()),
             written: Cell::new(start_lsn),
@@ -448,6 +454,23 @@ impl Wal {
     /// Appends entry `meta.index` (must be `last_index + 1`) of group `g`. Visible to reads at
     /// once; durable once `durable_lsn() >=` the returned LSN.
     pub fn append(&self, g: GroupId, meta: EntryMeta, payload: &[u8]) -> Result<Lsn> {
+        self.append_inner(g, meta, payload, None)
+    }
+
+    /// Like [`Wal::append`], but the batch cache keeps `payload` itself instead of a copy: one
+    /// memcpy less per append (into the staging buffer only), and reads return these very bytes.
+    /// Worth it for large batches.
+    pub fn append_shared(&self, g: GroupId, meta: EntryMeta, payload: Bytes) -> Result<Lsn> {
+        self.append_inner(g, meta, &payload[..], Some(payload.clone()))
+    }
+
+    fn append_inner(
+        &self,
+        g: GroupId,
+        meta: EntryMeta,
+        payload: &[u8],
+        shared: Option<Bytes>,
+    ) -> Result<Lsn> {
         self.check_writable()?;
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
@@ -486,15 +509,16 @@ impl Wal {
         }
         let (start, _) = inner.stage(&self.opts, self.durable.get(), &mut h, payload)?;
         let end = start + h.len as u64;
-        let cached = inner.cache.insert(
-            CacheItem {
-                group: g,
-                index: meta.index,
-                lsn: start,
-                end_lsn: end,
-            },
-            payload,
-        );
+        let item = CacheItem {
+            group: g,
+            index: meta.index,
+            lsn: start,
+            end_lsn: end,
+        };
+        let cached = match shared {
+            Some(b) => inner.cache.insert_shared(item, b),
+            None => inner.cache.insert(item, payload),
+        };
         let loc = EntryLoc {
             term: meta.term,
             lsn: start,
@@ -680,6 +704,22 @@ impl Wal {
         self.round(true).await
     }
 
+    /// Waits (without starting a round) until `durable_lsn() >= lsn`, e.g. to acknowledge an
+    /// append in periodic mode once the periodic task has synced it. Returns the durable LSN.
+    pub async fn wait_durable(&self, lsn: Lsn) -> Result<Lsn> {
+        // Bounded by the rounds that run until `lsn` is covered (or the WAL fails).
+        loop {
+            let d = self.durable.get();
+            if d >= lsn {
+                return Ok(d);
+            }
+            if self.failed.get() {
+                return Err(StorageError::Unavailable);
+            }
+            RoundEnd::new(self).await;
+        }
+    }
+
     /// Every record with end LSN <= this is on stable storage.
     pub fn durable_lsn(&self) -> Lsn {
         self.durable.get()
@@ -700,54 +740,81 @@ impl Wal {
         self.failed.get()
     }
 
+    /// Makes everything staged before the call written (and durable if `fsync`).
+    ///
+    /// A round is a write phase (take all staged bytes, aligned O_DIRECT writes) and, if needed,
+    /// a sync phase (fdatasync). One write phase and one sync phase may run at once: round k+1
+    /// writes while round k's fdatasync is in flight, so the device is not idle between them.
+    /// Callers finding a phase they need already running wait for it and usually find their
+    /// LSN covered when it ends (group commit).
     async fn round(&self, fsync: bool) -> Result<Lsn> {
         let target = self.inner.borrow().staged_lsn;
-        // Bounded: each iteration returns, or waits for a round that another task is running;
-        // once our own round has run, `done >= target` holds.
+        // Bounded: every iteration returns, runs a phase that advances `written`/`durable` past
+        // `target`, or waits for a running phase to end.
         loop {
             self.check_writable()?;
-            let done = if fsync {
-                self.durable.get()
-            } else {
-                self.written.get()
-            };
-            if done >= target {
+            if self.written.get() < target {
+                if self.writing.get() {
+                    RoundEnd::new(self).await;
+                    continue;
+                }
+                self.writing.set(true);
+                // Tasks woken by the previous phase's end are runnable now; let them stage their
+                // next records first so this write carries them (otherwise rounds convoy: each
+                // one carries a single append while the others wait).
+                futures_lite::future::yield_now().await;
+                let res = self.write_phase().await;
+                self.writing.set(false);
+                self.phase_ended();
+                self.fail_on(res)?;
+                continue;
+            }
+            if !fsync || self.durable.get() >= target {
                 return Ok(self.durable.get());
             }
-            if self.busy.get() {
+            if self.syncing.get() {
                 RoundEnd::new(self).await;
                 continue;
             }
-            self.busy.set(true);
-            // Tasks woken by the previous round's end are runnable now; let them stage their
-            // next records first so this round carries them (otherwise rounds convoy: each one
-            // carries a single append while the others wait).
-            futures_lite::future::yield_now().await;
-            let res = self.do_round(fsync).await;
-            self.end_exclusive();
-            if let Err(e) = res {
-                // After a failed write or fdatasync the kernel may have dropped dirty pages:
-                // nothing after the last successful sync can be trusted, so stop accepting writes.
-                self.failed.set(true);
-                self.inner.borrow_mut().stats.io_errors += 1;
-                tracing::error!(dir = ?self.opts.dir, error = %e, "wal write failed; refusing further writes");
-                return Err(e);
-            }
+            self.syncing.set(true);
+            let res = self.sync_phase().await;
+            self.syncing.set(false);
+            self.phase_ended();
+            self.fail_on(res)?;
         }
     }
 
-    /// Waits until no write round runs, then marks one as running (used by segment deletion).
+    fn fail_on(&self, res: Result<()>) -> Result<()> {
+        if let Err(e) = res {
+            // After a failed write or fdatasync the kernel may have dropped dirty pages: nothing
+            // after the last successful sync can be trusted, so stop accepting writes.
+            self.failed.set(true);
+            self.inner.borrow_mut().stats.io_errors += 1;
+            tracing::error!(dir = ?self.opts.dir, error = %e, "wal write failed; refusing further writes");
+            self.phase_ended();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Waits until no phase runs, then blocks both (used by segment deletion).
     async fn begin_exclusive(&self) {
-        // Bounded by the number of rounds other tasks start meanwhile.
-        while self.busy.get() {
+        // Bounded by the number of phases other tasks start meanwhile.
+        while self.writing.get() || self.syncing.get() {
             RoundEnd::new(self).await;
         }
-        self.busy.set(true);
+        self.writing.set(true);
+        self.syncing.set(true);
     }
 
-    /// Ends the running round and wakes every task waiting for it.
     fn end_exclusive(&self) {
-        self.busy.set(false);
+        self.writing.set(false);
+        self.syncing.set(false);
+        self.phase_ended();
+    }
+
+    /// Wakes every task waiting for a phase to end.
+    fn phase_ended(&self) {
         self.round_gen.set(self.round_gen.get() + 1);
         let mut w = self.round_waiters.borrow_mut();
         for waker in w.drain(..) {
@@ -790,16 +857,20 @@ impl Wal {
 
     /// fdatasyncs every segment with base < `below` that has unsynced writes.
     async fn sync_segments_below(&self, below: u64) -> Result<()> {
-        let todo: Vec<(u64, Rc<dyn SegmentFile>, PathBuf)> = {
+        let todo: Vec<(u64, u64, Rc<dyn SegmentFile>, PathBuf)> = {
             let inner = self.inner.borrow();
             inner
                 .segments
                 .iter()
-                .filter(|s| s.base < below && s.needs_sync)
-                .filter_map(|s| s.file.clone().map(|f| (s.base, f, s.path.clone())))
+                .filter(|s| s.base < below && s.write_seq != s.synced_seq)
+                .filter_map(|s| {
+                    s.file
+                        .clone()
+                        .map(|f| (s.base, s.write_seq, f, s.path.clone()))
+                })
                 .collect()
         };
-        for (base, f, path) in todo {
+        for (base, seq, f, path) in todo {
             let t = Instant::now();
             f.fdatasync()
                 .await
@@ -811,13 +882,23 @@ impl Wal {
             inner.stats.fsync_latency_us_max = inner.stats.fsync_latency_us_max.max(us);
             inner.stats.fsync_latency_us_total += us;
             if let Some(s) = inner.segments.iter_mut().find(|s| s.base == base) {
-                s.needs_sync = false;
+                // Writes completed after `seq` was read may not be covered.
+                s.synced_seq = s.synced_seq.max(seq);
             }
         }
         Ok(())
     }
 
-    async fn do_round(&self, fsync: bool) -> Result<Lsn> {
+    /// fdatasync phase: everything written when it starts becomes durable.
+    async fn sync_phase(&self) -> Result<()> {
+        let covered = self.written.get();
+        self.sync_segments_below(u64::MAX).await?;
+        self.durable.set(self.durable.get().max(covered));
+        Ok(())
+    }
+
+    /// Write phase: all staged bytes as aligned O_DIRECT writes, in segment order.
+    async fn write_phase(&self) -> Result<()> {
         let (ops, round_end) = {
             let mut inner = self.inner.borrow_mut();
             let end = inner.staged_lsn;
@@ -854,7 +935,7 @@ impl Wal {
             let mut inner = self.inner.borrow_mut();
             inner.stats.written_bytes += bytes;
             if let Some(s) = inner.segments.iter_mut().find(|s| s.base == base) {
-                s.needs_sync = true;
+                s.write_seq += 1;
             }
             i = j;
         }
@@ -868,16 +949,12 @@ impl Wal {
             }
         }
         self.written.set(self.written.get().max(round_end));
-        if fsync {
-            self.sync_segments_below(u64::MAX).await?;
-            self.durable.set(self.durable.get().max(round_end));
-        }
         let mut inner = self.inner.borrow_mut();
         inner.evict(self.written.get());
         inner.stats.cache_hits = self.cache_hits.get();
         inner.stats.cache_misses = self.cache_misses.get();
         crate::metrics::export(&inner.stats);
-        Ok(self.durable.get())
+        Ok(())
     }
 
     /// Periodic-mode task (harmless in `always` mode): fdatasync every `sync_interval_ms` while
@@ -1185,7 +1262,7 @@ impl Wal {
             let mut candidates = Vec::new();
             for k in 0..inner.segments.len().min(MAX_RECLAIM_SEGMENTS) {
                 let s = &inner.segments[k];
-                if s.base == active || s.file.is_none() || s.needs_sync {
+                if s.base == active || s.file.is_none() || s.write_seq != s.synced_seq {
                     break;
                 }
                 if inner.pinned(k) {

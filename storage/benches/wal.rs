@@ -1,0 +1,278 @@
+//! WAL benchmark (not a timed test): append throughput and append→durable latency
+//! (p50/p99/p99.9) for 1 KiB, 16 KiB and 1 MiB batches, 1 and 64 groups, `always` and
+//! `periodic`, printed beside raw O_DIRECT sequential write bandwidth and raw fdatasync latency
+//! measured by `benches/fio.sh` in the same run on the same filesystem.
+//!
+//! Run: `cargo bench -p chronik-storage --bench wal`
+//! Env: `CHRONIK_BENCH_DIR` (default /tmp/chronik-wal-bench; must support O_DIRECT),
+//!      `CHRONIK_BENCH_SECS` (seconds per case, default 2), `CHRONIK_BENCH_NO_FIO=1` to skip fio,
+//!      `CHRONIK_BENCH_BATCH=<bytes>` to run one batch size only.
+//!
+//! Load model: each group has `window` appender tasks; each appends a batch and awaits `flush()`
+//! (closed loop: `window` batches in flight per group, like a partition leader persisting each
+//! Raft ready; window 1 is the low-load latency case, window 2 lets appends of the next round
+//! overlap the current write, as pipelined producers do). In
+//! `always` mode `flush()` returns once durable; in `periodic` mode it returns once written and
+//! the periodic task syncs every `sync_interval_ms` (10). An observer task records each
+//! append's latency when `durable_lsn()` passes its LSN.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use chronik_storage::{EntryKind, EntryMeta, KafkaMeta, SyncMode, Wal, WalOptions};
+use hdrhistogram::Histogram;
+
+struct Case {
+    batch: usize,
+    groups: u64,
+    mode: SyncMode,
+    /// Batches in flight per group (appender tasks sharing the group).
+    window: u64,
+}
+
+struct Outcome {
+    /// CPU time of the executor thread / wall time.
+    cpu_pct: f64,
+    mib_s: f64,
+    batches_s: f64,
+    p50_us: u64,
+    p99_us: u64,
+    p999_us: u64,
+    fsyncs: u64,
+}
+
+/// Upper bound on appends awaiting durability in the observer queue (groups × rounds in flight).
+const MAX_PENDING: usize = 1 << 20;
+
+fn thread_cpu_secs() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we own.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut o = WalOptions::new(&dir);
+    o.sync_mode = case.mode;
+    let (wal, _) = Wal::open(o).await.expect("open wal");
+    let wal = Rc::new(wal);
+    let periodic = (case.mode == SyncMode::Periodic)
+        .then(|| glommio::spawn_local(wal.clone().run_periodic_sync()));
+    let pending: Rc<RefCell<VecDeque<(u64, Instant)>>> = Rc::new(RefCell::new(VecDeque::new()));
+    let hist = Rc::new(RefCell::new(
+        Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
+    ));
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let payload = bytes::Bytes::from(vec![0x5Au8; case.batch]);
+    let start = Instant::now();
+    let cpu0 = thread_cpu_secs();
+    let deadline = start + Duration::from_secs_f64(secs);
+
+    let observer = {
+        let (wal, pending, hist, stop) = (wal.clone(), pending.clone(), hist.clone(), stop.clone());
+        glommio::spawn_local(async move {
+            loop {
+                let front = pending.borrow().front().map(|p| p.0);
+                match front {
+                    Some(lsn) => {
+                        wal.wait_durable(lsn).await.expect("wal failed");
+                        let d = wal.durable_lsn();
+                        let now = Instant::now();
+                        let mut p = pending.borrow_mut();
+                        while matches!(p.front(), Some(&(l, _)) if l <= d) {
+                            let (_, t0) = p.pop_front().unwrap();
+                            hist.borrow_mut()
+                                .record(now.duration_since(t0).as_micros().max(1) as u64)
+                                .unwrap();
+                        }
+                    }
+                    None if stop.get() => break,
+                    // Nothing pending: nap instead of spinning (the spin would steal the CPU
+                    // the appenders need and inflate the measured cost).
+                    None => glommio::timer::sleep(Duration::from_micros(200)).await,
+                }
+            }
+        })
+    };
+    let mut tasks = Vec::new();
+    for g in 0..case.groups {
+        wal.create_group(g).unwrap();
+    }
+    for g in 0..case.groups {
+        for _ in 0..case.window {
+            let (wal, pending, payload) = (wal.clone(), pending.clone(), payload.clone());
+            tasks.push(glommio::spawn_local(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    // Index and offset are read and used without an await in between, so the
+                    // appenders sharing a group never race.
+                    let st = wal.group_state(g).unwrap();
+                    let i = st.last_index + 1;
+                    let meta = EntryMeta {
+                        index: i,
+                        term: 1,
+                        kind: EntryKind::Normal,
+                        kafka: Some(KafkaMeta {
+                            base_offset: st.next_offset,
+                            last_offset: st.next_offset,
+                            max_timestamp: 0,
+                        }),
+                    };
+                    let t0 = Instant::now();
+                    // Large batches use the zero-copy cache path, as a broker handing over the
+                    // request's bytes would.
+                    let lsn = if payload.len() > 64 << 10 {
+                        wal.append_shared(g, meta, payload.clone()).expect("append")
+                    } else {
+                        wal.append(g, meta, &payload).expect("append")
+                    };
+                    if pending.borrow().len() < MAX_PENDING {
+                        pending.borrow_mut().push_back((lsn, t0));
+                    }
+                    wal.flush().await.expect("flush");
+                    n += 1;
+                }
+                n
+            }));
+        }
+    }
+    let mut batches = 0u64;
+    for t in tasks {
+        batches += t.await;
+    }
+    wal.sync().await.unwrap();
+    stop.set(true);
+    observer.await;
+    let elapsed = start.elapsed().as_secs_f64();
+    let cpu_pct = (thread_cpu_secs() - cpu0) / elapsed * 100.0;
+    let fsyncs = wal.metrics().fsyncs;
+    drop(periodic);
+    let h = hist.borrow();
+    let out = Outcome {
+        cpu_pct,
+        mib_s: batches as f64 * case.batch as f64 / elapsed / 1048576.0,
+        batches_s: batches as f64 / elapsed,
+        p50_us: h.value_at_quantile(0.50),
+        p99_us: h.value_at_quantile(0.99),
+        p999_us: h.value_at_quantile(0.999),
+        fsyncs,
+    };
+    drop(h);
+    drop(wal);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+fn main() {
+    let dir = PathBuf::from(
+        std::env::var("CHRONIK_BENCH_DIR").unwrap_or_else(|_| "/tmp/chronik-wal-bench".into()),
+    );
+    let secs: f64 = std::env::var("CHRONIK_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    std::fs::create_dir_all(&dir).expect("bench dir");
+
+    if std::env::var("CHRONIK_BENCH_NO_FIO").is_err() {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/fio.sh");
+        match std::process::Command::new(script)
+            .arg(&dir)
+            .arg(format!("{}", secs.ceil() as u64))
+            .output()
+        {
+            Ok(out) if out.status.success() => {
+                println!("raw device (fio, same filesystem, this run):");
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    println!("  {line}");
+                }
+            }
+            Ok(out) => println!("fio failed: {}", String::from_utf8_lossy(&out.stderr)),
+            Err(e) => println!("fio not run: {e}"),
+        }
+    }
+
+    println!();
+    println!(
+        "{:>8} {:>6} {:>6} {:>9} | {:>10} {:>10} {:>8} {:>5} | {:>8} {:>8} {:>8}",
+        "batch",
+        "groups",
+        "window",
+        "mode",
+        "MiB/s",
+        "batches/s",
+        "fsyncs",
+        "cpu%",
+        "p50 us",
+        "p99 us",
+        "p99.9 us"
+    );
+    let mut cases: Vec<Case> = [1usize << 10, 16 << 10, 1 << 20]
+        .into_iter()
+        .flat_map(|batch| {
+            [1u64, 64].into_iter().flat_map(move |groups| {
+                [SyncMode::Always, SyncMode::Periodic]
+                    .into_iter()
+                    .map(move |mode| Case {
+                        batch,
+                        groups,
+                        mode,
+                        window: 1,
+                    })
+            })
+        })
+        .collect();
+    for groups in [1u64, 64] {
+        for mode in [SyncMode::Always, SyncMode::Periodic] {
+            cases.push(Case {
+                batch: 1 << 20,
+                groups,
+                mode,
+                window: 2,
+            });
+        }
+    }
+    let only: Option<usize> = std::env::var("CHRONIK_BENCH_BATCH")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    for case in cases
+        .into_iter()
+        .filter(|c| only.is_none_or(|b| b == c.batch))
+    {
+        let d = dir.join("wal");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let c = Case { ..case };
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move {
+                let o = run_case(d, &c, secs).await;
+                tx.send((c, o)).unwrap();
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let (c, o) = rx.recv().unwrap();
+        let mode = if c.mode == SyncMode::Always {
+            "always"
+        } else {
+            "periodic"
+        };
+        println!(
+            "{:>8} {:>6} {:>6} {:>9} | {:>10.1} {:>10.0} {:>8} {:>5.0} | {:>8} {:>8} {:>8}",
+            c.batch,
+            c.groups,
+            c.window,
+            mode,
+            o.mib_s,
+            o.batches_s,
+            o.fsyncs,
+            o.cpu_pct,
+            o.p50_us,
+            o.p99_us,
+            o.p999_us
+        );
+    }
+}
