@@ -191,8 +191,12 @@ async fn fuzz_one(seed: u64, steps: usize) -> [u64; 4] {
                     kind,
                     kafka,
                 };
-                wal.append(g, meta, &payload)
-                    .unwrap_or_else(|e| panic!("{ctx}: append {e}"));
+                let res = if rng.gen_bool(0.5) {
+                    wal.append_shared(g, meta, bytes::Bytes::from(payload.clone()))
+                } else {
+                    wal.append(g, meta, &payload)
+                };
+                res.unwrap_or_else(|e| panic!("{ctx}: append {e}"));
                 m.entries.push(MEntry {
                     meta,
                     payload: Rc::new(payload),
