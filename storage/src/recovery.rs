@@ -80,16 +80,47 @@ fn corrupt(path: &Path, position: u64, reason: impl Into<String>) -> StorageErro
     }
 }
 
-/// First offset >= from holding a record that decodes with a valid CRC.
-fn find_next_valid(buf: &[u8], from: usize) -> Option<usize> {
+/// Most bytes the forward search may run through CRC32C while looking for valid records after
+/// damage. Garbage rarely passes the plausibility check, but payloads could embed record-like
+/// bytes; past this budget recovery stops guessing and reports corruption instead.
+pub const MAX_PROBE_CRC_BYTES: u64 = 1 << 30;
+
+/// First offset >= from holding a record that decodes with a valid CRC. `Err` when the CRC
+/// budget is exhausted.
+fn find_next_valid(
+    buf: &[u8],
+    from: usize,
+    budget: &mut u64,
+) -> std::result::Result<Option<usize>, ()> {
     // Bounded by buf.len(); the plausibility check keeps the CRC off most offsets.
-    (from..buf.len().saturating_sub(RECORD_HEADER_BYTES - 1))
-        .find(|&q| format::plausible(&buf[q..]) && format::decode_record(&buf[q..]).is_ok())
+    for q in from..buf.len().saturating_sub(RECORD_HEADER_BYTES - 1) {
+        if !format::plausible(&buf[q..]) {
+            continue;
+        }
+        let len = u32::from_le_bytes([buf[q], buf[q + 1], buf[q + 2], buf[q + 3]]) as u64;
+        *budget = budget.checked_sub(len).ok_or(())?;
+        if format::decode_record(&buf[q..]).is_ok() {
+            return Ok(Some(q));
+        }
+    }
+    Ok(None)
+}
+
+enum Proof {
+    /// A valid record after the damage shows the damaged bytes had been durable.
+    Durable { at: usize, hint: u64 },
+    /// The forward search gave up (budget); treat as corruption rather than guess.
+    Undecided,
 }
 
 /// Looks after a bad record at `bad` for a valid record proving the bad one was durable.
-fn durability_proof(buf: &[u8], base: u64, bad: usize) -> Option<(usize, u64)> {
-    let first = find_next_valid(buf, bad + 1)?;
+fn durability_proof(buf: &[u8], base: u64, bad: usize) -> Option<Proof> {
+    let mut budget = MAX_PROBE_CRC_BYTES;
+    let first = match find_next_valid(buf, bad + 1, &mut budget) {
+        Ok(Some(q)) => q,
+        Ok(None) => return None,
+        Err(()) => return Some(Proof::Undecided),
+    };
     let first_lsn = base + first as u64;
     let mut p = first;
     // Bounded: p strictly increases towards buf.len().
@@ -99,14 +130,15 @@ fn durability_proof(buf: &[u8], base: u64, bad: usize) -> Option<(usize, u64)> {
                 if h.durable_back != u32::MAX {
                     let hint = (base + p as u64).saturating_sub(h.durable_back as u64);
                     if hint >= first_lsn {
-                        return Some((p, hint));
+                        return Some(Proof::Durable { at: p, hint });
                     }
                 }
                 p += h.len as usize;
             }
-            Err(_) => match find_next_valid(buf, p + 1) {
-                Some(q) => p = q,
-                None => break,
+            Err(_) => match find_next_valid(buf, p + 1, &mut budget) {
+                Ok(Some(q)) => p = q,
+                Ok(None) => break,
+                Err(()) => return Some(Proof::Undecided),
             },
         }
     }
@@ -239,12 +271,17 @@ pub async fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered> {
             let mut all = vec![0u8; size as usize];
             let n = read_full(&*file, 0, &mut all)
                 .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
-            if let Some(at) = find_next_valid(&all[..n], SEGMENT_HEADER_BYTES.min(n)) {
-                return Err(corrupt(
-                    &path,
-                    0,
-                    format!("{why}, but a valid record follows at byte {at}"),
-                ));
+            let mut budget = MAX_PROBE_CRC_BYTES;
+            match find_next_valid(&all[..n], SEGMENT_HEADER_BYTES.min(n), &mut budget) {
+                Ok(None) => {}
+                Ok(Some(at)) => {
+                    let why = format!("{why}, but a valid record follows at byte {at}");
+                    return Err(corrupt(&path, 0, why));
+                }
+                Err(()) => {
+                    let why = format!("{why}, and too many record-like bytes follow");
+                    return Err(corrupt(&path, 0, why));
+                }
             }
             tracing::warn!(path = ?path, %why, "removing newest segment with an unwritten header");
             report.truncated_tail_bytes += size;
@@ -352,15 +389,25 @@ pub async fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered> {
         } else if pos < buf.len() {
             let rest_zero = buf[pos..].iter().all(|&b| b == 0);
             if !rest_zero {
-                if let Some((at, hint)) = durability_proof(&buf, base, pos) {
-                    return Err(corrupt(
-                        &path,
-                        pos as u64,
-                        format!(
-                            "{} followed by valid records; the record at byte {at} shows lsn {hint} was durable",
-                            failure.map(|e| e.to_string()).unwrap_or_else(|| "zero gap".into())
-                        ),
-                    ));
+                let what = failure
+                    .map(|e| e.to_string())
+                    .unwrap_or_else(|| "zero gap".into());
+                match durability_proof(&buf, base, pos) {
+                    Some(Proof::Durable { at, hint }) => {
+                        return Err(corrupt(
+                            &path,
+                            pos as u64,
+                            format!("{what} followed by valid records; the record at byte {at} shows lsn {hint} was durable"),
+                        ));
+                    }
+                    Some(Proof::Undecided) => {
+                        return Err(corrupt(
+                            &path,
+                            pos as u64,
+                            format!("{what}; too many record-like bytes after it to tell a torn tail from a hole"),
+                        ));
+                    }
+                    None => {}
                 }
                 let cut = buf.len() - pos;
                 tracing::warn!(path = ?path, position = pos, bytes = cut, "cutting torn wal tail");
