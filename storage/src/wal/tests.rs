@@ -601,3 +601,52 @@ fn concurrent_load_with_reclaim_then_crash_keeps_acknowledged() {
         });
     }
 }
+
+/// A roll whose new segment got a file but never its header (crash between create and the
+/// first write) leaves an empty or garbage newest file: recovery removes it and continues from
+/// the previous segment. Zero padding after the last record is the normal end, not damage.
+#[test]
+fn recovery_removes_unwritten_newest_segment_and_accepts_zero_padding() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let o = opts("/wal");
+        let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        wal.create_group(1).unwrap();
+        fill(&wal, 1, 1, 10, 700).await;
+        wal.sync().await.unwrap();
+        drop(wal);
+        disk.crash_keep_all();
+        // Zero padding only: clean recovery, nothing cut.
+        let paths = disk.paths();
+        let last = paths.last().unwrap().clone();
+        let mut bytes = disk.file_bytes(&last).unwrap();
+        bytes.extend_from_slice(&[0u8; 8192]);
+        disk.set_file_bytes(&last, bytes);
+        let (wal, rep) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        assert_eq!(rep.truncated_tail_bytes, 0);
+        let lsn = wal.staged_lsn();
+        drop(wal);
+        // A newer segment file with a garbage header and no records.
+        let bogus = crate::recovery::segment_path(&o.dir, lsn);
+        disk.set_file_bytes(&bogus, vec![0xEE; 100]);
+        let (wal, rep) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        assert_eq!(rep.truncated_tail_bytes, 100);
+        assert!(!disk.paths().contains(&bogus));
+        assert_eq!(wal.group_state(1).unwrap().last_index, 10);
+        // A sealed segment that ends before its successor's base is corruption.
+        fill(&wal, 1, 11, 200, 700).await;
+        wal.sync().await.unwrap();
+        drop(wal);
+        disk.crash_keep_all();
+        let first = disk.paths()[0].clone();
+        let mut bytes = disk.file_bytes(&first).unwrap();
+        let n = bytes.len();
+        bytes.truncate(n - 5000);
+        disk.set_file_bytes(&first, bytes);
+        match Wal::open_with_disk(o, disk).await {
+            Err(StorageError::Corrupt { path, .. }) => assert_eq!(path, first),
+            Err(e) => panic!("expected Corrupt, got {e}"),
+            Ok(_) => panic!("a damaged sealed segment was accepted"),
+        }
+    });
+}
