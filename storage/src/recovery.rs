@@ -299,6 +299,7 @@ pub async fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered> {
     let mut groups: BTreeMap<GroupId, RGroup> = BTreeMap::new();
     let mut segments: Vec<RecoveredSegment> = Vec::new();
     let mut carry = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
     // Bounded by the number of segment files.
     for i in 0..names.len() {
         let (base, path) = names[i].clone();
@@ -317,7 +318,9 @@ pub async fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered> {
                 format!("segment file of {size} bytes exceeds {MAX_SEGMENT_FILE_BYTES}"),
             ));
         }
-        let mut buf = vec![0u8; size as usize];
+        // One buffer reused across segments: fresh memory would cost page faults per segment.
+        buf.clear();
+        buf.resize(size as usize, 0);
         let n = read_full(&*file, 0, &mut buf)
             .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
         buf.truncate(n);
