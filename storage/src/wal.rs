@@ -1,12 +1,18 @@
 //! The per-shard WAL: many Raft groups interleaved in one sequence of segment files.
 //!
 //! Life of an append: `append` validates, encodes the record into the staging buffers (in order,
-//! synchronously), updates the group's index and copies the payload into the batch cache, and
-//! returns the record's end LSN. The entry is now "written": every read sees it. The next
-//! `flush`/`sync` (one write phase at a time, see `writing`) takes *everything* staged by all groups and
-//! issues it as a few large aligned O_DIRECT writes, then one fdatasync: group commit. Callers
-//! that arrive while a round is in progress wait for its end and usually find their LSN already
-//! durable, so N concurrent callers cost about two rounds, not N.
+//! synchronously), updates the group's index and copies the payload into the batch cache (or
+//! keeps the caller's `Bytes`, `append_shared`), and returns the record's end LSN. The entry is
+//! now visible to every read. `flush`/`sync` run a *round*: a write phase takes everything staged
+//! by all groups and issues it as a few large aligned O_DIRECT writes; a sync phase fdatasyncs.
+//! One write phase and one sync phase may be in flight at once (round k+1 writes while round k
+//! syncs). Callers that find the phase they need running wait for its end and usually find their
+//! LSN covered, so N concurrent callers cost about one round, not N (group commit).
+//!
+//! Three watermarks, each monotonic: `staged_lsn` (appended) >= `written_lsn` (in the file) >=
+//! `durable_lsn` (fdatasynced). `always`: `flush` returns once durable. `periodic`: `flush`
+//! returns once written; `run_periodic_sync` makes it durable within `sync_interval_ms`;
+//! `wait_durable(lsn)` awaits that without forcing a sync.
 //!
 //! Segment order invariant: before the first byte of segment k+1 is written, segment k is
 //! fdatasynced. Recovery relies on it to tell a torn tail (newest segment only) from corruption.
@@ -23,7 +29,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::path::PathBuf;
-
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
