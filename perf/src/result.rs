@@ -146,6 +146,10 @@ pub struct TimelinePoint {
     pub p99_ms: f64,
     pub p999_ms: f64,
     pub e2e_p99_ms: f64,
+    /// Messages handed to the client but not yet acknowledged at the end of the interval: during
+    /// a broker stall this grows while `msgs_per_s` drops to zero.
+    #[serde(default)]
+    pub outstanding: u64,
 }
 
 /// Latency CDFs of the measured phase: `(percentile, ms)` pairs.

@@ -929,8 +929,10 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
 
     // Sampling loop: wakes for each sample, for the start of the measured phase, and at the end.
     let mut timeline = Vec::new();
-    let mut so_far = LatencyHisto::new();
-    let mut so_far_phase = Phase::Warmup;
+    let mut so_far = SoFar {
+        histo: LatencyHisto::new(),
+        phase: Phase::Warmup,
+    };
     let mut measure_taken = false;
     let mut broker_start = None;
     let mut broker_rss_max = 0u64;
@@ -957,7 +959,9 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
                 last_sample,
                 &phases,
                 &mut so_far,
-                &mut so_far_phase,
+                sent_total
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(acked_total.load(Ordering::Relaxed)),
             );
             if let Some(b) = opts.broker_pid.and_then(proc_sample) {
                 if measure_taken {
@@ -966,15 +970,16 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
             }
             if opts.progress {
                 eprintln!(
-                    "[{:>6.1}s {:<7}] {:>10.0} msg/s {:>8.2} MB/s  p99 {:>8.2} ms (phase so far {:>8.2})  e2e p99 {:>8.2} ms  consumed {:>10.0} msg/s",
+                    "[{:>6.1}s {:<7}] {:>10.0} msg/s {:>8.2} MB/s  p99 {:>8} ms (phase so far {:>8.2})  e2e p99 {:>8} ms  consumed {:>10.0} msg/s  unacked {}",
                     point.t_s,
                     point.phase,
                     point.msgs_per_s,
                     point.mb_per_s,
-                    point.p99_ms,
-                    so_far.percentile_ms(99.0),
-                    point.e2e_p99_ms,
-                    point.consumed_msgs_per_s
+                    ms_or_dash(point.p99_ms, point.msgs_per_s),
+                    so_far.histo.percentile_ms(99.0),
+                    ms_or_dash(point.e2e_p99_ms, point.consumed_msgs_per_s),
+                    point.consumed_msgs_per_s,
+                    point.outstanding
                 );
             }
             timeline.push(point);
@@ -999,7 +1004,9 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
             last_sample,
             &phases,
             &mut so_far,
-            &mut so_far_phase,
+            sent_total
+                .load(Ordering::Relaxed)
+                .saturating_sub(acked_total.load(Ordering::Relaxed)),
         ));
     }
     let broker_end = opts.broker_pid.and_then(proc_sample);
@@ -1087,10 +1094,26 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
     Ok(result)
 }
 
+/// A latency for the progress line, or "-" when nothing completed in the interval (a stall shows
+/// as "-" and a growing unacked count, not as a reassuring 0 ms).
+fn ms_or_dash(ms: f64, rate: f64) -> String {
+    if rate > 0.0 {
+        format!("{ms:.2}")
+    } else {
+        "-".to_string()
+    }
+}
+
 fn progress(opts: &RunOptions, msg: &str) {
     if opts.progress {
         eprintln!("chronik-perf: {msg}");
     }
+}
+
+/// Produce latencies of the current phase so far (for the progress line).
+struct SoFar {
+    histo: LatencyHisto,
+    phase: Phase,
 }
 
 /// Takes every thread's interval counters and turns them into one timeline point.
@@ -1100,8 +1123,8 @@ fn sample(
     now: u64,
     last: u64,
     phases: &Phases,
-    so_far: &mut LatencyHisto,
-    so_far_phase: &mut Phase,
+    so_far: &mut SoFar,
+    outstanding: u64,
 ) -> TimelinePoint {
     let mut produce = LatencyHisto::new();
     let (mut msgs, mut bytes) = (0u64, 0u64);
@@ -1128,11 +1151,11 @@ fn sample(
     let phase = phases
         .of(last + now.saturating_sub(last) / 2)
         .unwrap_or(Phase::Measure);
-    if phase != *so_far_phase {
-        so_far.reset();
-        *so_far_phase = phase;
+    if phase != so_far.phase {
+        so_far.histo.reset();
+        so_far.phase = phase;
     }
-    let _ = so_far.merge(&produce);
+    let _ = so_far.histo.merge(&produce);
     let secs = (now.saturating_sub(last) as f64 / 1e9).max(1e-9);
     TimelinePoint {
         t_s: now.saturating_sub(phases.start_ns) as f64 / 1e9,
@@ -1147,6 +1170,7 @@ fn sample(
         p99_ms: produce.percentile_ms(99.0),
         p999_ms: produce.percentile_ms(99.9),
         e2e_p99_ms: e2e.percentile_ms(99.0),
+        outstanding,
     }
 }
 
