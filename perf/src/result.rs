@@ -52,6 +52,10 @@ pub struct RunResult {
     pub cdf: Cdf,
     /// The `disk` result this run is compared with, when `--disk-result` was given.
     pub disk: Option<DiskReference>,
+    /// 1-minute load average when the measured phase started and ended: anything well above
+    /// the broker's and harness's own cores busy means something else shared the machine.
+    #[serde(default)]
+    pub load_avg_1m: [f64; 2],
 }
 
 /// Figures for one phase. Messages are assigned to the phase their intended send time falls in.
@@ -292,6 +296,11 @@ impl RunResult {
                 b.rss_end_bytes as f64 / 1048576.0
             );
         }
+        let _ = writeln!(
+            out,
+            "machine load average (1 min) at start / end of measure: {:.2} / {:.2}",
+            self.load_avg_1m[0], self.load_avg_1m[1]
+        );
         let h = &self.harness;
         let _ = writeln!(
             out,
@@ -364,6 +373,7 @@ pub(crate) mod tests {
             timeline: vec![TimelinePoint::default()],
             cdf: Cdf::default(),
             disk: None,
+            load_avg_1m: [0.5, 0.7],
         }
     }
 

@@ -38,7 +38,7 @@ use crate::result::{
     TimelinePoint, PHASE_MEASURE, PHASE_WARMUP,
 };
 use crate::seqset::{Insert, SeqSet};
-use crate::sysinfo::{proc_sample, self_usage, Machine};
+use crate::sysinfo::{load_avg_1m, proc_sample, self_usage, Machine};
 use crate::workload::{ConsumerMode, Workload};
 
 /// Longest wait for topic creation and partition leaders.
@@ -934,6 +934,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
         phase: Phase::Warmup,
     };
     let mut measure_taken = false;
+    let mut load_start = 0.0;
     let mut broker_start = None;
     let mut broker_rss_max = 0u64;
     let mut self_start = None;
@@ -945,6 +946,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
         let now = clock.now_ns();
         if !measure_taken && now >= phases.measure_start_ns {
             measure_taken = true;
+            load_start = load_avg_1m();
             broker_start = opts.broker_pid.and_then(proc_sample);
             self_start = Some(self_usage());
         }
@@ -1009,6 +1011,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
                 .saturating_sub(acked_total.load(Ordering::Relaxed)),
         ));
     }
+    let load_end = load_avg_1m();
     let broker_end = opts.broker_pid.and_then(proc_sample);
     if let Some(b) = broker_end {
         broker_rss_max = broker_rss_max.max(b.rss_bytes);
@@ -1065,6 +1068,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
         &ends,
         timeline,
     )?;
+    result.load_avg_1m = [load_start, load_end];
     if let (Some(pid), Some(a), Some(b)) = (opts.broker_pid, broker_start, broker_end) {
         let secs = w.duration_s as f64;
         result.broker = Some(BrokerUsage {
@@ -1308,6 +1312,7 @@ fn assemble(
             e2e_latency_ms: e2e[1].cdf(),
         },
         disk: None,
+        load_avg_1m: [0.0; 2],
     })
 }
 

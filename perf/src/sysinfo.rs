@@ -68,6 +68,14 @@ fn uname() -> (String, String) {
     (field(&u.release[..]), field(&u.nodename[..]))
 }
 
+/// The 1-minute load average from /proc/loadavg (0 if unreadable).
+pub fn load_avg_1m() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
 /// CPU time and resident memory of a process at one instant.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ProcSample {
@@ -161,5 +169,6 @@ mod tests {
         let u = self_usage();
         assert!(u.max_rss_bytes > 0);
         assert!(proc_sample(u32::MAX).is_none());
+        assert!(load_avg_1m() >= 0.0);
     }
 }
