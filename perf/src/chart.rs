@@ -113,9 +113,13 @@ fn draw_panel(
         escape(&p.y_label)
     );
     for (i, s) in series.iter().enumerate() {
-        if !s.points.is_empty() {
-            let pts: Vec<String> = s
-                .points
+        // A non-finite y is "no data" (no message completed that second): break the line there
+        // rather than drawing a reassuring drop to zero.
+        for run in s.points.split(|(_, y)| !y.is_finite()) {
+            if run.is_empty() {
+                continue;
+            }
+            let pts: Vec<String> = run
                 .iter()
                 .map(|(x, y)| format!("{:.1},{:.1}", p.px(*x), p.py(*y)))
                 .collect();
@@ -232,8 +236,12 @@ pub fn render(r: &RunResult) -> String {
     );
 
     // Panel 2: latency percentiles over time.
+    // Latency of a second in which nothing completed is unknown, not zero.
     let pick = |f: fn(&crate::result::TimelinePoint) -> f64| -> Vec<(f64, f64)> {
-        r.timeline.iter().map(|p| (p.t_s, f(p))).collect()
+        r.timeline
+            .iter()
+            .map(|p| (p.t_s, if p.msgs_per_s > 0.0 { f(p) } else { f64::NAN }))
+            .collect()
     };
     let series2 = [
         Series {
@@ -254,13 +262,25 @@ pub fn render(r: &RunResult) -> String {
         Series {
             name: "e2e p99",
             colour: "#9467bd",
-            points: pick(|p| p.e2e_p99_ms),
+            points: r
+                .timeline
+                .iter()
+                .map(|p| {
+                    let y = if p.consumed_msgs_per_s > 0.0 {
+                        p.e2e_p99_ms
+                    } else {
+                        f64::NAN
+                    };
+                    (p.t_s, y)
+                })
+                .collect(),
         },
     ];
     let y_max = nice_max(
         series2
             .iter()
             .flat_map(|s| s.points.iter().map(|(_, y)| *y))
+            .filter(|y| y.is_finite())
             .fold(0.0, f64::max),
     );
     let p2 = Panel {
@@ -328,7 +348,9 @@ mod tests {
         r.timeline = (1..=10)
             .map(|i| TimelinePoint {
                 t_s: f64::from(i),
-                msgs_per_s: 1000.0 * f64::from(i),
+                // Second 5 is a stall: nothing acknowledged or consumed.
+                msgs_per_s: if i == 5 { 0.0 } else { 1000.0 * f64::from(i) },
+                consumed_msgs_per_s: if i == 5 { 0.0 } else { 900.0 },
                 p99_ms: 2.0,
                 ..TimelinePoint::default()
             })
@@ -340,7 +362,8 @@ mod tests {
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("Throughput") && svg.contains("Latency CDF"));
         assert!(svg.contains("a&lt;b"), "text is escaped");
-        assert_eq!(svg.matches("<polyline").count(), 8);
+        // 2 throughput lines, 4 latency lines each broken in two by the stall, 2 CDFs.
+        assert_eq!(svg.matches("<polyline").count(), 2 + 4 * 2 + 2);
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
     }
 
