@@ -252,7 +252,7 @@ pub async fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered> {
 
     // A roll creates the next segment only after the previous one is fdatasynced, so a newest
     // segment whose header never reached the disk holds nothing durable: remove it.
-    if let Some((_, path)) = names.last().cloned() {
+    if let Some((base, path)) = names.last().cloned() {
         let file = disk
             .open(&path)
             .await
@@ -267,18 +267,20 @@ pub async fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered> {
             if size > MAX_SEGMENT_FILE_BYTES {
                 return Err(corrupt(&path, 0, why));
             }
-            // If any valid record follows, the header was damaged after the fact: not a torn roll.
+            // Valid records may follow (blocks of the first, unsynced write that did land). Only
+            // if one of them proves the header had been made durable is this damage, not a torn
+            // roll (same rule as for a torn tail, see `durability_proof`).
             let mut all = vec![0u8; size as usize];
             let n = read_full(&*file, 0, &mut all)
                 .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
-            let mut budget = MAX_PROBE_CRC_BYTES;
-            match find_next_valid(&all[..n], SEGMENT_HEADER_BYTES.min(n), &mut budget) {
-                Ok(None) => {}
-                Ok(Some(at)) => {
-                    let why = format!("{why}, but a valid record follows at byte {at}");
+            match durability_proof(&all[..n], base, 0) {
+                None => {}
+                Some(Proof::Durable { at, hint }) => {
+                    let why =
+                        format!("{why}; the record at byte {at} shows lsn {hint} was durable");
                     return Err(corrupt(&path, 0, why));
                 }
-                Err(()) => {
+                Some(Proof::Undecided) => {
                     let why = format!("{why}, and too many record-like bytes follow");
                     return Err(corrupt(&path, 0, why));
                 }
