@@ -972,13 +972,16 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
             }
             if opts.progress {
                 eprintln!(
-                    "[{:>6.1}s {:<7}] {:>10.0} msg/s {:>8.2} MB/s  p99 {:>8} ms (phase so far {:>8.2})  e2e p99 {:>8} ms  consumed {:>10.0} msg/s  unacked {}",
+                    "[{:>6.1}s {:<7}] {:>10.0} msg/s {:>8.2} MB/s  p99 {:>8} ms (phase so far {:>8})  e2e p99 {:>8} ms  consumed {:>10.0} msg/s  unacked {}",
                     point.t_s,
                     point.phase,
                     point.msgs_per_s,
                     point.mb_per_s,
                     ms_or_dash(point.p99_ms, point.msgs_per_s),
-                    so_far.histo.percentile_ms(99.0),
+                    ms_or_dash(
+                        so_far.histo.percentile_ms(99.0),
+                        so_far.histo.count() as f64
+                    ),
                     ms_or_dash(point.e2e_p99_ms, point.consumed_msgs_per_s),
                     point.consumed_msgs_per_s,
                     point.outstanding
