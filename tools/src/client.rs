@@ -77,6 +77,13 @@ impl Client {
         self.timeout
     }
 
+    /// How long a broker may take for server-side waits (acks=all, topic creation, fetch long
+    /// polls), capped at `cap_ms`: four fifths of the socket timeout, so the broker's answer
+    /// (even a timeout error) arrives before our read gives up on the socket.
+    pub fn broker_wait_ms(&self, cap_ms: i32) -> i32 {
+        broker_wait_ms(self.timeout, cap_ms)
+    }
+
     fn conn(&mut self, addr: &str) -> Result<&mut Connection> {
         if !self.conns.contains_key(addr) {
             let c = Connection::connect(addr, self.timeout)?;
@@ -251,6 +258,12 @@ impl Client {
     }
 }
 
+/// See [`Client::broker_wait_ms`].
+pub fn broker_wait_ms(socket_timeout: Duration, cap_ms: i32) -> i32 {
+    let ms = socket_timeout.as_millis().saturating_mul(4) / 5;
+    i32::try_from(ms).unwrap_or(i32::MAX).min(cap_ms)
+}
+
 /// `check` for responses whose message is a `StrBytes`.
 pub fn check_opt(code: i16, msg: Option<&StrBytes>, ctx: impl FnOnce() -> String) -> Result<()> {
     crate::error::check_msg(code, msg.map(|m| m.as_str()), ctx)
@@ -264,4 +277,26 @@ pub fn topic_name(t: &str) -> TopicName {
 /// A group id for a request.
 pub fn group_id(g: &str) -> GroupId {
     GroupId(StrBytes::from_string(g.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_waits_end_before_the_socket_timeout() {
+        assert_eq!(broker_wait_ms(Duration::from_secs(10), 30_000), 8_000);
+        assert_eq!(broker_wait_ms(Duration::from_secs(60), 30_000), 30_000);
+        assert_eq!(broker_wait_ms(Duration::from_millis(100), 500), 80);
+        assert_eq!(broker_wait_ms(Duration::from_secs(u64::MAX / 2), 7), 7);
+    }
+
+    #[test]
+    fn bootstrap_lists_are_parsed_and_bounded() {
+        let c = Client::new(" a:1, b:2 ,", Duration::from_secs(1)).unwrap();
+        assert_eq!(c.bootstrap, vec!["a:1", "b:2"]);
+        assert!(Client::new(" , ", Duration::from_secs(1)).is_err());
+        let many = vec!["h:1"; MAX_BOOTSTRAP_ADDRS + 1].join(",");
+        assert!(Client::new(&many, Duration::from_secs(1)).is_err());
+    }
 }

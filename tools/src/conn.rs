@@ -123,8 +123,12 @@ impl Connection {
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let resp = match self.send_at(&req, 3) {
             Ok(r) if r.error_code != chronik_protocol::api::UNSUPPORTED_VERSION_CODE => r,
-            Err(e @ CtlError::Io { .. }) => return Err(e),
-            _ => self.send_at(&ApiVersionsRequest::default(), 0)?,
+            // Only "this broker does not speak v3" is worth a second try; anything else (refused,
+            // not Kafka at all) would fail the same way again.
+            Ok(_) | Err(CtlError::Codec { .. }) => {
+                self.send_at(&ApiVersionsRequest::default(), 0)?
+            }
+            Err(e) => return Err(e),
         };
         crate::error::check(resp.error_code, || {
             format!("ApiVersions from {}", self.addr)
@@ -203,6 +207,12 @@ impl Connection {
         self.stream
             .read_exact(&mut prefix)
             .map_err(io("read from"))?;
+        if &prefix == b"HTTP" {
+            return Err(CtlError::Malformed(format!(
+                "{} answered with HTTP, not Kafka: is this the HTTP port rather than the Kafka port?",
+                self.addr
+            )));
+        }
         let size = i32::from_be_bytes(prefix) as i64;
         if size < 4 || size as u64 > MAX_RESPONSE_BYTES as u64 {
             return Err(CtlError::FrameSize {
@@ -245,6 +255,132 @@ pub fn api_key<R: Request>() -> ApiKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{ApiVersionsResponse, MetadataRequest, MetadataResponse};
+    use kafka_protocol::protocol::HeaderVersion;
+    use std::net::TcpListener;
+
+    /// Reads one request frame; returns `(api key, version, correlation id)`.
+    fn read_request(s: &mut TcpStream) -> (i16, i16, i32) {
+        let mut p = [0u8; 4];
+        s.read_exact(&mut p).unwrap();
+        let mut body = vec![0u8; i32::from_be_bytes(p) as usize];
+        s.read_exact(&mut body).unwrap();
+        let h = chronik_protocol::frame::request_head(&body).unwrap();
+        (h.api_key, h.api_version, h.correlation_id)
+    }
+
+    fn write_response<M: Encodable + HeaderVersion>(
+        s: &mut TcpStream,
+        m: &M,
+        version: i16,
+        correlation_id: i32,
+    ) {
+        let mut b = BytesMut::new();
+        b.put_i32(0);
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut b, M::header_version(version))
+            .unwrap();
+        m.encode(&mut b, version).unwrap();
+        let n = (b.len() - 4) as i32;
+        b[..4].copy_from_slice(&n.to_be_bytes());
+        s.write_all(&b).unwrap();
+    }
+
+    /// A broker that answers ApiVersions (Metadata 0..=12 only), then runs `rest`.
+    fn fake(rest: impl FnOnce(&mut TcpStream) + Send + 'static) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let (key, v, c) = read_request(&mut s);
+            assert_eq!(key, ApiKey::ApiVersions as i16);
+            let resp = ApiVersionsResponse::default().with_api_keys(vec![
+                ApiVersion::default()
+                    .with_api_key(ApiKey::ApiVersions as i16)
+                    .with_min_version(0)
+                    .with_max_version(4),
+                ApiVersion::default()
+                    .with_api_key(ApiKey::Metadata as i16)
+                    .with_min_version(0)
+                    .with_max_version(12),
+            ]);
+            write_response(&mut s, &resp, v, c);
+            rest(&mut s);
+        });
+        addr
+    }
+
+    const T: Duration = Duration::from_millis(2000);
+
+    #[test]
+    fn negotiates_and_round_trips_at_the_common_version() {
+        let addr = fake(|s| {
+            let (key, v, c) = read_request(s);
+            assert_eq!((key, v), (ApiKey::Metadata as i16, 12));
+            write_response(
+                s,
+                &MetadataResponse::default().with_throttle_time_ms(7),
+                v,
+                c,
+            );
+        });
+        let mut conn = Connection::connect(&addr, T).unwrap();
+        assert_eq!(conn.broker_range(ApiKey::Metadata), Some((0, 12)));
+        assert!(matches!(
+            conn.version_for(ApiKey::Fetch),
+            Err(CtlError::Unsupported { .. })
+        ));
+        let (resp, v) = conn.send(&MetadataRequest::default()).unwrap();
+        assert_eq!((resp.throttle_time_ms, v), (7, 12));
+    }
+
+    #[test]
+    fn wrong_correlation_id_is_refused() {
+        let addr = fake(|s| {
+            let (_, v, c) = read_request(s);
+            write_response(s, &MetadataResponse::default(), v, c + 100);
+        });
+        let mut conn = Connection::connect(&addr, T).unwrap();
+        let e = conn.send(&MetadataRequest::default()).unwrap_err();
+        assert!(matches!(e, CtlError::Correlation { .. }), "{e}");
+    }
+
+    #[test]
+    fn oversized_and_http_answers_are_refused_before_allocating() {
+        let addr = fake(|s| {
+            read_request(s);
+            s.write_all(&(i32::MAX).to_be_bytes()).unwrap();
+        });
+        let mut conn = Connection::connect(&addr, T).unwrap();
+        let e = conn.send(&MetadataRequest::default()).unwrap_err();
+        assert!(matches!(e, CtlError::FrameSize { .. }), "{e}");
+
+        let addr = fake(|s| {
+            read_request(s);
+            s.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").unwrap();
+        });
+        let mut conn = Connection::connect(&addr, T).unwrap();
+        let e = conn.send(&MetadataRequest::default()).unwrap_err();
+        assert!(e.to_string().contains("answered with HTTP"), "{e}");
+    }
+
+    #[test]
+    fn a_silent_broker_times_out() {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let addr = fake(move |s| {
+            read_request(s);
+            // Hold the socket open without answering until the test is done.
+            let _ = rx.recv_timeout(Duration::from_secs(10));
+        });
+        let mut conn = Connection::connect(&addr, Duration::from_millis(300)).unwrap();
+        let t0 = std::time::Instant::now();
+        let e = conn.send(&MetadataRequest::default()).unwrap_err();
+        assert!(matches!(e, CtlError::Io { .. }), "{e}");
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        drop(tx);
+    }
 
     #[test]
     fn version_is_highest_common() {

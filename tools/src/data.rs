@@ -37,11 +37,11 @@ pub const MAX_BATCH_BYTES: usize = 512 * 1024;
 pub const MAX_LINE_BYTES: usize = MAX_BATCH_BYTES;
 /// Produce attempts per batch when the leader moved (NOT_LEADER_OR_FOLLOWER and friends).
 pub const MAX_PRODUCE_ATTEMPTS: usize = 3;
-/// How long the broker may wait for acks=all, in ms.
+/// Most time the broker may wait for acks=all, in ms (less when the socket timeout is shorter).
 pub const PRODUCE_TIMEOUT_MS: i32 = 30_000;
 /// Most bytes per partition per fetch.
 pub const PARTITION_MAX_BYTES: i32 = 1024 * 1024;
-/// Long-poll wait per fetch, in ms (kept well below the socket timeout).
+/// Most long-poll wait per fetch, in ms (less when the socket timeout is shorter).
 pub const FETCH_MAX_WAIT_MS: i32 = 500;
 
 /// Kafka's murmur2 (the Java client's `Utils.murmur2`), used by its default partitioner.
@@ -234,7 +234,7 @@ fn send_batch(
             .ok_or_else(|| CtlError::NotFound(format!("partition {topic}-{partition}")))?;
         let req = ProduceRequest::default()
             .with_acks(-1)
-            .with_timeout_ms(PRODUCE_TIMEOUT_MS)
+            .with_timeout_ms(client.broker_wait_ms(PRODUCE_TIMEOUT_MS))
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(topic_name(topic))
                 .with_partition_data(vec![PartitionProduceData::default()
@@ -346,6 +346,7 @@ pub fn consume(
     if opts.max == Some(0) {
         return Ok(0);
     }
+    let max_wait_ms = client.broker_wait_ms(FETCH_MAX_WAIT_MS);
     loop {
         let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
         for p in &parts {
@@ -359,7 +360,7 @@ pub fn consume(
             }
             let req = FetchRequest::default()
                 .with_replica_id(BrokerId(-1))
-                .with_max_wait_ms(FETCH_MAX_WAIT_MS)
+                .with_max_wait_ms(max_wait_ms)
                 .with_min_bytes(1)
                 .with_max_bytes(FETCH_MAX_BYTES)
                 .with_isolation_level(0)

@@ -280,6 +280,26 @@ mod tests {
     }
 
     #[test]
+    fn compacted_batches_with_gaps_are_read() {
+        // After compaction a batch may keep lastOffsetDelta 5 while holding one record: the next
+        // fetch must still start after the whole batch.
+        let mut b = with_base_offset(encode_batch(&[(Some(b"k"), Some(b"v"))], 0), 20);
+        chronik_protocol::batch::header_mut(&mut b)
+            .unwrap()
+            .last_offset_delta
+            .set(5);
+        let crc = crc_of(&b);
+        chronik_protocol::batch::header_mut(&mut b)
+            .unwrap()
+            .crc
+            .set(crc);
+        let d = decode_fetched(&b).unwrap();
+        assert_eq!(d.records.len(), 1);
+        assert_eq!(d.records[0].offset, 20);
+        assert_eq!(d.next_offset, Some(26));
+    }
+
+    #[test]
     fn headers_are_decoded() {
         // Hand-built record with one header, spliced into a batch made by encode_batch.
         let mut b = encode_batch(&[(Some(b"k"), Some(b"v"))], 0);

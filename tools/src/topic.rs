@@ -25,7 +25,8 @@ pub const RESOURCE_TOPIC: i8 = 2;
 /// IncrementalAlterConfigs operations.
 pub const OP_SET: i8 = 0;
 pub const OP_DELETE: i8 = 1;
-/// How long the broker may take to create or delete a topic, in ms.
+/// Most time the broker may take to create or delete a topic, in ms (less when the socket
+/// timeout is shorter).
 pub const ADMIN_TIMEOUT_MS: i32 = 30_000;
 
 #[derive(Debug, Serialize)]
@@ -217,7 +218,7 @@ pub fn create(
     // -1 ("broker default") is only understood from v4 on; older brokers need a number.
     let rf = replication_factor.unwrap_or(if version >= 4 { -1 } else { 1 });
     let req = CreateTopicsRequest::default()
-        .with_timeout_ms(ADMIN_TIMEOUT_MS)
+        .with_timeout_ms(client.broker_wait_ms(ADMIN_TIMEOUT_MS))
         .with_topics(vec![CreatableTopic::default()
             .with_name(topic_name(topic))
             .with_num_partitions(partitions)
@@ -257,7 +258,7 @@ pub fn delete(client: &mut Client, topic: &str) -> Result<Outcome> {
     } else {
         DeleteTopicsRequest::default().with_topic_names(vec![topic_name(topic)])
     }
-    .with_timeout_ms(ADMIN_TIMEOUT_MS);
+    .with_timeout_ms(client.broker_wait_ms(ADMIN_TIMEOUT_MS));
     let resp = client.any()?.send_at(&req, version)?;
     let r = resp
         .responses
