@@ -24,6 +24,8 @@ use serde_json::Value;
 const TEST_BUDGET: Duration = Duration::from_secs(30);
 /// How long the server may take to accept its first ApiVersions.
 const START_BUDGET: Duration = Duration::from_secs(15);
+/// How long the Python consumer may take to join, consume and commit.
+const CONSUMER_READY_BUDGET: Duration = Duration::from_secs(20);
 /// Most port pairs tried when looking for a free Kafka port whose +1 (the derived Raft port) is
 /// free too.
 const MAX_PORT_TRIES: usize = 50;
@@ -484,4 +486,170 @@ fn ctl_against_a_real_server() {
         "took {:?}, budget {TEST_BUDGET:?}",
         t0.elapsed()
     );
+}
+
+/// The Python interpreter with confluent-kafka (`$CHRONIK_PYTHON` or the repo's `.venv`), as the
+/// server's client tests find it; `CHRONIK_REQUIRE_CLIENTS` turns its absence into a failure.
+fn python() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CHRONIK_PYTHON").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    if venv.exists() {
+        return Some(venv);
+    }
+    assert!(
+        std::env::var_os("CHRONIK_REQUIRE_CLIENTS").is_none(),
+        "CHRONIK_REQUIRE_CLIENTS is set but no Python with confluent-kafka was found"
+    );
+    None
+}
+
+/// Kills the consumer by PID if the test ends early.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A consumer that joins, reads 3 records, commits, prints READY and holds its membership until
+/// stdin closes (bounded at 25 s so a stuck test cannot leave it behind).
+const PY_CONSUMER: &str = r#"
+import sys, time, threading
+from confluent_kafka import Consumer
+c = Consumer({"bootstrap.servers": sys.argv[1], "group.id": sys.argv[2], "client.id": "ctl-it-py",
+              "auto.offset.reset": "earliest", "enable.auto.commit": False})
+c.subscribe([sys.argv[3]])
+done = threading.Event()
+threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+n, ready, t0 = 0, False, time.time()
+while not done.is_set() and time.time() - t0 < 25:
+    m = c.poll(0.2)
+    if m is not None and not m.error():
+        n += 1
+        if n == 3 and not ready:
+            c.commit(asynchronous=False)
+            print("READY", flush=True)
+            ready = True
+c.close()
+"#;
+
+#[test]
+fn describes_a_live_confluent_consumer_group() {
+    let Some(bin) = server_bin() else {
+        if std::env::var_os("CHRONIK_REQUIRE_SERVER").is_some() {
+            panic!("CHRONIK_REQUIRE_SERVER is set but chronik-server was not found");
+        }
+        eprintln!("\n*** SKIPPED describes_a_live_confluent_consumer_group: no chronik-server binary ***\n");
+        return;
+    };
+    let Some(py) = python() else {
+        eprintln!("\n*** SKIPPED describes_a_live_confluent_consumer_group: no Python client environment ***\n");
+        return;
+    };
+    let t0 = Instant::now();
+    let server = Server::start(&bin);
+    let b = server.bootstrap.as_str();
+    let (topic, group) = ("ctl-live", "ctl-live-group");
+    ctl_json(b, &["topic", "create", topic, "--partitions", "2"], None);
+    ctl_json(
+        b,
+        &["produce", topic, "--partition", "0"],
+        Some("a\nb\nc\nd\n"),
+    );
+
+    let mut child = Command::new(py)
+        .args(["-c", PY_CONSUMER, b, group, topic])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn python consumer");
+    let stdout = child.stdout.take().unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut consumer = Reaper(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = rx
+        .recv_timeout(CONSUMER_READY_BUDGET)
+        .expect("consumer never printed READY");
+    assert_eq!(line, "READY");
+
+    let g = ctl_json(b, &["group", "describe", group], None);
+    assert_eq!(g["state"], "Stable", "{g}");
+    assert_eq!(g["protocol_type"], "consumer", "{g}");
+    let members = g["members"].as_array().unwrap();
+    assert_eq!(members.len(), 1, "{g}");
+    assert_eq!(members[0]["client_id"], "ctl-it-py", "{g}");
+    // librdkafka's assignment, decoded: both partitions of the topic.
+    let topics = members[0]["assignment"]["topics"].as_array().unwrap();
+    assert_eq!(topics.len(), 1, "{g}");
+    assert_eq!(topics[0][0], topic);
+    let mut parts: Vec<i64> = topics[0][1]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_i64().unwrap())
+        .collect();
+    parts.sort_unstable();
+    assert_eq!(parts, vec![0, 1], "{g}");
+    // Committed 3 of 4 while the member is live: lag 1.
+    let offs = offsets_by_partition(&g, topic);
+    assert_eq!(
+        offs[&0],
+        (Value::from(3), Value::from(4), Value::from(1)),
+        "{g}"
+    );
+    assert_eq!(offs[&1].0, Value::Null, "{g}");
+
+    // An active group's offsets cannot be reset, dry run or not.
+    let r = ctl(
+        b,
+        &[
+            "group",
+            "reset-offsets",
+            group,
+            "--topic",
+            topic,
+            "--to-earliest",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.stderr.contains("current state is Stable"), "{}", r.stderr);
+
+    // Closing stdin makes the consumer leave; the group becomes Empty and resettable.
+    drop(stdin);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while consumer.0.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "consumer did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let g = ctl_json(b, &["group", "describe", group], None);
+    assert_eq!(g["state"], "Empty", "{g}");
+    let plan = ctl_json(
+        b,
+        &[
+            "group",
+            "reset-offsets",
+            group,
+            "--topic",
+            topic,
+            "--to-earliest",
+        ],
+        None,
+    );
+    assert_eq!(plan["partitions"][0]["new_offset"], 0, "{plan}");
+    assert!(t0.elapsed() < TEST_BUDGET, "took {:?}", t0.elapsed());
 }
