@@ -115,20 +115,27 @@ impl Broker {
     pub async fn handle(self: Rc<Self>, call: Call) -> Reply {
         match call {
             Call::Produce {
-                group,
-                records,
+                parts,
                 acks,
                 timeout_ms,
-            } => match self.partition(group) {
-                Some(p) => Reply::Produce(p.produce(records, acks, timeout_ms).await),
-                None => Reply::Produce(crate::calls::ProduceOutcome {
-                    error: ResponseError::NotLeaderOrFollower.code(),
-                    base_offset: -1,
-                    log_append_time_ms: -1,
-                    log_start_offset: -1,
-                    error_message: None,
-                }),
-            },
+            } => {
+                let futs = parts.into_iter().map(|(group, records)| {
+                    let p = self.partition(group);
+                    async move {
+                        match p {
+                            Some(p) => p.produce(records, acks, timeout_ms).await,
+                            None => crate::calls::ProduceOutcome {
+                                error: ResponseError::NotLeaderOrFollower.code(),
+                                base_offset: -1,
+                                log_append_time_ms: -1,
+                                log_start_offset: -1,
+                                error_message: None,
+                            },
+                        }
+                    }
+                });
+                Reply::Produce(futures::future::join_all(futs).await)
+            }
             Call::Fetch(parts) => {
                 let mut out = Vec::with_capacity(parts.len());
                 for part in parts {

@@ -54,9 +54,9 @@ pub struct OffsetLookup {
 }
 
 pub enum Call {
+    /// Produce to several partitions owned by one shard (one call per shard per request).
     Produce {
-        group: u64,
-        records: Bytes,
+        parts: Vec<(u64, Bytes)>,
         acks: i16,
         timeout_ms: i32,
     },
@@ -91,7 +91,7 @@ pub enum Call {
 }
 
 pub enum Reply {
-    Produce(ProduceOutcome),
+    Produce(Vec<ProduceOutcome>),
     Fetch(Vec<FetchOutcome>),
     Waited,
     Offsets(PartitionOffsets),

@@ -9,12 +9,12 @@
 //! `"GET "` read as a big-endian integer (1.2 GB), so `/metrics` can be curled on the Kafka port
 //! as the deployment guide does.
 
-use std::cell::Cell;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use chronik_protocol::frame::{self, RequestHead};
 use chronik_protocol::ProtocolError;
+use futures::future::poll_immediate;
 use futures::io::{AsyncReadExt, AsyncWriteExt};
 use glommio::channels::local_channel;
 use glommio::net::TcpStream;
@@ -39,26 +39,45 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     if reader.read_exact(&mut prefix).await.is_err() {
         return;
     }
-    if HTTP_PREFIXES.iter().any(|p| **p == prefix) {
+    if broker.shared.config.server.http_on_kafka_port && HTTP_PREFIXES.iter().any(|p| **p == prefix)
+    {
         let stream = reader.reunite(writer).expect("halves of one stream");
         crate::http::serve(broker, stream, &prefix).await;
         return;
     }
     let (tx, rx) =
         local_channel::new_bounded::<JoinHandle<Option<Bytes>>>(MAX_INFLIGHT_PER_CONNECTION);
-    let pending = Rc::new(Cell::new(0usize));
-    let writer_pending = pending.clone();
     let writer_task = glommio::spawn_local(async move {
         let mut w = futures::io::BufWriter::with_capacity(64 * 1024, writer);
-        while let Some(task) = rx.recv().await {
-            writer_pending.set(writer_pending.get() - 1);
-            if let Some(Some(bytes)) = task.await {
+        // Responses are buffered while more are ready at once, and flushed before the writer
+        // waits for anything: a pipelining client never waits on a response sitting in a buffer.
+        loop {
+            let mut task = match poll_immediate(rx.recv()).await {
+                Some(Some(t)) => t,
+                Some(None) => break,
+                None => {
+                    if w.flush().await.is_err() {
+                        return;
+                    }
+                    match rx.recv().await {
+                        Some(t) => t,
+                        None => break,
+                    }
+                }
+            };
+            let response = match poll_immediate(&mut task).await {
+                Some(r) => r,
+                None => {
+                    if w.flush().await.is_err() {
+                        return;
+                    }
+                    task.await
+                }
+            };
+            if let Some(Some(bytes)) = response {
                 if w.write_all(&bytes).await.is_err() {
                     return;
                 }
-            }
-            if writer_pending.get() == 0 && w.flush().await.is_err() {
-                return;
             }
         }
         let _ = w.flush().await;
@@ -81,7 +100,6 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
             Some(t) => t,
             None => break,
         };
-        pending.set(pending.get() + 1);
         if tx.send(task).await.is_err() {
             break;
         }

@@ -73,7 +73,10 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         cores,
         pin: true,
         io_memory_bytes: report.io_memory_bytes,
-        spin_before_park: None,
+        spin_before_park: std::env::var("CHRONIK_SPIN_US")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_micros),
     };
     let results = run_on_shards(&opts, move |shard| {
         let shared = shared.clone();

@@ -26,6 +26,8 @@ use crate::calls::{FetchOutcome, OffsetLookup, PartitionOffsets, ProduceOutcome}
 /// Bound on produce waiters parked on one partition; beyond it produce answers with a retriable
 /// error so a stalled log cannot exhaust memory.
 pub const MAX_WAITERS_PER_PARTITION: usize = 100_000;
+/// Entries read back at start-up to rebuild idempotent-producer state.
+pub const PRODUCER_REBUILD_ENTRIES_MAX: u64 = 20_000;
 /// Bound on fetch watchers parked on one partition.
 pub const MAX_WATCHERS_PER_PARTITION: usize = 10_000;
 
@@ -137,10 +139,14 @@ impl Partition {
     }
 
     /// Replays batch headers to rebuild idempotent-producer state (last five batches per id).
+    /// Only the newest [`PRODUCER_REBUILD_ENTRIES_MAX`] entries are read, so start-up does not
+    /// scan a whole partition; a producer idle for longer is treated as new (Kafka 2.5+ accepts
+    /// an unknown producer at any sequence).
     fn rebuild_producer_state(&self, first: u64) {
         let Some(st) = self.wal.group_state(self.group) else {
             return;
         };
+        let first = first.max((st.last_index + 1).saturating_sub(PRODUCER_REBUILD_ENTRIES_MAX));
         let metas = self.wal.entry_metas(self.group, first, st.last_index + 1);
         let mut table = self.producers.borrow_mut();
         for m in metas.iter().filter(|m| m.kafka.is_some()) {

@@ -168,7 +168,16 @@ impl Coordinators {
     }
 
     pub fn remove(&self, group: u64) {
-        self.by_group.borrow_mut().remove(&group);
+        if let Some(c) = self.by_group.borrow_mut().remove(&group) {
+            // Parked joins/syncs learn that this broker no longer coordinates their group.
+            let mut gc = c.gc.borrow_mut();
+            gc.fail_all_waiters(ResponseError::NotCoordinator);
+            for (token, completion) in gc.take_output().completions {
+                if let Some(tx) = c.waiters.borrow_mut().remove(&token) {
+                    let _ = tx.send(completion);
+                }
+            }
+        }
     }
 
     fn get(&self, group: u64) -> Option<Rc<Coord>> {

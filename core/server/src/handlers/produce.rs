@@ -1,7 +1,11 @@
-//! Produce (key 0), versions 3–11. Partitions are handled concurrently, each on its owning
-//! shard; the owner validates every batch (length, magic, CRC32C, counts), assigns offsets and
-//! answers when the batch is committed (acks=1/all) or at once (acks=0, no response).
+//! Produce (key 0), versions 3–11. The partitions of a request are grouped by owning shard and
+//! each shard gets one call, handled concurrently; the owner validates every batch (length,
+//! magic, CRC32C, counts), assigns offsets and answers when the batch is committed (acks=1/all)
+//! or at once (acks=0: no response is sent).
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -14,62 +18,91 @@ use super::{str_bytes, Ctx};
 
 pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
     let acks = req.acks;
-    let timeout = req.timeout_ms;
-    let mut topics = Vec::with_capacity(req.topic_data.len());
     let invalid_acks = !matches!(acks, -1..=1);
     let transactional = req.transactional_id.is_some();
-    for td in req.topic_data {
+    // (topic index, partition index) → outcome; routed work grouped by shard.
+    let mut outcomes: Vec<Vec<(i32, Option<ProduceOutcome>)>> =
+        Vec::with_capacity(req.topic_data.len());
+    let mut by_shard: BTreeMap<usize, (Vec<(usize, usize)>, Vec<(u64, Bytes)>)> = BTreeMap::new();
+    for (ti, td) in req.topic_data.iter().enumerate() {
         let meta = ctx.broker.topic(td.name.0.as_str());
-        let futs = td.partition_data.into_iter().map(|pd| {
-            let meta = meta.as_ref();
-            async move {
-                let idx = pd.index;
-                let outcome = if invalid_acks {
-                    err(ResponseError::InvalidRequiredAcks)
-                } else if transactional {
-                    err(ResponseError::TransactionalIdAuthorizationFailed)
-                } else {
-                    match meta.and_then(|m| m.partitions.get(idx as usize).cloned()) {
-                        None => err(ResponseError::UnknownTopicOrPartition),
-                        Some(p) => {
-                            let call = Call::Produce {
-                                group: p.group,
-                                records: pd.records.unwrap_or_default(),
-                                acks,
-                                timeout_ms: timeout,
-                            };
-                            match ctx.broker.call(p.shard as usize, call).await {
-                                Some(Reply::Produce(o)) => o,
-                                _ => err(ResponseError::NotLeaderOrFollower),
-                            }
-                        }
+        let mut parts = Vec::with_capacity(td.partition_data.len());
+        for (pi, pd) in td.partition_data.iter().enumerate() {
+            let early = if invalid_acks {
+                Some(err(ResponseError::InvalidRequiredAcks))
+            } else if transactional {
+                Some(err(ResponseError::TransactionalIdAuthorizationFailed))
+            } else {
+                match meta
+                    .as_ref()
+                    .and_then(|m| m.partitions.get(pd.index as usize))
+                {
+                    None => Some(err(ResponseError::UnknownTopicOrPartition)),
+                    Some(p) => {
+                        let e = by_shard.entry(p.shard as usize).or_default();
+                        e.0.push((ti, pi));
+                        e.1.push((p.group, pd.records.clone().unwrap_or_default()));
+                        None
                     }
-                };
-                let mut r = PartitionProduceResponse::default()
-                    .with_index(idx)
-                    .with_error_code(outcome.error)
-                    .with_base_offset(outcome.base_offset)
-                    .with_log_append_time_ms(outcome.log_append_time_ms)
-                    .with_log_start_offset(outcome.log_start_offset);
-                if let Some(msg) = outcome.error_message.filter(|_| ctx.version >= 8) {
-                    if outcome.error == ResponseError::InvalidRecord.code() {
-                        r = r.with_record_errors(vec![BatchIndexAndErrorMessage::default()
-                            .with_batch_index(0)
-                            .with_batch_index_error_message(Some(str_bytes(msg.clone())))]);
-                    }
-                    r = r.with_error_message(Some(str_bytes(msg)));
                 }
-                r
-            }
+            };
+            parts.push((pd.index, early));
+        }
+        outcomes.push(parts);
+    }
+    let calls = by_shard
+        .into_iter()
+        .map(|(shard, (slots, parts))| async move {
+            let call = Call::Produce {
+                parts,
+                acks,
+                timeout_ms: req.timeout_ms,
+            };
+            (slots, ctx.broker.call(shard, call).await)
         });
-        let partition_responses = futures::future::join_all(futs).await;
-        topics.push(
+    for (slots, reply) in futures::future::join_all(calls).await {
+        let results = match reply {
+            Some(Reply::Produce(r)) if r.len() == slots.len() => r,
+            _ => vec![err(ResponseError::NotLeaderOrFollower); slots.len()],
+        };
+        for ((ti, pi), o) in slots.into_iter().zip(results) {
+            outcomes[ti][pi].1 = Some(o);
+        }
+    }
+    let topics = req
+        .topic_data
+        .into_iter()
+        .zip(outcomes)
+        .map(|(td, parts)| {
+            let partition_responses = parts
+                .into_iter()
+                .map(|(idx, o)| partition_response(ctx, idx, o.expect("every partition answered")))
+                .collect();
             TopicProduceResponse::default()
                 .with_name(td.name)
-                .with_partition_responses(partition_responses),
-        );
-    }
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
     ProduceResponse::default().with_responses(topics)
+}
+
+fn partition_response(ctx: &Ctx<'_>, index: i32, o: ProduceOutcome) -> PartitionProduceResponse {
+    let mut r = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_error_code(o.error)
+        .with_base_offset(o.base_offset)
+        .with_log_append_time_ms(o.log_append_time_ms)
+        .with_log_start_offset(o.log_start_offset);
+    // Per-record errors and messages exist from v8 on.
+    if let Some(msg) = o.error_message.filter(|_| ctx.version >= 8) {
+        if o.error == ResponseError::InvalidRecord.code() {
+            r = r.with_record_errors(vec![BatchIndexAndErrorMessage::default()
+                .with_batch_index(0)
+                .with_batch_index_error_message(Some(str_bytes(msg.clone())))]);
+        }
+        r = r.with_error_message(Some(str_bytes(msg)));
+    }
+    r
 }
 
 fn err(e: ResponseError) -> ProduceOutcome {
