@@ -31,8 +31,8 @@ def main(argv):
           f"p90 {f['p90']:.3f}, p99 {f['p99']:.3f}, p99.9 {f['p999']:.3f}, max {f['max']:.3f}. "
           f"Best sequential write: {d['best_write_mb_per_s']:.1f} MB/s.\n")
     print("| workload | target msg/s | msg/s | MB/s | % of disk | produce p50 / p99 / p99.9 ms "
-          "| e2e p50 / p99 / p99.9 ms | delivery | broker cores, RSS MiB | harness cores |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| e2e p50 / p99 / p99.9 ms | delivery | broker cores, RSS MiB | harness cores | load avg start/end |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for path in argv[2:]:
         r = json.load(open(path))
         ph = r["phases"]["measure"]
@@ -50,9 +50,10 @@ def main(argv):
         b = r.get("broker")
         broker = f"{b['cpu_cores']:.2f}, {b['rss_max_bytes'] / 1048576:.0f}" if b else "n/a"
         target = ph["target_msgs_per_s"] or "max"
+        la = "/".join(f"{x:.1f}" for x in r.get("load_avg_1m", [])) or "n/a"
         print(f"| {r['workload']['name']} | {target} | {ph['msgs_per_s']:.0f} | {ph['mb_per_s']:.1f} | {pct} "
               f"| {lat['p50']:.2f} / {lat['p99']:.2f} / {lat['p999']:.2f} | {e2e_s} | {deliv} | {broker} "
-              f"| {r['harness']['cpu_cores']:.2f} |")
+              f"| {r['harness']['cpu_cores']:.2f} | {la} |")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,10 @@ pub const EARLIEST_TIMESTAMP: i64 = -2;
 pub const LATEST_TIMESTAMP: i64 = -1;
 /// Most bytes one Fetch asks for across all partitions.
 pub const FETCH_MAX_BYTES: i32 = 16 * 1024 * 1024;
+/// FindCoordinator attempts while the coordinator is loading or not available.
+pub const MAX_COORDINATOR_ATTEMPTS: usize = 5;
+/// Back-off between those attempts (times the attempt number).
+pub const COORDINATOR_BACKOFF: Duration = Duration::from_millis(200);
 /// Most broker addresses tried from `--bootstrap` (comma-separated) before giving up.
 pub const MAX_BOOTSTRAP_ADDRS: usize = 16;
 
@@ -170,8 +174,25 @@ impl Client {
         Ok(out)
     }
 
-    /// The coordinator of `group` (FindCoordinator, key type 0).
+    /// The coordinator of `group` (FindCoordinator, key type 0). A coordinator that is still
+    /// loading or not yet elected (a broker that just started) is asked again, up to
+    /// [`MAX_COORDINATOR_ATTEMPTS`] times.
     pub fn coordinator(&mut self, group: &str) -> Result<i32> {
+        let mut attempt = 1;
+        loop {
+            match self.find_coordinator_once(group) {
+                Err(CtlError::Kafka { code, .. })
+                    if coordinator_retriable(code) && attempt < MAX_COORDINATOR_ATTEMPTS =>
+                {
+                    std::thread::sleep(COORDINATOR_BACKOFF * attempt as u32);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn find_coordinator_once(&mut self, group: &str) -> Result<i32> {
         let conn = self.any()?;
         let version = conn.version_for(ApiKey::FindCoordinator)?;
         // v4 batched the request into `coordinator_keys`; before that it is one `key`.
@@ -258,6 +279,12 @@ impl Client {
     }
 }
 
+/// COORDINATOR_LOAD_IN_PROGRESS (14) and COORDINATOR_NOT_AVAILABLE (15): transient while a
+/// broker starts or a coordinator moves.
+pub fn coordinator_retriable(code: i16) -> bool {
+    matches!(code, 14 | 15)
+}
+
 /// See [`Client::broker_wait_ms`].
 pub fn broker_wait_ms(socket_timeout: Duration, cap_ms: i32) -> i32 {
     let ms = socket_timeout.as_millis().saturating_mul(4) / 5;
@@ -289,6 +316,15 @@ mod tests {
         assert_eq!(broker_wait_ms(Duration::from_secs(60), 30_000), 30_000);
         assert_eq!(broker_wait_ms(Duration::from_millis(100), 500), 80);
         assert_eq!(broker_wait_ms(Duration::from_secs(u64::MAX / 2), 7), 7);
+    }
+
+    #[test]
+    fn only_transient_coordinator_errors_are_retried() {
+        assert!(coordinator_retriable(14));
+        assert!(coordinator_retriable(15));
+        assert!(!coordinator_retriable(16)); // NOT_COORDINATOR: the answer names another broker
+        assert!(!coordinator_retriable(0));
+        assert!(!coordinator_retriable(3));
     }
 
     #[test]

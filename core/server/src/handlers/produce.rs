@@ -16,6 +16,10 @@ use crate::calls::{Call, ProduceOutcome, Reply};
 
 use super::{str_bytes, Ctx};
 
+/// One shard's share of a request: (topic index, partition index) slots and their
+/// (raft group, records).
+type ShardWork = (Vec<(usize, usize)>, Vec<(u64, Bytes)>);
+
 pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
     let acks = req.acks;
     let invalid_acks = !matches!(acks, -1..=1);
@@ -23,7 +27,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
     // (topic index, partition index) → outcome; routed work grouped by shard.
     let mut outcomes: Vec<Vec<(i32, Option<ProduceOutcome>)>> =
         Vec::with_capacity(req.topic_data.len());
-    let mut by_shard: BTreeMap<usize, (Vec<(usize, usize)>, Vec<(u64, Bytes)>)> = BTreeMap::new();
+    let mut by_shard: BTreeMap<usize, ShardWork> = BTreeMap::new();
     for (ti, td) in req.topic_data.iter().enumerate() {
         let meta = ctx.broker.topic(td.name.0.as_str());
         let mut parts = Vec::with_capacity(td.partition_data.len());
