@@ -149,7 +149,8 @@ impl Client {
         Ok(resp)
     }
 
-    /// The partitions of `topic`, sorted by index. Errors if the topic does not exist.
+    /// The partitions of `topic`, sorted by index, never empty. Errors if the topic does not
+    /// exist.
     pub fn partitions(&mut self, topic: &str) -> Result<Vec<PartitionInfo>> {
         let md = self.metadata(Some(&[topic.to_string()]))?;
         let t = md
@@ -171,6 +172,13 @@ impl Client {
             })
             .collect();
         out.sort_by_key(|p| p.partition);
+        // Callers index and take remainders by the partition count; a topic the broker lists
+        // without partitions is unusable rather than a division by zero.
+        if out.is_empty() {
+            return Err(CtlError::Malformed(format!(
+                "metadata lists topic '{topic}' without partitions"
+            )));
+        }
         Ok(out)
     }
 
