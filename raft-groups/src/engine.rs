@@ -39,6 +39,16 @@ pub trait Applier {
     fn role_changed(&self, group: GroupId, term: u64, leader: bool);
 }
 
+/// A group's Raft figures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub last_index: u64,
+    pub leader: bool,
+}
+
 /// Where a proposal landed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Proposed {
@@ -184,6 +194,19 @@ impl MultiRaft {
         let groups = self.groups.borrow();
         let g = groups.get(&group)?;
         Some((g.node.raft.leader_id, g.node.raft.term))
+    }
+
+    pub fn group_status(&self, group: GroupId) -> Option<GroupStatus> {
+        let groups = self.groups.borrow();
+        let g = groups.get(&group)?;
+        let r = &g.node.raft;
+        Some(GroupStatus {
+            term: r.term,
+            commit: r.raft_log.committed,
+            applied: r.raft_log.applied,
+            last_index: r.raft_log.last_index(),
+            leader: r.state == StateRole::Leader,
+        })
     }
 
     pub fn is_leader(&self, group: GroupId) -> bool {

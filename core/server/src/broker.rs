@@ -19,6 +19,31 @@ use crate::handlers::groups::Coordinators;
 use crate::partition::{with_timeout, Partition, Settings};
 use crate::shared::Shared;
 
+/// Per-shard metric handles (looked up once; incrementing is an atomic add).
+pub struct ShardMetrics {
+    pub produce_requests: metrics::Counter,
+    pub produce_bytes: metrics::Counter,
+    pub produce_errors: metrics::Counter,
+    pub fetch_bytes: metrics::Counter,
+    pub leader_elections: metrics::Counter,
+}
+
+impl ShardMetrics {
+    fn new(shard: usize, node: i32) -> Self {
+        let labels = [("shard", shard.to_string()), ("node_id", node.to_string())];
+        Self {
+            produce_requests: metrics::counter!(
+                "chronik_produce_partition_requests_total",
+                &labels
+            ),
+            produce_bytes: metrics::counter!("chronik_produce_bytes_total", &labels),
+            produce_errors: metrics::counter!("chronik_produce_errors_total", &labels),
+            fetch_bytes: metrics::counter!("chronik_fetch_bytes_total", &labels),
+            leader_elections: metrics::counter!("raft_leader_elections_total", &labels),
+        }
+    }
+}
+
 /// How long a metadata change may take to commit and reach every shard.
 pub const META_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -39,11 +64,13 @@ pub struct Broker {
     pub coordinators: Coordinators,
     /// Requests being handled on this shard (drained before shutdown).
     inflight: Cell<usize>,
+    pub metrics: ShardMetrics,
 }
 
 impl Broker {
     pub fn new(shard: usize, shared: Arc<Shared>, wal: Rc<Wal>) -> Rc<Self> {
         let raft = MultiRaft::new(shared.node_id as u64, wal.clone());
+        let metrics = ShardMetrics::new(shard, shared.node_id);
         let meta = shared.meta();
         Rc::new(Self {
             shard,
@@ -59,6 +86,7 @@ impl Broker {
             pid_block: Cell::new((0, 0)),
             coordinators: Coordinators::default(),
             inflight: Cell::new(0),
+            metrics,
         })
     }
 
@@ -121,6 +149,8 @@ impl Broker {
             } => {
                 let futs = parts.into_iter().map(|(group, records)| {
                     let p = self.partition(group);
+                    self.metrics.produce_requests.increment(1);
+                    self.metrics.produce_bytes.increment(records.len() as u64);
                     async move {
                         match p {
                             Some(p) => p.produce(records, acks, timeout_ms).await,
@@ -134,7 +164,10 @@ impl Broker {
                         }
                     }
                 });
-                Reply::Produce(futures::future::join_all(futs).await)
+                let out = futures::future::join_all(futs).await;
+                let errors = out.iter().filter(|o| o.error != 0).count();
+                self.metrics.produce_errors.increment(errors as u64);
+                Reply::Produce(out)
             }
             Call::Fetch(parts) => {
                 let mut out = Vec::with_capacity(parts.len());
@@ -150,6 +183,8 @@ impl Broker {
                         },
                     });
                 }
+                let bytes: usize = out.iter().map(|o| o.bytes).sum();
+                self.metrics.fetch_bytes.increment(bytes as u64);
                 Reply::Fetch(out)
             }
             Call::WaitForData { parts, timeout_ms } => {
@@ -395,6 +430,31 @@ impl Broker {
         }
     }
 
+    /// Publishes this shard's Raft and partition figures for `/metrics` (housekeeping timer).
+    pub fn publish_stats(&self) {
+        let mut stats = Vec::new();
+        let mut groups: Vec<u64> = self.partitions.borrow().keys().copied().collect();
+        if self.shard == 0 {
+            groups.push(META_GROUP);
+        }
+        for g in groups {
+            if let Some(st) = self.raft.group_status(g) {
+                let p = self.partition(g);
+                stats.push(crate::shared::PartitionStats {
+                    group: g,
+                    term: st.term,
+                    commit: st.commit,
+                    applied: st.applied,
+                    last_index: st.last_index,
+                    leader: st.leader,
+                    high_watermark: p.as_ref().map_or(-1, |p| p.high_watermark()),
+                    log_start_offset: p.as_ref().map_or(-1, |p| p.log_start_offset()),
+                });
+            }
+        }
+        self.shared.publish_stats(self.shard, stats);
+    }
+
     // ---- producer ids ---------------------------------------------------------------------
 
     async fn allocate_pid_block_local(self: &Rc<Self>) -> Result<i64, MetaError> {
@@ -436,6 +496,9 @@ impl Applier for Broker {
         tracing::debug!(group, term, leader, "raft role changed");
         self.shared
             .set_leader_epoch(group, leader.then_some(term.min(i32::MAX as u64) as i32));
+        if leader {
+            self.metrics.leader_elections.increment(1);
+        }
         if let Some(p) = self.partition(group) {
             p.role_changed(term, leader);
         }

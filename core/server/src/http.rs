@@ -62,18 +62,49 @@ impl Routes {
         );
         let _ = writeln!(out, "# TYPE chronik_partitions gauge");
         let _ = writeln!(out, "chronik_partitions{{node_id=\"{node}\"}} {partitions}");
-        let _ = writeln!(out, "# TYPE raft_leader gauge");
-        let _ = writeln!(
-            out,
-            "raft_leader{{topic=\"__meta\",partition=\"0\",node_id=\"{node}\"}} 1"
-        );
+        let stats = s.stats();
+        let mut names: Vec<(u64, String, usize)> = vec![(0, "__meta".to_string(), 0)];
         for t in meta.topics.values() {
             for (i, p) in t.partitions.iter().enumerate() {
-                let leader = i32::from(s.leader_epoch(p.group) >= 0);
+                names.push((p.group, t.name.clone(), i));
+            }
+        }
+        let min_isr = s.config.broker.min_insync_replicas.max(1);
+        type Figure = fn(&crate::shared::PartitionStats) -> String;
+        let gauges: [(&str, Figure); 6] = [
+            ("raft_is_leader", |p| u8::from(p.leader).to_string()),
+            ("raft_term", |p| p.term.to_string()),
+            ("raft_commit_index", |p| p.commit.to_string()),
+            ("raft_applied_index", |p| p.applied.to_string()),
+            ("raft_log_entries", |p| p.last_index.to_string()),
+            ("partition_high_watermark", |p| p.high_watermark.to_string()),
+        ];
+        for (name, f) in gauges {
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            for (g, topic, i) in &names {
+                if let Some(p) = stats.get(g) {
+                    let _ = writeln!(
+                        out,
+                        "{name}{{topic=\"{topic}\",partition=\"{i}\",node_id=\"{node}\"}} {}",
+                        f(p)
+                    );
+                }
+            }
+        }
+        // One voter per partition: the ISR is this node whenever it leads.
+        let _ = writeln!(out, "# TYPE partition_isr_size gauge");
+        let _ = writeln!(out, "# TYPE partition_has_min_isr gauge");
+        for (g, topic, i) in names.iter().skip(1) {
+            if let Some(p) = stats.get(g) {
+                let isr = u32::from(p.leader);
                 let _ = writeln!(
                     out,
-                    "raft_leader{{topic=\"{}\",partition=\"{i}\",node_id=\"{node}\"}} {leader}",
-                    t.name
+                    "partition_isr_size{{topic=\"{topic}\",partition=\"{i}\"}} {isr}"
+                );
+                let _ = writeln!(
+                    out,
+                    "partition_has_min_isr{{topic=\"{topic}\",partition=\"{i}\"}} {}",
+                    u8::from(isr >= min_isr)
                 );
             }
         }

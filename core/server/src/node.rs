@@ -27,6 +27,8 @@ use crate::shared::Shared;
 
 /// How often shards look at the shutdown flag and run housekeeping.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(50);
+/// Partition figures for `/metrics` are refreshed every this many housekeeping ticks (1 s).
+const STATS_EVERY_TICKS: u64 = 20;
 /// How often retention and WAL reclamation run.
 const RETENTION_INTERVAL_FLOOR: Duration = Duration::from_secs(1);
 
@@ -249,6 +251,7 @@ async fn shard_main(
         }
         None => None,
     };
+    broker.publish_stats();
     if shard == 0 {
         tracing::info!(
             "Chronik server ready on {addr} (advertised: {}:{}), {} shard(s)",
@@ -258,8 +261,13 @@ async fn shard_main(
         );
     }
 
+    let mut ticks = 0u64;
     while !shared.is_shutting_down() {
         glommio::timer::sleep(HOUSEKEEPING_INTERVAL).await;
+        ticks += 1;
+        if ticks.is_multiple_of(STATS_EVERY_TICKS) {
+            broker.publish_stats();
+        }
     }
     // Stop accepting, let in-flight requests finish, then make everything durable.
     accept.cancel();

@@ -11,6 +11,19 @@ use std::sync::{Arc, RwLock};
 use chronik_core::config::Config;
 use chronik_core::meta::MetaState;
 
+/// One partition's figures as its owner last published them (for `/metrics`).
+#[derive(Clone, Debug)]
+pub struct PartitionStats {
+    pub group: u64,
+    pub term: u64,
+    pub commit: u64,
+    pub applied: u64,
+    pub last_index: u64,
+    pub leader: bool,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
 pub struct Shared {
     pub config: Config,
     pub node_id: i32,
@@ -28,6 +41,8 @@ pub struct Shared {
     /// Leader epoch (Raft term) of every partition group this node leads; written on leadership
     /// changes only, read by Metadata.
     leader_epochs: RwLock<HashMap<u64, i32>>,
+    /// Per shard, its partitions' figures (replaced once a second by the owner).
+    stats: RwLock<Vec<Vec<PartitionStats>>>,
 }
 
 impl Shared {
@@ -62,6 +77,7 @@ impl Shared {
             ready: AtomicBool::new(false),
             shutting_down: Arc::new(AtomicBool::new(false)),
             leader_epochs: RwLock::new(HashMap::new()),
+            stats: RwLock::new(vec![Vec::new(); shards]),
         }
     }
 
@@ -99,6 +115,19 @@ impl Shared {
     pub fn leader_epoch(&self, group: u64) -> i32 {
         let m = self.leader_epochs.read().unwrap_or_else(|e| e.into_inner());
         m.get(&group).copied().unwrap_or(-1)
+    }
+
+    pub fn publish_stats(&self, shard: usize, stats: Vec<PartitionStats>) {
+        let mut g = self.stats.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = g.get_mut(shard) {
+            *slot = stats;
+        }
+    }
+
+    /// Every partition's latest figures, by Raft group.
+    pub fn stats(&self) -> HashMap<u64, PartitionStats> {
+        let g = self.stats.read().unwrap_or_else(|e| e.into_inner());
+        g.iter().flatten().map(|s| (s.group, s.clone())).collect()
     }
 
     pub fn set_ready(&self) {
