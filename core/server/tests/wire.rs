@@ -307,7 +307,10 @@ fn http_is_served_on_both_ports() {
         body.contains("raft_is_leader{topic=\"__meta\",partition=\"0\",node_id=\"1\"} 1"),
         "{body}"
     );
-    assert!(body.contains("chronik_wal_"), "storage metrics exported: {body}");
+    assert!(
+        body.contains("chronik_wal_"),
+        "storage metrics exported: {body}"
+    );
     let (status, body) = s.http_get(s.http_port, "/health");
     assert!(status.contains("200"), "{status}");
     assert!(body.contains("healthy"));
