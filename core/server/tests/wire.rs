@@ -405,3 +405,82 @@ fn refuses_to_start_on_a_filesystem_without_o_direct() {
     assert!(!out.status.success());
     assert!(text.contains("O_DIRECT"), "{text}");
 }
+
+fn list_earliest(w: &mut Wire, topic: &str, partition: i32) -> i64 {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![ListOffsetsPartition::default()
+                .with_partition_index(partition)
+                .with_timestamp(-2)])]);
+    let resp: ListOffsetsResponse = w.call(ApiKey::ListOffsets, 7, &req);
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    p.offset
+}
+
+#[test]
+fn delete_records_and_retention_move_the_log_start() {
+    // One shard, so the admin endpoint's retention pass covers every partition.
+    let s = Server::start_with(&[("CHRONIK_CORES", "1")]);
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "dr", 1);
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(Some(b"k"), Some(&[7u8; 200][..]))];
+    // Stamped now: retention.ms (7 days by default) must not be what drops them.
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let batch = chronik_protocol::batch::encode_batch(&kv, now_ms);
+    for _ in 0..10 {
+        let r = produce(&mut w, 9, "dr", 0, batch.clone());
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    // DeleteRecords to offset 3.
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    let req = DeleteRecordsRequest::default()
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(topic_name("dr"))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(0)
+                .with_offset(3)])])
+        .with_timeout_ms(5000);
+    let resp: DeleteRecordsResponse = w.call(ApiKey::DeleteRecords, 2, &req);
+    let p = &resp.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.low_watermark), (0, 3));
+    assert_eq!(list_earliest(&mut w, "dr", 0), 3);
+    assert_eq!(
+        fetch(&mut w, "dr", 0, 1, 0).responses[0].partitions[0].error_code,
+        1
+    );
+    // retention.bytes small enough to keep about two batches, applied on demand.
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let req = IncrementalAlterConfigsRequest::default().with_resources(vec![
+        AlterConfigsResource::default()
+            .with_resource_type(2)
+            .with_resource_name(StrBytes::from_static_str("dr"))
+            .with_configs(vec![AlterableConfig::default()
+                .with_name(StrBytes::from_static_str("retention.bytes"))
+                .with_config_operation(0)
+                .with_value(Some(StrBytes::from_static_str("700")))]),
+    ]);
+    let resp: IncrementalAlterConfigsResponse = w.call(ApiKey::IncrementalAlterConfigs, 1, &req);
+    assert_eq!(resp.responses[0].error_code, 0);
+    let (status, body) = s.http(s.http_port, "POST", "/admin/compact");
+    assert!(status.contains("202"), "{status} {body}");
+    let earliest = list_earliest(&mut w, "dr", 0);
+    assert!(
+        (6..10).contains(&earliest),
+        "log start after retention: {earliest}"
+    );
+    // The survivors are still readable from the new start.
+    let f = fetch(&mut w, "dr", 0, earliest, 0);
+    assert_eq!(f.responses[0].partitions[0].error_code, 0);
+    assert_eq!(f.responses[0].partitions[0].log_start_offset, earliest);
+}

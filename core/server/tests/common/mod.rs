@@ -159,11 +159,16 @@ impl Server {
 
     /// A simple HTTP GET against the Kafka or HTTP port; returns (status line, body).
     pub fn http_get(&self, port: u16, path: &str) -> (String, String) {
+        self.http(port, "GET", path)
+    }
+
+    /// A simple HTTP request without a body; returns (status line, body).
+    pub fn http(&self, port: u16, method: &str, path: &str) -> (String, String) {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         write!(
             s,
-            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut out = String::new();
