@@ -37,6 +37,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let data_dir = config.server.data_dir.clone();
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating data directory {}", data_dir.display()))?;
+    let _lock = lock_data_dir(&data_dir)?;
     let usable = allowed_cores();
     let cores = config
         .server
@@ -99,6 +100,38 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("shutdown complete");
     Ok(())
+}
+
+/// Takes an exclusive `flock` on `<data_dir>/chronik.lock` for the life of the process: two
+/// brokers recovering and appending to the same WAL would destroy it. The lock dies with the
+/// process (also on kill -9), so a stale file never blocks a restart.
+fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    use std::os::fd::AsRawFd;
+    let path = data_dir.join("chronik.lock");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: flock on a file descriptor we own.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        let mut holder = String::new();
+        let _ = f.read_to_string(&mut holder);
+        anyhow::bail!(
+            "data directory {} is in use by another chronik-server (pid {}); stop it first or \
+             use another --data-dir",
+            data_dir.display(),
+            holder.trim()
+        );
+    }
+    f.set_len(0)?;
+    f.rewind()?;
+    write!(f, "{}", std::process::id())?;
+    Ok(f)
 }
 
 /// The shutdown flag as the `Arc<AtomicBool>` signal-hook wants (shared with `Shared`).

@@ -484,3 +484,21 @@ fn delete_records_and_retention_move_the_log_start() {
     assert_eq!(f.responses[0].partitions[0].error_code, 0);
     assert_eq!(f.responses[0].partitions[0].log_start_offset, earliest);
 }
+
+#[test]
+fn a_second_broker_on_the_same_data_dir_is_refused() {
+    let s = Server::start();
+    let out = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .arg("standalone")
+        .env("CHRONIK_KAFKA_PORT", common::free_port().to_string())
+        .env("CHRONIK_BIND_ADDR", "127.0.0.1")
+        .env("CHRONIK_HTTP_ENABLED", "false")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(text.contains("in use by another chronik-server"), "{text}");
+    assert!(text.contains(&s.pid().to_string()), "{text}");
+}
