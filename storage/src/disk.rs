@@ -43,6 +43,10 @@ pub trait SegmentFile {
     fn fdatasync(&self) -> IoFuture<'_, ()>;
     /// Sets the file length (used by recovery to cut a torn tail).
     fn truncate(&self, len: u64) -> IoFuture<'_, ()>;
+    /// Allocates blocks up to `len` (file size becomes at least `len`, new bytes read as zero).
+    /// Later O_DIRECT writes are then overwrites, not extending writes: ext4 serialises extending
+    /// direct writes on the inode lock and io_uring hands them to worker threads.
+    fn preallocate(&self, len: u64) -> IoFuture<'_, ()>;
     /// Current file length.
     fn size(&self) -> io::Result<u64>;
     /// Blocking positional read into `buf`; returns bytes read (short at end of file).
@@ -143,6 +147,15 @@ impl SegmentFile for GlommioSegment {
 
     fn truncate(&self, len: u64) -> IoFuture<'_, ()> {
         Box::pin(async move { self.dma.truncate(len).await.map_err(io::Error::from) })
+    }
+
+    fn preallocate(&self, len: u64) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            self.dma
+                .pre_allocate(len, false)
+                .await
+                .map_err(io::Error::from)
+        })
     }
 
     fn size(&self) -> io::Result<u64> {

@@ -226,7 +226,8 @@ fn apply(
 }
 
 /// Scans `dir` and rebuilds the WAL state.
-pub async fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered> {
+/// `segment_bytes` is the configured roll size: a cut newest segment is re-preallocated to it.
+pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<Recovered> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
     disk.create_dir_all(dir)
@@ -414,12 +415,18 @@ pub async fn recover(disk: &dyn Disk, dir: &Path) -> Result<Recovered> {
                     }
                     None => {}
                 }
-                let cut = buf.len() - pos;
+                // Count the damaged bytes, not the preallocated zeros after them.
+                let last_nonzero = buf.iter().rposition(|&b| b != 0).map_or(pos, |k| k + 1);
+                let cut = last_nonzero.max(pos) - pos;
                 tracing::warn!(path = ?path, position = pos, bytes = cut, "cutting torn wal tail");
                 report.truncated_tail_bytes += cut as u64;
                 file.truncate(pos as u64)
                     .await
                     .map_err(|e| StorageError::io("truncate", &path, Some(pos as u64), e))?;
+                // Truncating dropped the preallocation (and zeroed the garbage); restore it.
+                file.preallocate(segment_bytes.max(pos as u64))
+                    .await
+                    .map_err(|e| StorageError::io("fallocate", &path, None, e))?;
                 file.fdatasync()
                     .await
                     .map_err(|e| StorageError::io("fdatasync", &path, None, e))?;

@@ -342,7 +342,7 @@ impl Wal {
         disk: Rc<dyn Disk>,
     ) -> Result<(Wal, RecoveryReport)> {
         opts.validate()?;
-        let rec = recovery::recover(&*disk, &opts.dir).await?;
+        let rec = recovery::recover(&*disk, &opts.dir, opts.segment_bytes).await?;
         let newest = rec.segments.last().map(|s| (s.base, s.end_offset));
         let mut segments: VecDeque<Segment> = rec
             .segments
@@ -848,6 +848,9 @@ impl Wal {
             .open(&path)
             .await
             .map_err(|e| StorageError::io("create", &path, None, e))?;
+        f.preallocate(self.opts.segment_bytes)
+            .await
+            .map_err(|e| StorageError::io("fallocate", &path, None, e))?;
         // The new file's directory entry must be durable before anything in it is acknowledged.
         self.disk
             .sync_dir(&self.opts.dir)

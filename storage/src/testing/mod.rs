@@ -279,6 +279,19 @@ impl SegmentFile for MemFile {
         })
     }
 
+    fn preallocate(&self, len: u64) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            self.with(|st, path| {
+                // Modelled as durable at once (recovery and segment creation sync right after).
+                let f = st.files.get_mut(path).expect("checked");
+                if (f.durable.len() as u64) < len {
+                    f.durable.resize(len as usize, 0);
+                }
+                Ok(())
+            })
+        })
+    }
+
     fn size(&self) -> io::Result<u64> {
         self.with(|st, path| Ok(st.files[path].view().len() as u64))
     }

@@ -638,10 +638,18 @@ fn recovery_removes_unwritten_newest_segment_and_accepts_zero_padding() {
         wal.sync().await.unwrap();
         drop(wal);
         disk.crash_keep_all();
-        let first = disk.paths()[0].clone();
+        let paths = disk.paths();
+        let first = paths[0].clone();
+        // Files are preallocated: the data of segment 0 ends where segment 1 begins.
+        let next_base: usize = paths[1]
+            .file_stem()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         let mut bytes = disk.file_bytes(&first).unwrap();
-        let n = bytes.len();
-        bytes.truncate(n - 5000);
+        bytes.truncate(next_base - 5000);
         disk.set_file_bytes(&first, bytes);
         match Wal::open_with_disk(o, disk).await {
             Err(StorageError::Corrupt { path, .. }) => assert_eq!(path, first),
