@@ -12,9 +12,12 @@ use chronik_raft::{Applier, MultiRaft};
 use chronik_storage::{SyncMode, Wal, WalOptions};
 use rand::{Rng, SeedableRng};
 
+/// Per group, the (index, data) of every applied entry.
+type Applied = BTreeMap<u64, Vec<(u64, Vec<u8>)>>;
+
 #[derive(Default)]
 struct Recorder {
-    applied: RefCell<BTreeMap<u64, Vec<(u64, Vec<u8>)>>>,
+    applied: RefCell<Applied>,
     leaders: RefCell<BTreeMap<u64, u64>>,
 }
 
