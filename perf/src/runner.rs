@@ -1323,6 +1323,121 @@ fn assemble(
 mod tests {
     use super::*;
 
+    /// Delivery accounting with faults: a lost message, a duplicate inside one consumer, the same
+    /// message in two members of a group, a message received without a delivery report.
+    #[test]
+    fn assemble_counts_missing_duplicates_and_unacked() {
+        let w = Workload::from_toml_str(
+            "name = \"x\"\n[[topics]]\nname = \"t\"\npartitions = 2\n[producers]\ncount = 2\nmessage_size = 100\n[consumers]\ngroups = 2\nper_group = 2",
+        )
+        .unwrap();
+        let phases = Phases {
+            start_ns: 0,
+            measure_start_ns: 1_000_000_000,
+            end_ns: 3_000_000_000,
+        };
+        // Producer 0 acked 0..10, producer 1 acked 0..5 (seq 5 failed).
+        let producer = |n: u64, failed: u64| {
+            let mut s = ProducerStats::default();
+            for seq in 0..n {
+                s.acked.insert(seq);
+                s.measure.msgs += 1;
+                s.measure.bytes += 100;
+                s.measure.histo.record_ns(2_000_000);
+            }
+            s.failed = failed;
+            Arc::new(Mutex::new(s))
+        };
+        let producers = vec![producer(10, 0), producer(5, 1)];
+        let consumer = |sets: [&[u64]; 2]| {
+            let mut s = ConsumerStats {
+                received: vec![SeqSet::new(), SeqSet::new()],
+                ..ConsumerStats::default()
+            };
+            for (p, seqs) in sets.iter().enumerate() {
+                for seq in *seqs {
+                    s.received_total += 1;
+                    if s.received[p].insert(*seq) == Insert::Duplicate {
+                        s.duplicates += 1;
+                    }
+                    s.measure.histo.record_ns(5_000_000);
+                    s.measure.msgs += 1;
+                }
+            }
+            Arc::new(Mutex::new(s))
+        };
+        let consumers = vec![
+            // Group 0: everything, split over two members, plus seq 5 of producer 1 (unacked).
+            (0, consumer([&[0, 1, 2, 3, 4], &[0, 1, 2]])),
+            (0, consumer([&[5, 6, 7, 8, 9], &[3, 4, 5]])),
+            // Group 1: producer 0 seq 9 lost; seq 2 twice in one member; seq 4 in both members.
+            (1, consumer([&[0, 1, 2, 2, 3, 4], &[0, 1, 2, 3, 4]])),
+            (1, consumer([&[4, 5, 6, 7, 8], &[]])),
+        ];
+        let ends = vec![
+            ProducerEnd {
+                sent_measure: 10,
+                ..ProducerEnd::default()
+            },
+            ProducerEnd {
+                sent_measure: 6,
+                ..ProducerEnd::default()
+            },
+        ];
+        let opts = RunOptions {
+            bootstrap: "h:1".into(),
+            broker_pid: None,
+            progress: false,
+            disk_best_write_mb_per_s: None,
+        };
+        let r = assemble(
+            &w,
+            &opts,
+            1,
+            0,
+            Machine::probe(),
+            &phases,
+            &producers,
+            &consumers,
+            &ends,
+            Vec::new(),
+        )
+        .unwrap();
+        let d = &r.delivery;
+        assert_eq!((d.sent, d.acked, d.failed), (16, 15, 1));
+        let g0 = &d.groups[0];
+        assert_eq!(
+            (
+                g0.received,
+                g0.unique,
+                g0.duplicates,
+                g0.missing,
+                g0.unacked_received
+            ),
+            (16, 16, 0, 0, 1)
+        );
+        let g1 = &d.groups[1];
+        assert_eq!(
+            (
+                g1.received,
+                g1.unique,
+                g1.duplicates,
+                g1.missing,
+                g1.unacked_received
+            ),
+            (16, 14, 2, 1, 0)
+        );
+        let m = r.measure().unwrap();
+        assert_eq!(m.acked, 15);
+        assert!((m.msgs_per_s - 7.5).abs() < 1e-9, "15 acked over 2 s");
+        assert_eq!(m.latency_ms.count, 15);
+        assert_eq!(m.e2e_latency_ms.count, 32);
+        assert!(
+            (m.consumed_msgs_per_s - 16.0).abs() < 1e-9,
+            "32 received over 2 s"
+        );
+    }
+
     #[test]
     fn phases_classify_by_intended_time() {
         let p = Phases {
