@@ -146,15 +146,17 @@ fn crash_case(seed: u64) -> usize {
     let lo = durable.max(base + HEADER) - base;
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(31));
     let file_len = bytes.len() as u64;
-    let cut = if lo < file_len && rng.gen_bool(0.7) {
-        rng.gen_range(lo..=file_len)
+    // Files are preallocated: aim the damage at the written bytes (plus a block of padding).
+    let data_end = (recs.last().map_or(0, |r| r.end).saturating_sub(base) + 4096).min(file_len);
+    let cut = if lo < data_end && rng.gen_bool(0.7) {
+        rng.gen_range(lo..=data_end)
     } else {
         file_len
     };
     bytes.truncate(cut as usize);
     let mut flip_lsn = None;
-    if cut > lo && rng.gen_bool(0.7) {
-        let at = rng.gen_range(lo..cut);
+    if cut.min(data_end) > lo && rng.gen_bool(0.7) {
+        let at = rng.gen_range(lo..cut.min(data_end));
         bytes[at as usize] ^= 1 << rng.gen_range(0..8);
         flip_lsn = Some(base + at);
     }
