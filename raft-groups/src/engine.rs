@@ -37,6 +37,9 @@ pub trait Applier {
     fn apply(&self, group: GroupId, entries: &[Entry]);
     /// A group's leadership changed (`term` is the new term; `leader` true if this node leads).
     fn role_changed(&self, group: GroupId, term: u64, leader: bool);
+    /// The WAL failed (I/O error, full disk): nothing more can be made durable on this shard.
+    /// Everything waiting for a commit should be failed now; reads may go on.
+    fn storage_failed(&self, error: &RaftError);
 }
 
 /// A group's Raft figures.
@@ -290,9 +293,21 @@ impl MultiRaft {
         }
     }
 
-    /// The Ready loop. Runs until [`MultiRaft::stop`]; returns the first WAL error (the shard
-    /// then refuses writes, see `Wal` docs).
+    /// The Ready loop. Runs until [`MultiRaft::stop`]. A WAL failure is reported to the applier
+    /// once; the loop then stops making progress (the WAL refuses every write from then on, so
+    /// nothing acknowledged can be damaged) but keeps the shard up for reads until stopped.
     pub async fn run(self: Rc<Self>, applier: Rc<dyn Applier>) -> Result<()> {
+        if let Err(e) = self.clone().rounds(&*applier).await {
+            tracing::error!("raft loop stopped by a storage failure: {e}");
+            applier.storage_failed(&e);
+            while !self.stopped.get() {
+                self.wait_for_work().await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn rounds(self: Rc<Self>, applier: &dyn Applier) -> Result<()> {
         let mut persisted: Vec<(GroupId, u64)> = Vec::new();
         loop {
             self.wait_for_work().await;
@@ -310,7 +325,7 @@ impl MultiRaft {
                     break;
                 }
                 for gid in dirty {
-                    self.handle_ready(gid, &*applier, &mut persisted)?;
+                    self.handle_ready(gid, applier, &mut persisted)?;
                 }
                 if !persisted.is_empty() {
                     self.wal.flush().await?;

@@ -38,6 +38,10 @@ impl Applier for Recorder {
             self.leaders.borrow_mut().insert(group, term);
         }
     }
+
+    fn storage_failed(&self, error: &chronik_raft::RaftError) {
+        panic!("unexpected storage failure: {error}");
+    }
 }
 
 impl Recorder {

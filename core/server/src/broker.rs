@@ -65,6 +65,8 @@ pub struct Broker {
     /// Requests being handled on this shard (drained before shutdown).
     inflight: Cell<usize>,
     pub metrics: ShardMetrics,
+    /// Parked long polls, woken at shutdown.
+    shutdown_waiters: RefCell<Vec<oneshot::Sender<()>>>,
 }
 
 impl Broker {
@@ -87,7 +89,15 @@ impl Broker {
             coordinators: Coordinators::default(),
             inflight: Cell::new(0),
             metrics,
+            shutdown_waiters: RefCell::new(Vec::new()),
         })
+    }
+
+    /// Ends every parked long poll (shutdown).
+    pub fn wake_parked(&self) {
+        for tx in self.shutdown_waiters.borrow_mut().drain(..) {
+            let _ = tx.send(());
+        }
     }
 
     pub fn inflight(&self) -> usize {
@@ -188,7 +198,12 @@ impl Broker {
                 Reply::Fetch(out)
             }
             Call::WaitForData { parts, timeout_ms } => {
-                let mut rxs = Vec::new();
+                if self.shared.is_shutting_down() {
+                    return Reply::Waited;
+                }
+                let (tx, shutdown) = oneshot::channel();
+                self.shutdown_waiters.borrow_mut().push(tx);
+                let mut rxs = vec![shutdown];
                 for (group, offset) in parts {
                     if let Some(p) = self.partition(group) {
                         match p.watch(offset) {
@@ -197,10 +212,11 @@ impl Broker {
                         }
                     }
                 }
-                if !rxs.is_empty() {
-                    let any = futures::future::select_all(rxs);
-                    with_timeout(any, Duration::from_millis(timeout_ms)).await;
-                }
+                let any = futures::future::select_all(rxs);
+                with_timeout(any, Duration::from_millis(timeout_ms)).await;
+                self.shutdown_waiters
+                    .borrow_mut()
+                    .retain(|tx| !tx.is_canceled());
                 Reply::Waited
             }
             Call::Offsets(group) => Reply::Offsets(match self.partition(group) {
@@ -490,6 +506,19 @@ impl Applier for Broker {
             p.apply(entries);
         }
         self.coordinators.apply(group, entries);
+    }
+
+    fn storage_failed(&self, error: &chronik_raft::RaftError) {
+        tracing::error!(
+            shard = self.shard,
+            "WAL failed ({error}); this shard now answers KAFKA_STORAGE_ERROR to writes"
+        );
+        for p in self.local_partitions() {
+            p.fail_waiters(ResponseError::KafkaStorageError.code());
+        }
+        for (_, tx) in std::mem::take(&mut *self.meta_waiters.borrow_mut()) {
+            let _ = tx.send(Err(MetaError::NotInitialised));
+        }
     }
 
     fn role_changed(&self, group: u64, term: u64, leader: bool) {

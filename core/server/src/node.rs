@@ -185,11 +185,11 @@ async fn shard_main(
     let raft_loop = {
         let raft = broker.raft.clone();
         let applier: Rc<dyn Applier> = broker.clone();
-        let shared = shared.clone();
         glommio::spawn_local(async move {
+            // Storage failures are handled inside (writes answered KAFKA_STORAGE_ERROR, reads
+            // continue); an error here is a bug, not a reason to take the shard down.
             if let Err(e) = raft.run(applier).await {
-                tracing::error!(shard, "raft loop stopped: {e}");
-                shared.shutting_down.store(true, Ordering::Release);
+                tracing::error!(shard, "raft loop ended: {e}");
             }
         })
         .detach()
@@ -307,8 +307,23 @@ async fn shard_main(
     if let Some(h) = http_accept {
         h.cancel();
     }
+    broker.coordinators.close_all();
+    broker.wake_parked();
     let deadline = Instant::now() + Duration::from_millis(shared.config.server.shutdown_timeout_ms);
     while broker.inflight() > 0 && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    if broker.inflight() > 0 {
+        tracing::warn!(
+            shard,
+            inflight = broker.inflight(),
+            "shutdown timeout: requests abandoned"
+        );
+    }
+    // Keep serving other shards' calls until every shard has drained its own requests.
+    shared.drained_shards.fetch_add(1, Ordering::AcqRel);
+    while shared.drained_shards.load(Ordering::Acquire) < shared.shards && Instant::now() < deadline
+    {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     broker.raft.stop();

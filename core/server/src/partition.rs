@@ -216,14 +216,19 @@ impl Partition {
             }
         } else {
             // Waiters of entries that may be overwritten by the new leader learn it now.
-            let mut w = self.waiters.borrow_mut();
-            for (_, list) in std::mem::take(&mut *w) {
-                for tx in list {
-                    let _ = tx.send(code(ResponseError::NotLeaderOrFollower));
-                }
-            }
-            self.waiter_count.set(0);
+            self.fail_waiters(code(ResponseError::NotLeaderOrFollower));
         }
+    }
+
+    /// Answers every parked produce with `error`.
+    pub fn fail_waiters(&self, error: i16) {
+        let mut w = self.waiters.borrow_mut();
+        for (_, list) in std::mem::take(&mut *w) {
+            for tx in list {
+                let _ = tx.send(error);
+            }
+        }
+        self.waiter_count.set(0);
     }
 
     /// Committed entries of this group, in order.
@@ -276,6 +281,11 @@ impl Partition {
         };
         if !self.leader.get() {
             out.error = code(ResponseError::NotLeaderOrFollower);
+            return out;
+        }
+        if self.wal.is_failed() {
+            out.error = code(ResponseError::KafkaStorageError);
+            out.error_message = Some("the write-ahead log failed on this broker".into());
             return out;
         }
         if self.waiter_count.get() >= MAX_WAITERS_PER_PARTITION {

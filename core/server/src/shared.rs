@@ -43,6 +43,9 @@ pub struct Shared {
     leader_epochs: RwLock<HashMap<u64, i32>>,
     /// Per shard, its partitions' figures (replaced once a second by the owner).
     stats: RwLock<Vec<Vec<PartitionStats>>>,
+    /// Shards that finished draining their requests at shutdown; a shard exits only when every
+    /// shard has drained, so no request is left waiting on a shard that is already gone.
+    pub drained_shards: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -78,6 +81,7 @@ impl Shared {
             shutting_down: Arc::new(AtomicBool::new(false)),
             leader_epochs: RwLock::new(HashMap::new()),
             stats: RwLock::new(vec![Vec::new(); shards]),
+            drained_shards: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

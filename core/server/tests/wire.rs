@@ -502,3 +502,42 @@ fn a_second_broker_on_the_same_data_dir_is_refused() {
     assert!(text.contains("in use by another chronik-server"), "{text}");
     assert!(text.contains(&s.pid().to_string()), "{text}");
 }
+
+#[test]
+fn sigterm_with_parked_long_polls_exits_promptly() {
+    let mut s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "parked", 4);
+    // Long polls parked on every partition (two shards own them).
+    let port = s.port;
+    let pollers: Vec<_> = (0..4)
+        .map(|p| {
+            std::thread::spawn(move || {
+                let mut w = Wire::connect(port);
+                let req = FetchRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_max_wait_ms(20_000)
+                    .with_min_bytes(1)
+                    .with_topics(vec![FetchTopic::default()
+                        .with_topic(topic_name("parked"))
+                        .with_partitions(vec![FetchPartition::default()
+                            .with_partition(p)
+                            .with_fetch_offset(0)
+                            .with_partition_max_bytes(1 << 20)])]);
+                w.send(ApiKey::Fetch, 12, &req);
+                let _ = w.recv_frame();
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    assert_eq!(s.terminate(), Some(0), "log:\n{}", s.log_text());
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        start.elapsed()
+    );
+    for p in pollers {
+        p.join().unwrap();
+    }
+}

@@ -180,6 +180,15 @@ impl Coordinators {
         }
     }
 
+    /// Shutdown: every parked join/sync is answered (NOT_COORDINATOR makes clients look for
+    /// the coordinator again, which is what they must do when this broker goes away).
+    pub fn close_all(&self) {
+        let groups: Vec<u64> = self.by_group.borrow().keys().copied().collect();
+        for g in groups {
+            self.remove(g);
+        }
+    }
+
     fn get(&self, group: u64) -> Option<Rc<Coord>> {
         self.by_group.borrow().get(&group).cloned()
     }
