@@ -29,7 +29,13 @@ const HTTP_PREFIXES: [&[u8; 4]; 6] = [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE
 
 /// Serves one accepted connection until the client closes it or sends garbage.
 pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
+    let _guard = ConnectionGuard::new(&broker);
     let _ = stream.set_nodelay(true);
+    // A connection that sends nothing for connections_max_idle_ms is closed (reads time out).
+    let idle = broker.shared.config.server.connections_max_idle_ms;
+    if idle > 0 {
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(idle)));
+    }
     let peer = stream
         .peer_addr()
         .map(|a| a.to_string())
@@ -150,4 +156,25 @@ fn unsupported(head: RequestHead) -> Bytes {
 
 fn ready(bytes: Bytes) -> JoinHandle<Option<Bytes>> {
     glommio::spawn_local(async move { Some(bytes) }).detach()
+}
+
+/// Counts an open connection for `server.max_connections`.
+struct ConnectionGuard(std::sync::Arc<crate::shared::Shared>);
+
+impl ConnectionGuard {
+    fn new(broker: &Rc<Broker>) -> Self {
+        broker
+            .shared
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Self(broker.shared.clone())
+    }
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }

@@ -66,6 +66,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let _ = crate::http::PROMETHEUS.set(recorder.handle());
     let _ = metrics::set_global_recorder(recorder);
 
+    let shared_cfg_spin_us = config.server.spin_before_park_us;
     let shared = Arc::new(Shared::new(config, cores.len()));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, unsafe_flag(&shared))
@@ -76,10 +77,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         cores,
         pin: true,
         io_memory_bytes: report.io_memory_bytes,
-        spin_before_park: std::env::var("CHRONIK_SPIN_US")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_micros),
+        spin_before_park: (shared_cfg_spin_us > 0)
+            .then(|| Duration::from_micros(shared_cfg_spin_us)),
     };
     let results = run_on_shards(&opts, move |shard| {
         let shared = shared.clone();
@@ -255,6 +254,11 @@ async fn shard_main(
                     Ok(stream) => {
                         if broker.shared.is_shutting_down() {
                             break;
+                        }
+                        let max = broker.shared.config.server.max_connections as usize;
+                        if broker.shared.connections.load(Ordering::Acquire) >= max {
+                            tracing::warn!(max, "connection limit reached; closing new connection");
+                            continue;
                         }
                         glommio::spawn_local(crate::conn::serve(broker.clone(), stream)).detach();
                     }

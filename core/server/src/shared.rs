@@ -46,6 +46,8 @@ pub struct Shared {
     /// Shards that finished draining their requests at shutdown; a shard exits only when every
     /// shard has drained, so no request is left waiting on a shard that is already gone.
     pub drained_shards: std::sync::atomic::AtomicUsize,
+    /// Open client connections on this node (bounded by `server.max_connections`).
+    pub connections: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -82,6 +84,7 @@ impl Shared {
             leader_epochs: RwLock::new(HashMap::new()),
             stats: RwLock::new(vec![Vec::new(); shards]),
             drained_shards: std::sync::atomic::AtomicUsize::new(0),
+            connections: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 

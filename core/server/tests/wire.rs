@@ -541,3 +541,27 @@ fn sigterm_with_parked_long_polls_exits_promptly() {
         p.join().unwrap();
     }
 }
+
+#[test]
+fn connection_limit_and_idle_timeout_close_connections() {
+    let s = Server::start_with(&[
+        ("CHRONIK_MAX_CONNECTIONS", "2"),
+        ("CHRONIK_CONNECTIONS_MAX_IDLE_MS", "700"),
+    ]);
+    // Let the harness's readiness probe connection close on the server side first.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut a = Wire::connect(s.port);
+    let mut b = Wire::connect(s.port);
+    let _: ApiVersionsResponse = a.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let _: ApiVersionsResponse = b.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    // A third connection is over the limit: closed at once.
+    let mut c = Wire::connect(s.port);
+    assert!(c.closed_by_server());
+    // Idle connections are closed after connections_max_idle_ms, freeing their slots.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(a.closed_by_server());
+    assert!(b.closed_by_server());
+    let mut d = Wire::connect(s.port);
+    let ok: ApiVersionsResponse = d.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(ok.error_code, 0);
+}

@@ -95,6 +95,8 @@ keys! {
         "most concurrent client connections per node"
     "server.shutdown_timeout_ms" "CHRONIK_SHUTDOWN_TIMEOUT_MS" u64 = server.shutdown_timeout_ms;
         "grace period of a SIGTERM shutdown (leadership transfer, final flush)"
+    "server.spin_before_park_us" "CHRONIK_SPIN_BEFORE_PARK_US" u64 = server.spin_before_park_us;
+        "how long an idle shard keeps polling before it sleeps (0 = sleep at once)"
 
     "broker.auto_create_topics_enable" "CHRONIK_AUTO_CREATE_TOPICS_ENABLE" bool = broker.auto_create_topics_enable;
         "create unknown topics on Metadata/Produce"

@@ -64,6 +64,9 @@ pub struct ServerConfig {
     pub max_connections: u32,
     /// Grace period for a SIGTERM shutdown (leadership transfer, flush).
     pub shutdown_timeout_ms: u64,
+    /// How long an idle shard polls before it sleeps (0: sleep at once). Polling trades CPU for
+    /// the cost of parking and waking the executor between closely spaced events.
+    pub spin_before_park_us: u64,
 }
 
 impl Default for ServerConfig {
@@ -84,6 +87,7 @@ impl Default for ServerConfig {
             connections_max_idle_ms: 600_000,
             max_connections: 65_536,
             shutdown_timeout_ms: 30_000,
+            spin_before_park_us: 0,
         }
     }
 }

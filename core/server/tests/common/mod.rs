@@ -38,9 +38,14 @@ impl Server {
             .prefix("chronik-test-")
             .tempdir_in(test_tmp())
             .unwrap();
+        let port = free_port();
+        let mut http_port = free_port();
+        while http_port == port {
+            http_port = free_port();
+        }
         let mut s = Server {
-            port: free_port(),
-            http_port: free_port(),
+            port,
+            http_port,
             log: dir.path().join("server.log"),
             dir,
             child: None,
@@ -104,8 +109,19 @@ impl Server {
                     self.log_text()
                 );
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-                return;
+            // A connect alone can succeed without a server (a loopback socket may connect to
+            // itself when the port is in the ephemeral range): ask for ApiVersions.
+            if let Ok(mut probe) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                let _ = probe.set_read_timeout(Some(Duration::from_secs(2)));
+                // ApiVersions v0, correlation id 1, null client id.
+                let req: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
+                let mut head = [0u8; 8];
+                if probe.write_all(&req).is_ok()
+                    && probe.read_exact(&mut head).is_ok()
+                    && head[4..8] == [0, 0, 0, 1]
+                {
+                    return;
+                }
             }
             assert!(
                 start.elapsed() < START_TIMEOUT,
