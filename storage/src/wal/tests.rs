@@ -658,3 +658,52 @@ fn recovery_removes_unwritten_newest_segment_and_accepts_zero_padding() {
         }
     });
 }
+
+/// One appender in always mode: exactly one write and one fdatasync per flush.
+#[test]
+fn one_fdatasync_per_flush_at_low_load() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let (wal, _) = Wal::open_with_disk(opts("/wal"), disk.clone())
+            .await
+            .unwrap();
+        wal.create_group(1).unwrap();
+        wal.flush().await.unwrap();
+        let (w0, s0) = disk.io_counts();
+        for i in 1..=50u64 {
+            let m = EntryMeta {
+                index: i,
+                term: 1,
+                kind: EntryKind::Normal,
+                kafka: None,
+            };
+            wal.append(1, m, b"x").unwrap();
+            wal.flush().await.unwrap();
+        }
+        let (w1, s1) = disk.io_counts();
+        assert_eq!((w1 - w0, s1 - s0), (50, 50));
+    });
+}
+
+#[test]
+fn one_fdatasync_per_flush_real_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w");
+    run(move || async move {
+        let (wal, _) = Wal::open(WalOptions::new(&path)).await.unwrap();
+        wal.create_group(1).unwrap();
+        wal.flush().await.unwrap();
+        let f0 = wal.metrics().fsyncs;
+        for i in 1..=50u64 {
+            let m = EntryMeta {
+                index: i,
+                term: 1,
+                kind: EntryKind::Normal,
+                kafka: None,
+            };
+            wal.append(1, m, b"x").unwrap();
+            wal.flush().await.unwrap();
+        }
+        assert_eq!(wal.metrics().fsyncs - f0, 50);
+    });
+}
