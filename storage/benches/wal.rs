@@ -6,7 +6,8 @@
 //! Run: `cargo bench -p chronik-storage --bench wal`
 //! Env: `CHRONIK_BENCH_DIR` (default /tmp/chronik-wal-bench; must support O_DIRECT),
 //!      `CHRONIK_BENCH_SECS` (seconds per case, default 2), `CHRONIK_BENCH_NO_FIO=1` to skip fio,
-//!      `CHRONIK_BENCH_BATCH=<bytes>` to run one batch size only.
+//!      `CHRONIK_BENCH_BATCH=<bytes>` / `CHRONIK_BENCH_GROUPS=<n>` to run a subset,
+//!      `CHRONIK_BENCH_NO_RECOVERY=1` to skip the recovery measurement.
 //!
 //! Load model: each group has `window` appender tasks; each appends a batch and awaits `flush()`
 //! (closed loop: `window` batches in flight per group, like a partition leader persisting each
@@ -306,6 +307,9 @@ fn main() {
         );
     }
 
+    if std::env::var("CHRONIK_BENCH_NO_RECOVERY").is_ok() {
+        return;
+    }
     let d = dir.join("wal-recovery");
     let (tx, rx) = std::sync::mpsc::channel();
     glommio::LocalExecutorBuilder::default()
