@@ -67,6 +67,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let _ = metrics::set_global_recorder(recorder);
 
     let shared_cfg_spin_us = config.server.spin_before_park_us;
+    let pin_cores = config.server.pin_cores;
     let shared = Arc::new(Shared::new(config, cores.len()));
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, unsafe_flag(&shared))
@@ -75,7 +76,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     let setup: MeshSetup<Call, Reply> = MeshSetup::new(cores.len());
     let opts = ExecutorOptions {
         cores,
-        pin: true,
+        pin: pin_cores,
         io_memory_bytes: report.io_memory_bytes,
         spin_before_park: (shared_cfg_spin_us > 0)
             .then(|| Duration::from_micros(shared_cfg_spin_us)),

@@ -97,6 +97,8 @@ keys! {
         "grace period of a SIGTERM shutdown (leadership transfer, final flush)"
     "server.spin_before_park_us" "CHRONIK_SPIN_BEFORE_PARK_US" u64 = server.spin_before_park_us;
         "how long an idle shard keeps polling before it sleeps (0 = sleep at once)"
+    "server.pin_cores" "CHRONIK_PIN_CORES" bool = server.pin_cores;
+        "pin each shard thread to its core (for hosts whose shard cores run nothing else)"
 
     "broker.auto_create_topics_enable" "CHRONIK_AUTO_CREATE_TOPICS_ENABLE" bool = broker.auto_create_topics_enable;
         "create unknown topics on Metadata/Produce"
