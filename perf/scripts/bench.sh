@@ -3,7 +3,8 @@
 # data dir), then the compare method check (one server as A and B). Needs release builds:
 #   cargo build --release -p chronik-server -p chronik-perf
 # Env: OUT (results dir), DATA (broker data dir, must support O_DIRECT), WARMUP, DURATION,
-# WORKLOADS (space-separated names), SKIP_COMPARE=1.
+# WORKLOADS (space-separated names), SKIP_COMPARE=1, WAL_SYNC_MODE (default always: fsync before
+# every acknowledgement, the strictest mode).
 set -u
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-perf-results}
@@ -21,7 +22,7 @@ DURATION=${DURATION:-15}
 $PERF disk --dir "$(dirname "$DATA")" --file-mib 1024 --seconds 3 --fsyncs 2000 --output $OUT/disk.json > $OUT/disk.txt 2>&1
 start_server() {
   rm -rf "$DATA"; mkdir -p "$DATA"
-  CHRONIK_BIND_ADDR=127.0.0.1 CHRONIK_ADVERTISED_ADDR=127.0.0.1 CHRONIK_KAFKA_PORT=$PORT \
+  CHRONIK_WAL_SYNC_MODE=${WAL_SYNC_MODE:-always} CHRONIK_BIND_ADDR=127.0.0.1 CHRONIK_ADVERTISED_ADDR=127.0.0.1 CHRONIK_KAFKA_PORT=$PORT \
     $SRV --data-dir "$DATA/d" standalone > $OUT/server-$1.log 2>&1 &
   SPID=$!
   for i in $(seq 1 100); do

@@ -65,6 +65,10 @@ pub struct Broker {
     /// Requests being handled on this shard (drained before shutdown).
     inflight: Cell<usize>,
     pub metrics: ShardMetrics,
+    /// Fault injection for tests (`CHRONIK_FAULT_DROP_PRODUCE_RESPONSE_EVERY=N`): every Nth
+    /// acknowledged produce on this shard is appended but its connection is dropped unanswered.
+    fault_drop_every: u64,
+    fault_counter: Cell<u64>,
     /// Parked long polls, woken at shutdown.
     shutdown_waiters: RefCell<Vec<oneshot::Sender<()>>>,
 }
@@ -90,7 +94,26 @@ impl Broker {
             inflight: Cell::new(0),
             metrics,
             shutdown_waiters: RefCell::new(Vec::new()),
+            fault_drop_every: std::env::var("CHRONIK_FAULT_DROP_PRODUCE_RESPONSE_EVERY")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            fault_counter: Cell::new(0),
         })
+    }
+
+    /// Whether to drop this produce's response (see `fault_drop_every`).
+    pub fn fault_drop_produce_response(&self) -> bool {
+        if self.fault_drop_every == 0 {
+            return false;
+        }
+        let n = self.fault_counter.get() + 1;
+        self.fault_counter.set(n);
+        let drop = n.is_multiple_of(self.fault_drop_every);
+        if drop {
+            metrics::counter!("chronik_fault_dropped_produce_responses_total").increment(1);
+        }
+        drop
     }
 
     /// Ends every parked long poll (shutdown).

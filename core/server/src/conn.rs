@@ -21,6 +21,7 @@ use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
 use crate::broker::Broker;
+use crate::handlers::Outcome;
 
 /// Requests of one connection being handled at once.
 pub const MAX_INFLIGHT_PER_CONNECTION: usize = 64;
@@ -51,8 +52,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
         crate::http::serve(broker, stream, &prefix).await;
         return;
     }
-    let (tx, rx) =
-        local_channel::new_bounded::<JoinHandle<Option<Bytes>>>(MAX_INFLIGHT_PER_CONNECTION);
+    let (tx, rx) = local_channel::new_bounded::<JoinHandle<Outcome>>(MAX_INFLIGHT_PER_CONNECTION);
     let writer_task = glommio::spawn_local(async move {
         let mut w = futures::io::BufWriter::with_capacity(64 * 1024, writer);
         // Responses are buffered while more are ready at once, and flushed before the writer
@@ -80,10 +80,20 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
                     task.await
                 }
             };
-            if let Some(Some(bytes)) = response {
-                if w.write_all(&bytes).await.is_err() {
+            match response {
+                Some(Outcome::Respond(bytes)) => {
+                    if w.write_all(&bytes).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Outcome::Silent) => {}
+                // Close: shut the connection with whatever is unanswered (fault injection);
+                // the client sees EOF at once and retries on a new connection.
+                Some(Outcome::Close) => {
+                    let _ = w.close().await;
                     return;
                 }
+                None => return,
             }
         }
         let _ = w.flush().await;
@@ -118,11 +128,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
 }
 
 /// Starts handling one request; `None` means close the connection (malformed input).
-fn request_task(
-    broker: &Rc<Broker>,
-    frame: Bytes,
-    peer: &str,
-) -> Option<JoinHandle<Option<Bytes>>> {
+fn request_task(broker: &Rc<Broker>, frame: Bytes, peer: &str) -> Option<JoinHandle<Outcome>> {
     let head = match frame::request_head(&frame) {
         Ok(h) => h,
         Err(_) => return None,
@@ -154,8 +160,8 @@ fn unsupported(head: RequestHead) -> Bytes {
     out.freeze()
 }
 
-fn ready(bytes: Bytes) -> JoinHandle<Option<Bytes>> {
-    glommio::spawn_local(async move { Some(bytes) }).detach()
+fn ready(bytes: Bytes) -> JoinHandle<Outcome> {
+    glommio::spawn_local(async move { Outcome::Respond(bytes) }).detach()
 }
 
 /// Counts an open connection for `server.max_connections`.

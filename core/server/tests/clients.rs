@@ -115,7 +115,9 @@ fn confluent_consumer_groups_rebalance_and_resume() {
 #[test]
 fn confluent_idempotent_producer_exactly_once_in_order() {
     let Some(py) = python() else { return };
-    let s = Server::start();
+    // Every 50th acknowledged produce is stored but its connection dropped unanswered: the
+    // client retries batches the log already has, and must not get them twice.
+    let s = Server::start_with(&[("CHRONIK_FAULT_DROP_PRODUCE_RESPONSE_EVERY", "50")]);
     let out = run_client(
         &py,
         "confluent_suite.py",
@@ -123,6 +125,15 @@ fn confluent_idempotent_producer_exactly_once_in_order() {
         Duration::from_secs(300),
     );
     assert!(out.contains("OK idempotent 100000"), "{out}");
+    // The faults really happened (otherwise this would only test the happy path).
+    let (_, metrics) = s.http_get(s.http_port, "/metrics");
+    let dropped: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("chronik_fault_dropped_produce_responses_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert!(dropped > 0, "no produce response was dropped:\n{metrics}");
+    eprintln!("{dropped} produce responses dropped and retried");
 }
 
 #[test]

@@ -33,9 +33,18 @@ pub struct Ctx<'a> {
     pub peer: &'a str,
 }
 
-/// Handles one request; returns the encoded response frame, or `None` when Kafka sends none
-/// (produce with acks=0).
-pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str) -> Option<Bytes> {
+/// What to do after a request.
+pub enum Outcome {
+    /// Send this response frame.
+    Respond(Bytes),
+    /// Send nothing (produce with acks=0).
+    Silent,
+    /// Close the connection without answering (fault injection only).
+    Close,
+}
+
+/// Handles one request.
+pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str) -> Outcome {
     let _inflight = broker.track();
     let version = req.version;
     let correlation_id = req.header.correlation_id;
@@ -59,7 +68,10 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str) -> Option<By
             let acks = r.acks;
             let resp = produce::handle(&ctx, r).await;
             if acks == 0 {
-                return None;
+                return Outcome::Silent;
+            }
+            if broker.fault_drop_produce_response() {
+                return Outcome::Close;
             }
             ResponseKind::Produce(resp)
         }
@@ -108,13 +120,13 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str) -> Option<By
                         correlation_id,
                     },
                 );
-                return Some(out.freeze());
+                return Outcome::Respond(out.freeze());
             }
         },
     };
     let mut out = BytesMut::with_capacity(256);
     match frame::encode_response(&mut out, correlation_id, key, version, &body) {
-        Ok(()) => Some(out.freeze()),
+        Ok(()) => Outcome::Respond(out.freeze()),
         Err(e) => {
             // Answer something the client can tie to its request rather than nothing at all.
             tracing::error!(api = ?key, version, "encoding response failed: {e}");
@@ -127,7 +139,7 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str) -> Option<By
                     correlation_id,
                 },
             );
-            Some(out.freeze())
+            Outcome::Respond(out.freeze())
         }
     }
 }

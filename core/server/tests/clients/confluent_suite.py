@@ -5,6 +5,7 @@ Every command exits 0 on success and raises (non-zero exit, message on stderr) o
 All loops are bounded by deadlines.
 """
 
+import subprocess
 import sys
 import time
 import uuid
@@ -161,7 +162,8 @@ def wait_assignment(consumers, want_total, timeout=60):
 
 
 def cmd_groups():
-    """Two consumers split 4 partitions; a third joins; one leaves; commits and resume."""
+    """Two consumers split 4 partitions; a third (another process) joins and is killed -9, its
+    partitions come back after the session timeout; offsets committed; a new member resumes."""
     topic = f"grp-{uuid.uuid4().hex[:8]}"
     group = f"group-{uuid.uuid4().hex[:8]}"
     create_topic(topic, 4)
@@ -186,13 +188,28 @@ def cmd_groups():
     t0 = time.time()
     sets = wait_assignment([a, b], 4)
     print(f"2 members: {[sorted(s) for s in sets]} in {time.time() - t0:.2f}s")
-    c3 = consumer()
+    # A third member in another process joins; the partitions are spread over three.
+    child = subprocess.Popen([sys.executable, __file__, BOOT, "member", topic, group])
+    try:
+        t0 = time.time()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            for c in (a, b):
+                c.poll(0.1)
+            sets = [set((tp.topic, tp.partition) for tp in c.assignment()) for c in (a, b)]
+            if all(sets) and len(sets[0] | sets[1]) == 3 and not (sets[0] & sets[1]):
+                break
+        else:
+            raise AssertionError(f"third member never got a partition: {sets}")
+        rebalance_s = time.time() - t0
+        print(f"3 members: a,b hold {[sorted(s) for s in sets]}; rebalance 2->3 took {rebalance_s:.2f}s")
+    finally:
+        # kill -9: no LeaveGroup; its partitions move after the session timeout (6 s).
+        child.kill()
+        child.wait()
     t0 = time.time()
-    sets = wait_assignment([a, b, c3], 4)
-    rebalance_s = time.time() - t0
-    print(f"3 members: {[sorted(s) for s in sets]}; rebalance 2->3 took {rebalance_s:.2f}s")
-    c3.close()
-    sets = wait_assignment([a, b], 4)
+    sets = wait_assignment([a, b], 4, timeout=30)
+    print(f"member killed: partitions back with 2 members after {time.time() - t0:.2f}s")
     # Only now produce (the rebalance phases above polled and would have eaten messages).
     for i in range(400):
         p.produce(topic, key=f"k{i}".encode(), value=f"v{i}".encode(), partition=i % 4)
@@ -263,7 +280,9 @@ def cmd_commit(topic, group):
 
 
 def cmd_idempotent(n):
-    """enable.idempotence with retries forced by tiny timeouts: each message exactly once."""
+    """enable.idempotence: each message exactly once and in order. Run against a broker started
+    with CHRONIK_FAULT_DROP_PRODUCE_RESPONSE_EVERY, which appends a produce and then drops the
+    connection instead of answering, so the client retries batches that are already stored."""
     n = int(n)
     topic = f"idem-{uuid.uuid4().hex[:8]}"
     create_topic(topic, 2)
@@ -350,7 +369,26 @@ def cmd_admin():
     print("OK admin")
 
 
+def cmd_member(topic, group):
+    """A group member that polls until killed (used by `groups`)."""
+    c = Consumer(
+        {
+            "bootstrap.servers": BOOT,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500,
+        }
+    )
+    c.subscribe([topic])
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        c.poll(0.1)
+
+
 COMMANDS = {
+    "member": cmd_member,
     "roundtrip": cmd_roundtrip,
     "produce-acked": cmd_produce_acked,
     "verify": cmd_verify,
