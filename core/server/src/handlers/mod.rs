@@ -111,16 +111,7 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str) -> Outcome {
             Some(body) => body,
             None => {
                 tracing::warn!(api = ?key, "request kind without a handler");
-                let mut out = BytesMut::new();
-                frame::encode_unsupported(
-                    &mut out,
-                    frame::RequestHead {
-                        api_key: key as i16,
-                        api_version: version,
-                        correlation_id,
-                    },
-                );
-                return Outcome::Respond(out.freeze());
+                return unsupported(key, version, correlation_id);
             }
         },
     };
@@ -130,18 +121,23 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str) -> Outcome {
         Err(e) => {
             // Answer something the client can tie to its request rather than nothing at all.
             tracing::error!(api = ?key, version, "encoding response failed: {e}");
-            let mut out = BytesMut::new();
-            frame::encode_unsupported(
-                &mut out,
-                frame::RequestHead {
-                    api_key: key as i16,
-                    api_version: version,
-                    correlation_id,
-                },
-            );
-            Outcome::Respond(out.freeze())
+            unsupported(key, version, correlation_id)
         }
     }
+}
+
+/// The UNSUPPORTED_VERSION answer for a request (see `frame::encode_unsupported`).
+fn unsupported(key: ApiKey, version: i16, correlation_id: i32) -> Outcome {
+    let mut out = BytesMut::new();
+    frame::encode_unsupported(
+        &mut out,
+        frame::RequestHead {
+            api_key: key as i16,
+            api_version: version,
+            correlation_id,
+        },
+    );
+    Outcome::Respond(out.freeze())
 }
 
 /// Kafka's error code for a metadata error, with its message.
