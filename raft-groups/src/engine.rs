@@ -394,7 +394,7 @@ impl MultiRaft {
                 kafka,
             };
             // Raft may overwrite a suffix (a new leader's entries conflict with ours).
-            if let Some(st) = self.wal.group_state(gid) {
+            if let Some(st) = self.wal.index_bounds(gid) {
                 if e.index <= st.last_index {
                     self.wal.truncate_suffix(gid, e.index)?;
                 }

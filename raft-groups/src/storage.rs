@@ -32,6 +32,13 @@ impl GroupStorage {
     fn unavailable() -> raft::Error {
         raft::Error::Store(StorageError::Unavailable)
     }
+
+    /// Index bounds without cloning the group's conf state (raft-rs calls these constantly).
+    fn bounds(&self) -> raft::Result<chronik_storage::IndexBounds> {
+        self.wal
+            .index_bounds(self.group)
+            .ok_or_else(Self::unavailable)
+    }
 }
 
 pub fn entry_type(kind: EntryKind) -> EntryType {
@@ -105,10 +112,7 @@ impl raft::Storage for GroupStorage {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        let st = self
-            .wal
-            .group_state(self.group)
-            .ok_or_else(Self::unavailable)?;
+        let st = self.bounds()?;
         if low < st.first_index {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
@@ -139,10 +143,7 @@ impl raft::Storage for GroupStorage {
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        let st = self
-            .wal
-            .group_state(self.group)
-            .ok_or_else(Self::unavailable)?;
+        let st = self.bounds()?;
         if idx == st.snapshot_index {
             return Ok(st.snapshot_term);
         }
@@ -158,19 +159,11 @@ impl raft::Storage for GroupStorage {
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(self
-            .wal
-            .group_state(self.group)
-            .ok_or_else(Self::unavailable)?
-            .first_index)
+        Ok(self.bounds()?.first_index)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
-        Ok(self
-            .wal
-            .group_state(self.group)
-            .ok_or_else(Self::unavailable)?
-            .last_index)
+        Ok(self.bounds()?.last_index)
     }
 
     fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {

@@ -173,6 +173,17 @@ pub struct ConfState {
     pub auto_leave: bool,
 }
 
+/// A group's Raft index bounds, without the allocations of [`GroupState`] (raft-rs asks for
+/// these on every `term`/`entries` call).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexBounds {
+    /// `last_index + 1` when the log is empty.
+    pub first_index: u64,
+    pub last_index: u64,
+    pub snapshot_index: u64,
+    pub snapshot_term: u64,
+}
+
 /// Per-group view, cheap to compute.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GroupState {

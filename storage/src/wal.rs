@@ -996,6 +996,18 @@ impl Wal {
 
     // ---- reads
 
+    /// A group's index bounds (no allocation, unlike [`Wal::group_state`]).
+    pub fn index_bounds(&self, g: GroupId) -> Option<crate::IndexBounds> {
+        let inner = self.inner.borrow();
+        let grp = inner.groups.get(&g)?;
+        Some(crate::IndexBounds {
+            first_index: grp.first_index(),
+            last_index: grp.last_index(),
+            snapshot_index: grp.snapshot_index,
+            snapshot_term: grp.snapshot_term,
+        })
+    }
+
     /// Term of entry `index`, including the snapshot point.
     pub fn term(&self, g: GroupId, index: u64) -> Option<u64> {
         self.inner.borrow().groups.get(&g)?.term(index)
