@@ -14,7 +14,7 @@ use chronik_storage::Wal;
 use futures::channel::oneshot;
 use kafka_protocol::ResponseError;
 
-use crate::calls::{Call, FetchOutcome, PartitionOffsets, Reply};
+use crate::calls::{Call, FetchOutcome, OffsetLookup, PartitionOffsets, ProduceOutcome, Reply};
 use crate::handlers::groups::Coordinators;
 use crate::partition::{with_timeout, Partition, Settings};
 use crate::shared::Shared;
@@ -187,13 +187,9 @@ impl Broker {
                     async move {
                         match p {
                             Some(p) => p.produce(records, acks, timeout_ms).await,
-                            None => crate::calls::ProduceOutcome {
-                                error: ResponseError::NotLeaderOrFollower.code(),
-                                base_offset: -1,
-                                log_append_time_ms: -1,
-                                log_start_offset: -1,
-                                error_message: None,
-                            },
+                            None => {
+                                ProduceOutcome::failed(ResponseError::NotLeaderOrFollower.code())
+                            }
                         }
                     }
                 });
@@ -244,33 +240,18 @@ impl Broker {
             }
             Call::Offsets(group) => Reply::Offsets(match self.partition(group) {
                 Some(p) => p.offsets(),
-                None => PartitionOffsets {
-                    error: ResponseError::NotLeaderOrFollower.code(),
-                    log_start_offset: -1,
-                    high_watermark: -1,
-                    leader_epoch: -1,
-                },
+                None => PartitionOffsets::failed(ResponseError::NotLeaderOrFollower.code()),
             }),
             Call::ListOffsets { group, timestamp } => {
                 Reply::ListOffsets(match self.partition(group) {
                     Some(p) if p.is_leader() => p.list_offset(timestamp).await,
-                    _ => crate::calls::OffsetLookup {
-                        error: ResponseError::NotLeaderOrFollower.code(),
-                        offset: -1,
-                        timestamp: -1,
-                        leader_epoch: -1,
-                    },
+                    _ => OffsetLookup::failed(ResponseError::NotLeaderOrFollower.code()),
                 })
             }
             Call::DeleteRecords { group, offset } => {
                 Reply::DeleteRecords(match self.partition(group) {
                     Some(p) => p.delete_records(offset).await,
-                    None => PartitionOffsets {
-                        error: ResponseError::NotLeaderOrFollower.code(),
-                        log_start_offset: -1,
-                        high_watermark: -1,
-                        leader_epoch: -1,
-                    },
+                    None => PartitionOffsets::failed(ResponseError::NotLeaderOrFollower.code()),
                 })
             }
             Call::EpochEnd { group, epoch } => {

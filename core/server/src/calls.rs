@@ -15,6 +15,19 @@ pub struct ProduceOutcome {
     pub error_message: Option<String>,
 }
 
+impl ProduceOutcome {
+    /// A produce that failed before reaching the log.
+    pub fn failed(error: i16) -> Self {
+        Self {
+            error,
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+            error_message: None,
+        }
+    }
+}
+
 /// One partition of a fetch.
 #[derive(Clone, Debug)]
 pub struct FetchPart {
@@ -44,6 +57,18 @@ pub struct PartitionOffsets {
     pub leader_epoch: i32,
 }
 
+impl PartitionOffsets {
+    /// The answer for a partition this shard cannot speak for.
+    pub fn failed(error: i16) -> Self {
+        Self {
+            error,
+            log_start_offset: -1,
+            high_watermark: -1,
+            leader_epoch: -1,
+        }
+    }
+}
+
 /// Result of ListOffsets for one partition.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OffsetLookup {
@@ -51,6 +76,17 @@ pub struct OffsetLookup {
     pub offset: i64,
     pub timestamp: i64,
     pub leader_epoch: i32,
+}
+
+impl OffsetLookup {
+    pub fn failed(error: i16) -> Self {
+        Self {
+            error,
+            offset: -1,
+            timestamp: -1,
+            leader_epoch: -1,
+        }
+    }
 }
 
 pub enum Call {

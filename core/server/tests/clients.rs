@@ -162,6 +162,22 @@ fn kafka_python_group_consumer_with_auto_commit() {
     assert!(out.contains("OK kafka-python"), "{out}");
 }
 
+/// Every acknowledged (partition, offset, value) in `acked_path` is in topic "dur".
+fn verify_acked(py: &std::path::Path, s: &Server, acked_path: &std::path::Path) {
+    let out = run_client(
+        py,
+        "confluent_suite.py",
+        &[
+            &s.bootstrap(),
+            "verify",
+            "dur",
+            acked_path.to_str().unwrap(),
+        ],
+        Duration::from_secs(180),
+    );
+    assert!(out.contains("OK verified 20000"), "{out}");
+}
+
 #[test]
 fn acked_writes_and_committed_offsets_survive_kill9() {
     let Some(py) = python() else { return };
@@ -184,18 +200,7 @@ fn acked_writes_and_committed_offsets_survive_kill9() {
     assert_eq!(committed.trim(), "20000");
     // kill -9 right after the acknowledgements: nothing acknowledged may be lost.
     s.restart();
-    let out = run_client(
-        &py,
-        "confluent_suite.py",
-        &[
-            &s.bootstrap(),
-            "verify",
-            "dur",
-            acked_path.to_str().unwrap(),
-        ],
-        Duration::from_secs(180),
-    );
-    assert!(out.contains("OK verified 20000"), "{out}");
+    verify_acked(&py, &s, &acked_path);
     let out = run_client(
         &py,
         "confluent_suite.py",
@@ -205,16 +210,5 @@ fn acked_writes_and_committed_offsets_survive_kill9() {
     assert!(out.contains("OK committed 20000"), "{out}");
     // And once more, with a second crash before anything else happens.
     s.restart();
-    let out = run_client(
-        &py,
-        "confluent_suite.py",
-        &[
-            &s.bootstrap(),
-            "verify",
-            "dur",
-            acked_path.to_str().unwrap(),
-        ],
-        Duration::from_secs(180),
-    );
-    assert!(out.contains("OK verified 20000"), "{out}");
+    verify_acked(&py, &s, &acked_path);
 }

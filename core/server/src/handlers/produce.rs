@@ -110,11 +110,5 @@ fn partition_response(ctx: &Ctx<'_>, index: i32, o: ProduceOutcome) -> Partition
 }
 
 fn err(e: ResponseError) -> ProduceOutcome {
-    ProduceOutcome {
-        error: e.code(),
-        base_offset: -1,
-        log_append_time_ms: -1,
-        log_start_offset: -1,
-        error_message: None,
-    }
+    ProduceOutcome::failed(e.code())
 }
