@@ -242,31 +242,67 @@ pub fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
     None
 }
 
-/// For an uncompressed batch, the timestamp and offset of every record, in order. Used by
-/// ListOffsets-by-timestamp to find the first record at or after a time inside one batch.
-/// Returns None when the records do not parse (treated as "use the batch's base offset").
-pub fn record_timestamps(b: &[u8]) -> Option<Vec<(i64, i64)>> {
+/// One record of an uncompressed batch, borrowed from the batch bytes.
+struct RecordView<'a> {
+    timestamp_delta: i64,
+    offset_delta: i64,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+}
+
+/// Parses every record of an uncompressed batch (headers are skipped). `None` if the batch is
+/// compressed or any record does not parse; every length is checked against the bytes present.
+fn parse_records(b: &[u8]) -> Option<Vec<RecordView<'_>>> {
     let h = header(b).ok()?;
     if h.attributes.get() & COMPRESSION_MASK != 0 {
         return None;
     }
-    let base_ts = h.base_timestamp.get();
-    let base_off = h.base_offset.get();
     let count = h.records_count.get().max(0) as usize;
     let mut out = Vec::with_capacity(count.min(4096));
     let mut pos = HEADER_BYTES;
     for _ in 0..count {
         let (len, n) = read_varint(b.get(pos..)?)?;
         pos += n;
-        let rec = b.get(pos..pos.checked_add(usize::try_from(len).ok()?)?)?;
-        let mut p = 1; // attributes i8
-        let (ts_delta, n) = read_varint(rec.get(p..)?)?;
+        let end = pos.checked_add(usize::try_from(len).ok()?)?;
+        let rec = b.get(pos..end)?;
+        let mut p = 1; // attributes
+        let (timestamp_delta, n) = read_varint(rec.get(p..)?)?;
         p += n;
-        let (off_delta, _) = read_varint(rec.get(p..)?)?;
-        out.push((base_off + off_delta, base_ts + ts_delta));
-        pos += len as usize;
+        let (offset_delta, n) = read_varint(rec.get(p..)?)?;
+        p += n;
+        let mut kv = [None, None];
+        for slot in kv.iter_mut() {
+            let (l, n) = read_varint(rec.get(p..)?)?;
+            p += n;
+            if l >= 0 {
+                let e = p.checked_add(usize::try_from(l).ok()?)?;
+                *slot = Some(rec.get(p..e)?);
+                p = e;
+            }
+        }
+        out.push(RecordView {
+            timestamp_delta,
+            offset_delta,
+            key: kv[0],
+            value: kv[1],
+        });
+        pos = end;
     }
     Some(out)
+}
+
+/// For an uncompressed batch, the offset and timestamp of every record, in order. Used by
+/// ListOffsets-by-timestamp to find the first record at or after a time inside one batch.
+/// Returns None when the records do not parse (treated as "use the batch's base offset").
+pub fn record_timestamps(b: &[u8]) -> Option<Vec<(i64, i64)>> {
+    let h = header(b).ok()?;
+    let (base_off, base_ts) = (h.base_offset.get(), h.base_timestamp.get());
+    Some(
+        parse_records(b)?
+            .iter()
+            .map(|r| (base_off + r.offset_delta, base_ts + r.timestamp_delta))
+            .collect(),
+    )
 }
 
 /// Appends a zig-zag varint.
@@ -334,37 +370,12 @@ pub fn encode_batch(records: &[KeyValue<'_>], timestamp: i64) -> Vec<u8> {
 /// Decodes the keys and values of an uncompressed batch. `None` if the batch is compressed or
 /// its records do not parse.
 pub fn decode_records(b: &[u8]) -> Option<Vec<KeyValue<'_>>> {
-    let h = header(b).ok()?;
-    if h.attributes.get() & COMPRESSION_MASK != 0 {
-        return None;
-    }
-    let count = h.records_count.get().max(0) as usize;
-    let mut out = Vec::with_capacity(count.min(4096));
-    let mut pos = HEADER_BYTES;
-    for _ in 0..count {
-        let (len, n) = read_varint(b.get(pos..)?)?;
-        pos += n;
-        let end = pos.checked_add(usize::try_from(len).ok()?)?;
-        let rec = b.get(pos..end)?;
-        let mut p = 1; // attributes
-        for _ in 0..2 {
-            let (_, n) = read_varint(rec.get(p..)?)?; // timestamp delta, offset delta
-            p += n;
-        }
-        let mut kv = [None, None];
-        for slot in kv.iter_mut() {
-            let (l, n) = read_varint(rec.get(p..)?)?;
-            p += n;
-            if l >= 0 {
-                let e = p.checked_add(l as usize)?;
-                *slot = Some(rec.get(p..e)?);
-                p = e;
-            }
-        }
-        out.push((kv[0], kv[1]));
-        pos = end;
-    }
-    Some(out)
+    Some(
+        parse_records(b)?
+            .into_iter()
+            .map(|r| (r.key, r.value))
+            .collect(),
+    )
 }
 
 #[cfg(test)]
