@@ -4,9 +4,12 @@
 //! refuses anything outside it. Each range is also clipped to what the `kafka-protocol` crate can
 //! decode (Kafka 4 dropped Produce v0–2 and Fetch v0–3, and so did the crate).
 //!
-//! Version choices: Fetch stops at v12 and Produce at v11 because the next versions identify
-//! topics by id only (KIP-516); ListOffsets stops at v7 (v8+ add tiered-storage timestamps);
-//! OffsetCommit/OffsetFetch stop before the KIP-848 member-epoch versions.
+//! Version choices: Produce stops at v11 because the next versions identify topics by id only
+//! (KIP-516). Fetch goes to v18, the crate's highest: v13+ name topics by id (served, and incremental fetch
+//! sessions from v7 on), v16 adds leader endpoints to NOT_LEADER answers, and v15/v17/v18 only
+//! add follower-side fields that a consumer never sends. ListOffsets stops at v7 (v8+ add
+//! tiered-storage timestamps); OffsetCommit/OffsetFetch stop before the KIP-848 member-epoch
+//! versions.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -17,7 +20,7 @@ pub const UNSUPPORTED_VERSION_CODE: i16 = 35;
 /// `(api key, min version, max version)` served by this broker.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 11),
-    (ApiKey::Fetch, 4, 12),
+    (ApiKey::Fetch, 4, 18),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
     (ApiKey::OffsetCommit, 2, 8),

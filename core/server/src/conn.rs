@@ -8,6 +8,9 @@
 //! The first four bytes tell HTTP from Kafka: a Kafka frame starts with a size far below
 //! `"GET "` read as a big-endian integer (1.2 GB), so `/metrics` can be curled on the Kafka port
 //! as the deployment guide does.
+//!
+//! What handlers keep between requests of one connection ([`ConnState`]: its fetch sessions)
+//! lives as long as the connection.
 
 use std::rc::Rc;
 
@@ -21,7 +24,7 @@ use glommio::net::TcpStream;
 use glommio::task::JoinHandle;
 
 use crate::broker::Broker;
-use crate::handlers::Outcome;
+use crate::handlers::{ConnState, Outcome};
 
 /// Requests of one connection being handled at once.
 pub const MAX_INFLIGHT_PER_CONNECTION: usize = 64;
@@ -99,6 +102,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
         let _ = w.flush().await;
     });
     let max = broker.shared.config.server.socket_request_max_bytes as usize;
+    let state = Rc::new(ConnState::new(&broker));
     loop {
         let len = match frame::frame_len(prefix, max) {
             Ok(len) => len,
@@ -112,7 +116,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
             break;
         }
         let frame = buf.freeze();
-        let task = match request_task(&broker, frame, &peer) {
+        let task = match request_task(&broker, frame, &peer, &state) {
             Some(t) => t,
             None => break,
         };
@@ -128,7 +132,12 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
 }
 
 /// Starts handling one request; `None` means close the connection (malformed input).
-fn request_task(broker: &Rc<Broker>, frame: Bytes, peer: &str) -> Option<JoinHandle<Outcome>> {
+fn request_task(
+    broker: &Rc<Broker>,
+    frame: Bytes,
+    peer: &str,
+    state: &Rc<ConnState>,
+) -> Option<JoinHandle<Outcome>> {
     let head = match frame::request_head(&frame) {
         Ok(h) => h,
         Err(_) => return None,
@@ -137,10 +146,11 @@ fn request_task(broker: &Rc<Broker>, frame: Bytes, peer: &str) -> Option<JoinHan
         Ok(req) => {
             let broker = broker.clone();
             let peer = peer.to_string();
+            let state = state.clone();
             Some(
-                glommio::spawn_local(
-                    async move { crate::handlers::dispatch(broker, req, &peer).await },
-                )
+                glommio::spawn_local(async move {
+                    crate::handlers::dispatch(broker, req, &peer, &state).await
+                })
                 .detach(),
             )
         }

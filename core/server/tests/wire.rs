@@ -565,3 +565,328 @@ fn connection_limit_and_idle_timeout_close_connections() {
     let ok: ApiVersionsResponse = d.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert_eq!(ok.error_code, 0);
 }
+
+/// The topic id Metadata v12 reports for `name`.
+fn topic_id(w: &mut Wire, name: &str) -> uuid::Uuid {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let req = MetadataRequest::default().with_topics(Some(vec![
+        MetadataRequestTopic::default().with_name(Some(topic_name(name)))
+    ]));
+    let resp: MetadataResponse = w.call(ApiKey::Metadata, 12, &req);
+    assert_eq!(resp.topics[0].error_code, 0);
+    assert!(!resp.topics[0].topic_id.is_nil());
+    resp.topics[0].topic_id
+}
+
+fn fetch_partition(partition: i32, offset: i64) -> FetchPartition {
+    FetchPartition::default()
+        .with_partition(partition)
+        .with_fetch_offset(offset)
+        .with_partition_max_bytes(1 << 20)
+}
+
+/// A Fetch by topic id (v13+) in session `session_id` at `epoch`.
+fn fetch_by_id(
+    session_id: i32,
+    epoch: i32,
+    max_wait_ms: i32,
+    topics: Vec<(uuid::Uuid, Vec<FetchPartition>)>,
+    forgotten: Vec<(uuid::Uuid, Vec<i32>)>,
+) -> FetchRequest {
+    use kafka_protocol::messages::fetch_request::ForgottenTopic;
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_session_id(session_id)
+        .with_session_epoch(epoch)
+        .with_topics(
+            topics
+                .into_iter()
+                .map(|(id, parts)| {
+                    FetchTopic::default()
+                        .with_topic_id(id)
+                        .with_partitions(parts)
+                })
+                .collect(),
+        )
+        .with_forgotten_topics_data(
+            forgotten
+                .into_iter()
+                .map(|(id, parts)| {
+                    ForgottenTopic::default()
+                        .with_topic_id(id)
+                        .with_partitions(parts)
+                })
+                .collect(),
+        )
+}
+
+/// `(topic id, partition, error, high watermark, record bytes)` of every answered partition.
+fn answered(f: &FetchResponse) -> Vec<(uuid::Uuid, i32, i16, i64, usize)> {
+    f.responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                let bytes = p.records.as_ref().map_or(0, |r| r.len());
+                (
+                    t.topic_id,
+                    p.partition_index,
+                    p.error_code,
+                    p.high_watermark,
+                    bytes,
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn fetch_by_topic_id_returns_the_records_and_the_id_and_unknown_ids_fail() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    let versions: ApiVersionsResponse =
+        w.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let fetch_range = versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Fetch as i16)
+        .map(|k| (k.min_version, k.max_version));
+    assert_eq!(fetch_range, Some((4, 18)));
+    create_topic(&mut w, "ids", 2);
+    let id = topic_id(&mut w, "ids");
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(Some(b"k"), Some(b"v"))];
+    let batch = chronik_protocol::batch::encode_batch(&kv, 1_700_000_000_000);
+    let r = produce(&mut w, 9, "ids", 1, batch.clone());
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let unknown = uuid::Uuid::from_u128(0xdead_beef);
+    for version in 13..=18 {
+        let req = fetch_by_id(
+            0,
+            -1,
+            0,
+            vec![
+                (id, vec![fetch_partition(0, 0), fetch_partition(1, 0)]),
+                (unknown, vec![fetch_partition(0, 0), fetch_partition(3, 0)]),
+            ],
+            vec![],
+        );
+        let f: FetchResponse = w.call(ApiKey::Fetch, version, &req);
+        assert_eq!((f.error_code, f.session_id), (0, 0), "v{version}");
+        assert_eq!(f.responses.len(), 2, "v{version}");
+        assert_eq!(f.responses[0].topic_id, id);
+        assert_eq!(f.responses[0].topic.0.as_str(), "", "v13+ carries no name");
+        assert_eq!(
+            answered(&f),
+            vec![
+                (id, 0, 0, 0, 0),
+                (id, 1, 0, 1, batch.len()),
+                (unknown, 0, 100, -1, 0),
+                (unknown, 3, 100, -1, 0),
+            ],
+            "v{version}"
+        );
+        let records = f.responses[0].partitions[1].records.clone().unwrap();
+        let h = chronik_protocol::batch::validate(&records).expect("stored batch valid");
+        assert_eq!(h.base_offset.get(), 0);
+        assert_eq!(
+            &records[chronik_protocol::batch::CRC_START..],
+            &batch[chronik_protocol::batch::CRC_START..]
+        );
+    }
+    // Names still work below v13.
+    let f = fetch(&mut w, "ids", 1, 0, 0);
+    assert_eq!(f.responses[0].topic.0.as_str(), "ids");
+    assert_eq!(f.responses[0].partitions[0].high_watermark, 1);
+}
+
+#[test]
+fn incremental_fetch_sessions_answer_only_what_changed() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "sess", 3);
+    let id = topic_id(&mut w, "sess");
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(Some(b"k"), Some(b"v"))];
+    let batch = chronik_protocol::batch::encode_batch(&kv, 1_700_000_000_000);
+    let n = batch.len();
+    produce(&mut w, 9, "sess", 0, batch.clone());
+    let v = 17;
+    // Full fetch with (0, 0): opens a session, answers every partition.
+    let all = vec![(
+        id,
+        vec![
+            fetch_partition(0, 0),
+            fetch_partition(1, 0),
+            fetch_partition(2, 0),
+        ],
+    )];
+    let f: FetchResponse = w.call(ApiKey::Fetch, v, &fetch_by_id(0, 0, 0, all, vec![]));
+    let session = f.session_id;
+    assert_ne!(session, 0, "a session was opened");
+    assert_eq!(
+        answered(&f),
+        vec![(id, 0, 0, 1, n), (id, 1, 0, 0, 0), (id, 2, 0, 0, 0)]
+    );
+    // Epoch 1: partition 0 consumed; nothing changed anywhere, so nothing is answered.
+    let req = fetch_by_id(
+        session,
+        1,
+        0,
+        vec![(id, vec![fetch_partition(0, 1)])],
+        vec![],
+    );
+    let f: FetchResponse = w.call(ApiKey::Fetch, v, &req);
+    assert_eq!((f.error_code, f.session_id), (0, session));
+    assert_eq!(answered(&f), vec![]);
+    // New data on partition 2 only: epoch 2 lists nothing and gets exactly that partition.
+    produce(&mut w, 9, "sess", 2, batch.clone());
+    let f: FetchResponse = w.call(
+        ApiKey::Fetch,
+        v,
+        &fetch_by_id(session, 2, 0, vec![], vec![]),
+    );
+    assert_eq!(answered(&f), vec![(id, 2, 0, 1, n)]);
+    // Long poll inside the session: parks on every session partition, wakes for partition 1.
+    let port = s.port;
+    let batch2 = batch.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut w2 = Wire::connect(port);
+        produce(&mut w2, 9, "sess", 1, batch2);
+    });
+    let start = std::time::Instant::now();
+    let req = fetch_by_id(
+        session,
+        3,
+        10_000,
+        vec![(id, vec![fetch_partition(2, 1)])],
+        vec![],
+    );
+    let f: FetchResponse = w.call(ApiKey::Fetch, v, &req);
+    let waited = start.elapsed();
+    t.join().unwrap();
+    assert_eq!(answered(&f), vec![(id, 1, 0, 1, n)]);
+    assert!(
+        waited >= Duration::from_millis(200) && waited < Duration::from_secs(5),
+        "incremental long poll waited {waited:?}"
+    );
+    // A replayed epoch: INVALID_FETCH_SESSION_EPOCH, top-level, no partitions, no session.
+    let f: FetchResponse = w.call(
+        ApiKey::Fetch,
+        v,
+        &fetch_by_id(session, 3, 0, vec![], vec![]),
+    );
+    assert_eq!((f.error_code, f.session_id), (71, 0));
+    assert!(f.responses.is_empty());
+    // An unknown session id: FETCH_SESSION_ID_NOT_FOUND.
+    let f: FetchResponse = w.call(
+        ApiKey::Fetch,
+        v,
+        &fetch_by_id(session.wrapping_add(1000), 1, 0, vec![], vec![]),
+    );
+    assert_eq!((f.error_code, f.session_id), (70, 0));
+    // The session survived both: epoch 4 works. Forget partition 0 (by id) and move 1 on.
+    let req = fetch_by_id(
+        session,
+        4,
+        0,
+        vec![(id, vec![fetch_partition(1, 1)])],
+        vec![(id, vec![0])],
+    );
+    let f: FetchResponse = w.call(ApiKey::Fetch, v, &req);
+    assert_eq!((f.error_code, answered(&f)), (0, vec![]));
+    // New data on the forgotten partition is not answered.
+    produce(&mut w, 9, "sess", 0, batch.clone());
+    let f: FetchResponse = w.call(
+        ApiKey::Fetch,
+        v,
+        &fetch_by_id(session, 5, 0, vec![], vec![]),
+    );
+    assert_eq!((f.error_code, answered(&f)), (0, vec![]));
+    // The same session cannot be continued by topic name (v12).
+    let mut by_name = fetch_by_id(session, 6, 0, vec![], vec![]);
+    by_name.topics.clear();
+    let f: FetchResponse = w.call(ApiKey::Fetch, 12, &by_name);
+    assert_eq!(f.error_code, 106);
+    // Epoch -1 closes it: a sessionless answer, and the id is gone.
+    let req = fetch_by_id(
+        session,
+        -1,
+        0,
+        vec![(id, vec![fetch_partition(0, 1)])],
+        vec![],
+    );
+    let f: FetchResponse = w.call(ApiKey::Fetch, v, &req);
+    assert_eq!(f.session_id, 0);
+    assert_eq!(answered(&f), vec![(id, 0, 0, 2, n)]);
+    let f: FetchResponse = w.call(
+        ApiKey::Fetch,
+        v,
+        &fetch_by_id(session, 6, 0, vec![], vec![]),
+    );
+    assert_eq!(f.error_code, 70);
+    // Sessions belong to their connection: another connection does not know this one's ids.
+    let (f, other) = {
+        let mut w2 = Wire::connect(s.port);
+        let opened: FetchResponse = w2.call(
+            ApiKey::Fetch,
+            v,
+            &fetch_by_id(0, 0, 0, vec![(id, vec![fetch_partition(0, 0)])], vec![]),
+        );
+        assert_ne!(opened.session_id, 0);
+        let req = fetch_by_id(opened.session_id, 1, 0, vec![], vec![]);
+        (
+            w.call::<_, FetchResponse>(ApiKey::Fetch, v, &req),
+            opened.session_id,
+        )
+    };
+    assert_eq!(f.error_code, 70, "session {other} of another connection");
+}
+
+#[test]
+fn name_based_sessions_work_below_v13() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "named", 2);
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(None, Some(b"x"))];
+    let batch = chronik_protocol::batch::encode_batch(&kv, 1_700_000_000_000);
+    let req = |session: i32, epoch: i32, parts: Vec<FetchPartition>| {
+        FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_session_id(session)
+            .with_session_epoch(epoch)
+            .with_topics(if parts.is_empty() {
+                vec![]
+            } else {
+                vec![FetchTopic::default()
+                    .with_topic(topic_name("named"))
+                    .with_partitions(parts)]
+            })
+    };
+    let f: FetchResponse = w.call(
+        ApiKey::Fetch,
+        7,
+        &req(0, 0, vec![fetch_partition(0, 0), fetch_partition(1, 0)]),
+    );
+    let session = f.session_id;
+    assert_ne!(session, 0);
+    assert_eq!(f.responses[0].partitions.len(), 2);
+    produce(&mut w, 9, "named", 1, batch.clone());
+    for (epoch, version) in [(1, 7), (2, 12)] {
+        let f: FetchResponse = w.call(ApiKey::Fetch, version, &req(session, epoch, vec![]));
+        assert_eq!(f.error_code, 0);
+        let got: Vec<(String, i32, i64)> = f
+            .responses
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.topic.0.to_string(), p.partition_index, p.high_watermark))
+            })
+            .collect();
+        // Epoch 1 learns partition 1's new data; epoch 2 still fetches it from offset 0 (the
+        // client did not move it on), so the records come again.
+        assert_eq!(got, vec![("named".to_string(), 1, 1)], "epoch {epoch}");
+    }
+}

@@ -1,88 +1,278 @@
-//! Fetch (key 1), versions 4–12. Long-poll: when less than `min_bytes` is available the request
-//! parks on the owning shards' partitions (no polling) until data arrives or `max_wait_ms`
-//! passes. Fetch sessions (KIP-227) are not kept: every response has session id 0, which tells
-//! clients to keep sending full fetch requests.
+//! Fetch (key 1), versions 4–18.
+//!
+//! - v4–12 name topics; v13+ name them by topic id only (KIP-516). An unknown id answers
+//!   UNKNOWN_TOPIC_ID for each partition asked; response topics then carry the id and, as in
+//!   Kafka, no name.
+//! - v7+ incremental fetch sessions (KIP-227), kept per connection: see [`super::fetch_session`].
+//!   A full fetch (or an incremental one resolved from its session) reads its partitions here;
+//!   the session decides which of them the answer lists.
+//! - v15 moves the follower's replica id into `replica_state`, v17 adds the follower's directory
+//!   id and v18 its high watermark. Those are follower-only fields: replicas here follow through
+//!   Raft, not Fetch, so consumers (replica -1) are all this handler serves and they are ignored.
+//! - v16 (KIP-951): a partition answering NOT_LEADER_OR_FOLLOWER carries the current leader and
+//!   epoch when known, and the response the leader's endpoint (this node's advertised address),
+//!   so the client can retry without a metadata round trip.
+//!
+//! Long-poll: when less than `min_bytes` is available the request parks on the owning shards'
+//! partitions (no polling) until data arrives or `max_wait_ms` passes; an incremental fetch waits
+//! on every partition of its session. As in Kafka, a partition that cannot be resolved (unknown
+//! topic, id or partition) is answered with its error without cutting the others' wait short;
+//! a read error answers at once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
+use chronik_core::meta::{MetaState, TopicMeta};
+use kafka_protocol::messages::fetch_response::{
+    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::ResponseError;
 
 use crate::calls::{Call, FetchOutcome, FetchPart, Reply};
 
-use super::Ctx;
+use super::fetch_session::{
+    PartitionAnswer, PartitionFetch, PartitionKey, PartitionSeen, Plan, TopicKey,
+    INVALID_SESSION_ID,
+};
+use super::{str_bytes, Ctx};
 
 /// Upper bound on `max_wait_ms` honoured (clients send up to a few seconds).
 pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
 /// Bound on wake-and-reread rounds of one fetch.
 const MAX_ROUNDS: usize = 1000;
+/// The first version that names topics by id (KIP-516).
+pub const TOPIC_ID_VERSION: i16 = 13;
+/// The first version whose response carries leader endpoints (KIP-951).
+pub const NODE_ENDPOINTS_VERSION: i16 = 16;
 
+/// One partition being read.
 struct Slot {
+    /// Index into the response's topic list.
     topic: usize,
     partition: i32,
     shard: Option<usize>,
+    /// `None` when the partition could not be resolved (its error is in `outcome`).
     part: Option<FetchPart>,
     outcome: FetchOutcome,
+    /// v16+: the current leader `(node id, epoch)` told with NOT_LEADER_OR_FOLLOWER.
+    leader: Option<(i32, i32)>,
 }
 
 pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     let start = Instant::now();
+    let by_id = ctx.version >= TOPIC_ID_VERSION;
+    let requested = requested_partitions(&req, by_id);
+    let forgotten = forgotten_partitions(&req, by_id);
+    let sessions = &ctx.conn.fetch_sessions;
+    let plan = sessions.begin(
+        req.session_id,
+        req.session_epoch,
+        by_id,
+        &requested,
+        &forgotten,
+    );
+    let wanted = match &plan {
+        Plan::Error(code) => return error_response(*code),
+        Plan::Incremental { partitions, .. } => partitions.as_slice(),
+        Plan::Full | Plan::Sessionless => requested.as_slice(),
+    };
+    let (topics, mut slots) = resolve(&ctx.broker.meta(), wanted, req.isolation_level);
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
     let min_bytes = req.min_bytes.max(0) as usize;
+    long_poll(ctx, &mut slots, min_bytes, start, wait).await;
     let max_bytes = if req.max_bytes <= 0 {
         usize::MAX
     } else {
         req.max_bytes as usize
     };
-    let mut slots = Vec::new();
-    let mut names = Vec::with_capacity(req.topics.len());
-    for (ti, t) in req.topics.iter().enumerate() {
-        names.push(t.topic.clone());
-        let meta = ctx.broker.topic(t.topic.0.as_str());
-        for p in &t.partitions {
-            let owner = meta
-                .as_ref()
-                .and_then(|m| m.partitions.get(p.partition as usize).cloned());
-            let mut slot = Slot {
-                topic: ti,
-                partition: p.partition,
-                shard: owner.as_ref().map(|o| o.shard as usize),
-                part: owner.map(|o| FetchPart {
-                    group: o.group,
-                    offset: p.fetch_offset,
-                    max_bytes: p.partition_max_bytes.max(0) as usize,
-                    isolation: req.isolation_level,
-                }),
-                outcome: FetchOutcome::default(),
-            };
-            if slot.part.is_none() {
-                slot.outcome.error = ResponseError::UnknownTopicOrPartition.code();
-                slot.outcome.high_watermark = -1;
-                slot.outcome.last_stable_offset = -1;
-                slot.outcome.log_start_offset = -1;
-            }
-            slots.push(slot);
+    limit_response_bytes(&mut slots, max_bytes);
+    if ctx.version >= NODE_ENDPOINTS_VERSION {
+        mark_leaders(ctx, &mut slots);
+    }
+    let (session_id, include) = match &plan {
+        Plan::Sessionless => (INVALID_SESSION_ID, None),
+        Plan::Full => {
+            let answered: Vec<_> = wanted
+                .iter()
+                .zip(&slots)
+                .map(|((k, f), s)| (k.clone(), *f, answer(s)))
+                .collect();
+            (sessions.open(by_id, &answered), None)
         }
+        Plan::Incremental {
+            session_id, epoch, ..
+        } => {
+            let answers: Vec<_> = wanted
+                .iter()
+                .zip(&slots)
+                .map(|((k, _), s)| (k, answer(s)))
+                .collect();
+            match sessions.finish(*session_id, *epoch, &answers) {
+                Ok(include) => (*session_id, Some(include)),
+                Err(code) => return error_response(code),
+            }
+        }
+        Plan::Error(code) => return error_response(*code),
+    };
+    let mut resp = build(&topics, slots, include.as_deref()).with_session_id(session_id);
+    if resp
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.current_leader.leader_id.0 == ctx.broker.shared.node_id)
+    {
+        resp.node_endpoints = vec![own_endpoint(ctx)];
+    }
+    resp
+}
+
+/// The partitions a request lists, keyed by topic id (v13+) or name, in request order.
+fn requested_partitions(req: &FetchRequest, by_id: bool) -> Vec<(PartitionKey, PartitionFetch)> {
+    let mut out = Vec::new();
+    for t in &req.topics {
+        let topic = topic_key(by_id, &t.topic, t.topic_id);
+        for p in &t.partitions {
+            out.push((
+                PartitionKey {
+                    topic: topic.clone(),
+                    partition: p.partition,
+                },
+                PartitionFetch {
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes,
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// The partitions an incremental request drops from its session (by id for v13+).
+fn forgotten_partitions(req: &FetchRequest, by_id: bool) -> Vec<PartitionKey> {
+    let mut out = Vec::new();
+    for t in &req.forgotten_topics_data {
+        let topic = topic_key(by_id, &t.topic, t.topic_id);
+        for &partition in &t.partitions {
+            out.push(PartitionKey {
+                topic: topic.clone(),
+                partition,
+            });
+        }
+    }
+    out
+}
+
+fn topic_key(by_id: bool, name: &TopicName, id: uuid::Uuid) -> TopicKey {
+    if by_id {
+        TopicKey::Id(id.as_u128())
+    } else {
+        TopicKey::Name(name.0.as_str().to_string())
+    }
+}
+
+/// Finds each wanted partition's owner. Consecutive partitions of one topic share a response
+/// topic entry (as Kafka groups them), so the topic list follows the wanted order.
+fn resolve(
+    meta: &MetaState,
+    wanted: &[(PartitionKey, PartitionFetch)],
+    isolation: i8,
+) -> (Vec<TopicKey>, Vec<Slot>) {
+    // Ids are looked up in one pass over the metadata, for the ids asked only.
+    let mut by_id: HashMap<u128, Option<&TopicMeta>> = wanted
+        .iter()
+        .filter_map(|(k, _)| match k.topic {
+            TopicKey::Id(id) => Some((id, None)),
+            TopicKey::Name(_) => None,
+        })
+        .collect();
+    if !by_id.is_empty() {
+        for t in meta.topics.values() {
+            if let Some(found) = by_id.get_mut(&t.id) {
+                *found = Some(t);
+            }
+        }
+    }
+    let mut topics: Vec<TopicKey> = Vec::new();
+    let mut slots = Vec::with_capacity(wanted.len());
+    for (key, fetch) in wanted {
+        if topics.last() != Some(&key.topic) {
+            topics.push(key.topic.clone());
+        }
+        let topic = match &key.topic {
+            TopicKey::Name(name) => meta.topics.get(name),
+            TopicKey::Id(id) => by_id.get(id).copied().flatten(),
+        };
+        let owner = topic.and_then(|t| {
+            usize::try_from(key.partition)
+                .ok()
+                .and_then(|p| t.partitions.get(p))
+        });
+        let mut slot = Slot {
+            topic: topics.len() - 1,
+            partition: key.partition,
+            shard: owner.map(|o| o.shard as usize),
+            part: owner.map(|o| FetchPart {
+                group: o.group,
+                offset: fetch.fetch_offset,
+                max_bytes: fetch.max_bytes.max(0) as usize,
+                isolation,
+            }),
+            outcome: FetchOutcome::default(),
+            leader: None,
+        };
+        if slot.part.is_none() {
+            let error = match (&key.topic, topic) {
+                (TopicKey::Id(_), None) => ResponseError::UnknownTopicId,
+                _ => ResponseError::UnknownTopicOrPartition,
+            };
+            slot.outcome = failed(error.code());
+        }
+        slots.push(slot);
+    }
+    (topics, slots)
+}
+
+fn failed(error: i16) -> FetchOutcome {
+    FetchOutcome {
+        error,
+        high_watermark: -1,
+        last_stable_offset: -1,
+        log_start_offset: -1,
+        ..Default::default()
+    }
+}
+
+/// Reads until `min_bytes` are there, a read fails, or `wait` (from `start`) has passed.
+async fn long_poll(
+    ctx: &Ctx<'_>,
+    slots: &mut [Slot],
+    min_bytes: usize,
+    start: Instant,
+    wait: Duration,
+) {
+    if slots.iter().all(|s| s.part.is_none()) {
+        // Nothing to read or wait on: every partition already has its error.
+        return;
     }
     let mut rounds = 0;
     loop {
         rounds += 1;
-        read_all(ctx, &mut slots).await;
+        read_all(ctx, slots).await;
         let total: usize = slots.iter().map(|s| s.outcome.bytes).sum();
-        let errors = slots.iter().any(|s| s.outcome.error != 0);
+        let read_error = slots
+            .iter()
+            .any(|s| s.part.is_some() && s.outcome.error != 0);
         let elapsed = start.elapsed();
-        if total >= min_bytes.max(1) || errors || elapsed >= wait || rounds >= MAX_ROUNDS {
+        if total >= min_bytes.max(1) || read_error || elapsed >= wait || rounds >= MAX_ROUNDS {
             break;
         }
         if ctx.broker.shared.is_shutting_down() {
             break;
         }
-        wait_for_data(ctx, &slots, wait - elapsed).await;
+        wait_for_data(ctx, slots, wait - elapsed).await;
     }
-    build(names, slots, max_bytes)
 }
 
 async fn read_all(ctx: &Ctx<'_>, slots: &mut [Slot]) {
@@ -110,7 +300,7 @@ async fn read_all(ctx: &Ctx<'_>, slots: &mut [Slot]) {
             }
             _ => {
                 for &i in idxs {
-                    slots[i].outcome.error = ResponseError::NotLeaderOrFollower.code();
+                    slots[i].outcome = failed(ResponseError::NotLeaderOrFollower.code());
                 }
             }
         }
@@ -146,41 +336,287 @@ async fn wait_for_data(ctx: &Ctx<'_>, slots: &[Slot], left: Duration) {
     futures::future::select_all(waits).await;
 }
 
-fn build(
-    names: Vec<kafka_protocol::messages::TopicName>,
-    slots: Vec<Slot>,
-    max_bytes: usize,
-) -> FetchResponse {
-    let mut topics: Vec<FetchableTopicResponse> = names
-        .into_iter()
-        .map(|n| FetchableTopicResponse::default().with_topic(n))
-        .collect();
+/// Drops the records of partitions past the response limit `max_bytes`. The limit counts whole
+/// batches and the first partition with records always keeps them, so a consumer can make
+/// progress past a batch larger than the limit. The dropped partitions are read again next time
+/// (an incremental session also moves the answered ones to the back, so each gets its turn).
+fn limit_response_bytes(slots: &mut [Slot], max_bytes: usize) {
     let mut total = 0usize;
-    for s in slots {
-        let o = s.outcome;
-        let mut records = BytesMut::new();
-        // The response limit counts whole batches; the first batch always goes, so a consumer
-        // can make progress past a batch larger than the limit.
-        if total == 0 || total + o.bytes <= max_bytes {
-            records.reserve(o.bytes);
-            for b in &o.batches {
-                records.extend_from_slice(b);
-            }
-            total += o.bytes;
+    for s in slots.iter_mut().filter(|s| s.outcome.bytes > 0) {
+        if total == 0 || total.saturating_add(s.outcome.bytes) <= max_bytes {
+            total += s.outcome.bytes;
+        } else {
+            s.outcome.batches.clear();
+            s.outcome.bytes = 0;
         }
-        topics[s.topic].partitions.push(
-            PartitionData::default()
-                .with_partition_index(s.partition)
-                .with_error_code(o.error)
-                .with_high_watermark(o.high_watermark)
-                .with_last_stable_offset(o.last_stable_offset)
-                .with_log_start_offset(o.log_start_offset)
-                .with_aborted_transactions(Some(Vec::new()))
-                .with_preferred_read_replica(BrokerId(-1))
-                .with_records(Some(records.freeze())),
+    }
+}
+
+/// v16+: tells the current leader with each NOT_LEADER_OR_FOLLOWER, when one is known.
+fn mark_leaders(ctx: &Ctx<'_>, slots: &mut [Slot]) {
+    let shared = &ctx.broker.shared;
+    for s in slots.iter_mut() {
+        if s.outcome.error != ResponseError::NotLeaderOrFollower.code() {
+            continue;
+        }
+        if let Some(p) = &s.part {
+            let epoch = shared.leader_epoch(p.group);
+            if epoch >= 0 {
+                s.leader = Some((shared.node_id, epoch));
+            }
+        }
+    }
+}
+
+fn own_endpoint(ctx: &Ctx<'_>) -> NodeEndpoint {
+    let shared = &ctx.broker.shared;
+    NodeEndpoint::default()
+        .with_node_id(BrokerId(shared.node_id))
+        .with_host(str_bytes(shared.advertised_host.clone()))
+        .with_port(shared.advertised_port as i32)
+        .with_rack(shared.config.broker.rack_id.clone().map(str_bytes))
+}
+
+/// What a session remembers of a partition's answer.
+fn answer(s: &Slot) -> PartitionAnswer {
+    PartitionAnswer {
+        error: s.outcome.error,
+        record_bytes: s.outcome.bytes,
+        seen: PartitionSeen {
+            high_watermark: s.outcome.high_watermark,
+            last_stable_offset: s.outcome.last_stable_offset,
+            log_start_offset: s.outcome.log_start_offset,
+        },
+    }
+}
+
+/// A fetch answered only with a top-level (session) error.
+fn error_response(code: i16) -> FetchResponse {
+    FetchResponse::default()
+        .with_error_code(code)
+        .with_session_id(INVALID_SESSION_ID)
+}
+
+/// The response body: the slots `include` selects (all when `None`), consecutive partitions of
+/// one topic under one topic entry.
+fn build(topics: &[TopicKey], slots: Vec<Slot>, include: Option<&[bool]>) -> FetchResponse {
+    let mut responses: Vec<FetchableTopicResponse> = Vec::new();
+    let mut last_topic = None;
+    for (i, s) in slots.into_iter().enumerate() {
+        if include.is_some_and(|inc| !inc.get(i).copied().unwrap_or(false)) {
+            continue;
+        }
+        if last_topic != Some(s.topic) {
+            last_topic = Some(s.topic);
+            responses.push(match &topics[s.topic] {
+                TopicKey::Name(name) => {
+                    FetchableTopicResponse::default().with_topic(TopicName(str_bytes(name.clone())))
+                }
+                TopicKey::Id(id) => {
+                    FetchableTopicResponse::default().with_topic_id(uuid::Uuid::from_u128(*id))
+                }
+            });
+        }
+        let o = s.outcome;
+        let mut records = BytesMut::with_capacity(o.bytes);
+        for b in &o.batches {
+            records.extend_from_slice(b);
+        }
+        let mut data = PartitionData::default()
+            .with_partition_index(s.partition)
+            .with_error_code(o.error)
+            .with_high_watermark(o.high_watermark)
+            .with_last_stable_offset(o.last_stable_offset)
+            .with_log_start_offset(o.log_start_offset)
+            .with_aborted_transactions(Some(Vec::new()))
+            .with_preferred_read_replica(BrokerId(-1))
+            .with_records(Some(records.freeze()));
+        if let Some((leader, epoch)) = s.leader {
+            data = data.with_current_leader(
+                LeaderIdAndEpoch::default()
+                    .with_leader_id(BrokerId(leader))
+                    .with_leader_epoch(epoch),
+            );
+        }
+        responses
+            .last_mut()
+            .expect("a topic entry was pushed above")
+            .partitions
+            .push(data);
+    }
+    FetchResponse::default().with_responses(responses)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use chronik_core::meta::PartitionMeta;
+    use kafka_protocol::protocol::{Decodable, Encodable};
+
+    fn meta_with(name: &str, id: u128, partitions: u64) -> MetaState {
+        let mut meta = MetaState::default();
+        meta.topics.insert(
+            name.to_string(),
+            TopicMeta {
+                name: name.to_string(),
+                id,
+                partitions: (0..partitions)
+                    .map(|g| PartitionMeta {
+                        group: 10 + g,
+                        shard: 0,
+                    })
+                    .collect(),
+                configs: BTreeMap::new(),
+                internal: false,
+            },
+        );
+        meta
+    }
+
+    fn want(topic: TopicKey, partition: i32) -> (PartitionKey, PartitionFetch) {
+        (
+            PartitionKey { topic, partition },
+            PartitionFetch {
+                fetch_offset: 0,
+                max_bytes: 100,
+            },
+        )
+    }
+
+    fn with_bytes(mut s: Slot, n: usize) -> Slot {
+        s.outcome.batches = vec![Bytes::from(vec![7u8; n])];
+        s.outcome.bytes = n;
+        s
+    }
+
+    #[test]
+    fn resolve_by_id_and_name_and_the_errors_for_each() {
+        let meta = meta_with("t", 0xabc, 2);
+        let wanted = vec![
+            want(TopicKey::Id(0xabc), 1),
+            want(TopicKey::Id(0xabc), 5),
+            want(TopicKey::Id(0xdef), 0),
+            want(TopicKey::Name("t".into()), 0),
+            want(TopicKey::Name("nope".into()), 0),
+            want(TopicKey::Name("t".into()), -1),
+        ];
+        let (topics, slots) = resolve(&meta, &wanted, 0);
+        assert_eq!(
+            topics,
+            vec![
+                TopicKey::Id(0xabc),
+                TopicKey::Id(0xdef),
+                TopicKey::Name("t".into()),
+                TopicKey::Name("nope".into()),
+                TopicKey::Name("t".into()),
+            ]
+        );
+        let errors: Vec<i16> = slots.iter().map(|s| s.outcome.error).collect();
+        assert_eq!(errors, vec![0, 3, 100, 0, 3, 3]);
+        assert_eq!(slots[0].part.as_ref().map(|p| p.group), Some(11));
+        assert_eq!(slots[2].outcome.high_watermark, -1);
+    }
+
+    #[test]
+    fn response_limit_keeps_the_first_partition_with_records_whole() {
+        let meta = meta_with("t", 1, 3);
+        let wanted: Vec<_> = (0..3).map(|p| want(TopicKey::Id(1), p)).collect();
+        let (_, slots) = resolve(&meta, &wanted, 0);
+        let mut slots: Vec<Slot> = slots
+            .into_iter()
+            .zip([0, 150, 60])
+            .map(|(s, n)| with_bytes(s, n))
+            .collect();
+        slots[0].outcome.bytes = 0;
+        slots[0].outcome.batches.clear();
+        limit_response_bytes(&mut slots, 100);
+        let kept: Vec<usize> = slots.iter().map(|s| s.outcome.bytes).collect();
+        assert_eq!(kept, vec![0, 150, 0]);
+    }
+
+    #[test]
+    fn v13_response_names_topics_by_id_only_and_skips_unselected_partitions() {
+        let meta = meta_with("t", 0x1234, 2);
+        let wanted = vec![want(TopicKey::Id(0x1234), 0), want(TopicKey::Id(0x1234), 1)];
+        let (topics, slots) = resolve(&meta, &wanted, 0);
+        let slots: Vec<Slot> = slots.into_iter().map(|s| with_bytes(s, 5)).collect();
+        let resp = build(&topics, slots, Some(&[false, true]));
+        assert_eq!(resp.responses.len(), 1);
+        let t = &resp.responses[0];
+        assert_eq!(t.topic_id, uuid::Uuid::from_u128(0x1234));
+        assert_eq!(t.topic.0.as_str(), "");
+        assert_eq!(t.partitions.len(), 1);
+        assert_eq!(t.partitions[0].partition_index, 1);
+        // Round trip through the v13 codec: the id survives, the name is not on the wire.
+        let mut buf = BytesMut::new();
+        resp.encode(&mut buf, 13).unwrap();
+        let back = FetchResponse::decode(&mut buf.freeze(), 13).unwrap();
+        assert_eq!(back.responses[0].topic_id, t.topic_id);
+    }
+
+    #[test]
+    fn v16_not_leader_carries_the_current_leader_and_the_endpoint_encodes() {
+        let meta = meta_with("t", 9, 1);
+        let (topics, mut slots) = resolve(&meta, &[want(TopicKey::Id(9), 0)], 0);
+        slots[0].outcome = failed(ResponseError::NotLeaderOrFollower.code());
+        slots[0].leader = Some((1, 4));
+        let mut resp = build(&topics, slots, None);
+        let p = &resp.responses[0].partitions[0];
+        assert_eq!(p.error_code, 6);
+        assert_eq!(
+            (p.current_leader.leader_id.0, p.current_leader.leader_epoch),
+            (1, 4)
+        );
+        resp.node_endpoints = vec![NodeEndpoint::default()
+            .with_node_id(BrokerId(1))
+            .with_host(str_bytes("h"))
+            .with_port(9092)];
+        let mut buf = BytesMut::new();
+        resp.encode(&mut buf, 16).unwrap();
+        let back = FetchResponse::decode(&mut buf.freeze(), 16).unwrap();
+        assert_eq!(back.node_endpoints.len(), 1);
+        assert_eq!(back.node_endpoints[0].port, 9092);
+        assert_eq!(
+            back.responses[0].partitions[0].current_leader.leader_epoch,
+            4
         );
     }
-    FetchResponse::default()
-        .with_session_id(0)
-        .with_responses(topics)
+
+    #[test]
+    fn request_keys_follow_the_version() {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
+        let id = uuid::Uuid::from_u128(77);
+        let req = FetchRequest::default()
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(TopicName(str_bytes("n")))
+                .with_topic_id(id)
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(3)
+                    .with_fetch_offset(8)
+                    .with_partition_max_bytes(50)])])
+            .with_forgotten_topics_data(vec![ForgottenTopic::default()
+                .with_topic(TopicName(str_bytes("n")))
+                .with_topic_id(id)
+                .with_partitions(vec![1, 2])]);
+        let by_id = requested_partitions(&req, true);
+        assert_eq!(by_id[0].0.topic, TopicKey::Id(77));
+        assert_eq!(by_id[0].1.fetch_offset, 8);
+        let by_name = requested_partitions(&req, false);
+        assert_eq!(by_name[0].0.topic, TopicKey::Name("n".into()));
+        let forgotten = forgotten_partitions(&req, true);
+        assert_eq!(
+            forgotten,
+            vec![
+                PartitionKey {
+                    topic: TopicKey::Id(77),
+                    partition: 1
+                },
+                PartitionKey {
+                    topic: TopicKey::Id(77),
+                    partition: 2
+                },
+            ]
+        );
+    }
 }

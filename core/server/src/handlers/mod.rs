@@ -18,6 +18,7 @@ pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod fetch;
+pub mod fetch_session;
 pub mod groups;
 pub mod init_producer_id;
 pub mod list_offsets;
@@ -25,12 +26,35 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 
+/// What handlers keep about one client connection between its requests; it dies with the
+/// connection.
+#[derive(Debug)]
+pub struct ConnState {
+    /// Incremental fetch sessions (KIP-227) opened on this connection.
+    pub fetch_sessions: fetch_session::FetchSessions,
+}
+
+impl ConnState {
+    pub fn new(broker: &Broker) -> Self {
+        let slots = broker
+            .shared
+            .config
+            .broker
+            .max_incremental_fetch_session_cache_slots;
+        ConnState {
+            fetch_sessions: fetch_session::FetchSessions::new(slots as usize),
+        }
+    }
+}
+
 /// Context of one request.
 pub struct Ctx<'a> {
     pub broker: &'a Rc<Broker>,
     pub version: i16,
     pub client_id: &'a str,
     pub peer: &'a str,
+    /// The state of the connection the request came on.
+    pub conn: &'a ConnState,
 }
 
 /// What to do after a request.
@@ -44,7 +68,7 @@ pub enum Outcome {
 }
 
 /// Handles one request.
-pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str) -> Outcome {
+pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnState) -> Outcome {
     let _inflight = broker.track();
     let version = req.version;
     let correlation_id = req.header.correlation_id;
@@ -59,6 +83,7 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str) -> Outcome {
         version,
         client_id: &client_id,
         peer,
+        conn,
     };
     let key = req.api_key;
     let body: ResponseKind = match req.body {
