@@ -7,7 +7,16 @@
 //! Env: `CHRONIK_BENCH_DIR` (default /tmp/chronik-wal-bench; must support O_DIRECT),
 //!      `CHRONIK_BENCH_SECS` (seconds per case, default 2), `CHRONIK_BENCH_NO_FIO=1` to skip fio,
 //!      `CHRONIK_BENCH_BATCH=<bytes>` / `CHRONIK_BENCH_GROUPS=<n>` to run a subset,
-//!      `CHRONIK_BENCH_NO_RECOVERY=1` to skip the recovery measurement.
+//!      `CHRONIK_BENCH_NO_RECOVERY=1` to skip the recovery measurement,
+//!      `CHRONIK_BENCH_FRESH=1` to measure a fresh WAL (no warm-up, no retention).
+//!
+//! Steady state (default): a broker that has run for a while has retention deleting old
+//! segments, so rolls reuse recycled files (`wal.rs`, recycling). Each case therefore first
+//! writes and drops `recycle_segments + 1` segments of scratch data (the spare pool fills), and
+//! a retention task keeps about one segment of data per WAL during the run (compact every group
+//! to its newest entries every `RETENTION_EVERY`, then `reclaim`). Reclaim's deletions and
+//! renames run inside the measured window. With `CHRONIK_BENCH_FRESH=1` every segment is a new
+//! fallocated file (unwritten extents: each fdatasync commits the ext4 journal).
 //!
 //! Load model: each group has `window` appender tasks; each appends a batch and awaits `flush()`
 //! (closed loop: `window` batches in flight per group, like a partition leader persisting each
@@ -43,10 +52,75 @@ struct Outcome {
     p99_us: u64,
     p999_us: u64,
     fsyncs: u64,
+    recycled: u64,
 }
 
 /// Upper bound on appends awaiting durability in the observer queue (groups × rounds in flight).
 const MAX_PENDING: usize = 1 << 20;
+/// Retention pass interval in steady-state runs.
+const RETENTION_EVERY: Duration = Duration::from_millis(50);
+/// Group id of the warm-up scratch data (never used by a case).
+const SCRATCH_GROUP: u64 = u64::MAX - 1;
+
+/// Brings the WAL to the state of a long-running broker with retention: the active segment is a
+/// recycled file and the spare pool is full. Writes `recycle_segments + 1` segments of scratch
+/// data, drops them (the pool fills), then writes scratch data until a roll takes a spare, and
+/// drops that too (the pool refills).
+async fn warm_up(wal: &Wal) {
+    let seg = wal.options().segment_bytes;
+    let segs = wal.options().recycle_segments as u64 + 1;
+    let chunk = bytes::Bytes::from(vec![0xC3u8; 1 << 20]);
+    for round in 0..2u64 {
+        let g = SCRATCH_GROUP - round;
+        wal.create_group(g).unwrap();
+        let mut i = 0u64;
+        // Bounded: round 0 writes `segs` segments; round 1 stops at the first recycled roll,
+        // which happens within one segment because round 0 filled the pool.
+        loop {
+            let done = match round {
+                0 => i * chunk.len() as u64 > segs * seg,
+                _ => wal.metrics().segments_recycled > 0,
+            };
+            if done || i > (segs + 1) * seg / chunk.len() as u64 {
+                break;
+            }
+            i += 1;
+            let meta = EntryMeta {
+                index: i,
+                term: 1,
+                kind: EntryKind::Normal,
+                kafka: None,
+            };
+            wal.append_shared(g, meta, chunk.clone()).unwrap();
+            if round == 1 || i.is_multiple_of(16) {
+                wal.flush().await.unwrap();
+            }
+        }
+        wal.remove_group(g).unwrap();
+        wal.sync().await.unwrap();
+        wal.reclaim().await.unwrap();
+    }
+    assert_eq!(
+        wal.metrics().segments_recycled,
+        1,
+        "warm-up ends in a recycled segment"
+    );
+}
+
+/// Retention: keeps about one segment of data per WAL, spread over the groups.
+async fn retention(wal: Rc<Wal>, groups: u64, batch: usize, stop: Rc<std::cell::Cell<bool>>) {
+    let keep = (wal.options().segment_bytes / groups / batch as u64).max(1);
+    while !stop.get() {
+        glommio::timer::sleep(RETENTION_EVERY).await;
+        for g in 0..groups {
+            let st = wal.group_state(g).unwrap();
+            if st.last_index > keep {
+                wal.compact_prefix(g, st.last_index + 1 - keep, 1).unwrap();
+            }
+        }
+        wal.reclaim().await.expect("reclaim");
+    }
+}
 
 fn thread_cpu_secs() -> f64 {
     // SAFETY: getrusage writes into the zeroed struct we own.
@@ -61,6 +135,10 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
     let mut o = WalOptions::new(&dir);
     o.sync_mode = case.mode;
     let (wal, _) = Wal::open(o).await.expect("open wal");
+    let steady = std::env::var("CHRONIK_BENCH_FRESH").is_err();
+    if steady {
+        warm_up(&wal).await;
+    }
     let wal = Rc::new(wal);
     let periodic = (case.mode == SyncMode::Periodic)
         .then(|| glommio::spawn_local(wal.clone().run_periodic_sync()));
@@ -104,6 +182,15 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
     for g in 0..case.groups {
         wal.create_group(g).unwrap();
     }
+    let retention_stop = Rc::new(std::cell::Cell::new(false));
+    let retention = steady.then(|| {
+        glommio::spawn_local(retention(
+            wal.clone(),
+            case.groups,
+            case.batch,
+            retention_stop.clone(),
+        ))
+    });
     for g in 0..case.groups {
         for _ in 0..case.window {
             let (wal, pending, payload) = (wal.clone(), pending.clone(), payload.clone());
@@ -146,12 +233,17 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
     for t in tasks {
         batches += t.await;
     }
+    retention_stop.set(true);
+    if let Some(r) = retention {
+        r.await;
+    }
     wal.sync().await.unwrap();
     stop.set(true);
     observer.await;
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_pct = (thread_cpu_secs() - cpu0) / elapsed * 100.0;
     let fsyncs = wal.metrics().fsyncs;
+    let recycled = wal.metrics().segments_recycled;
     drop(periodic);
     let h = hist.borrow();
     let out = Outcome {
@@ -162,6 +254,7 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
         p99_us: h.value_at_quantile(0.99),
         p999_us: h.value_at_quantile(0.999),
         fsyncs,
+        recycled,
     };
     drop(h);
     drop(wal);
@@ -229,7 +322,7 @@ fn main() {
 
     println!();
     println!(
-        "{:>8} {:>6} {:>6} {:>9} | {:>10} {:>10} {:>8} {:>5} | {:>8} {:>8} {:>8}",
+        "{:>8} {:>6} {:>6} {:>9} | {:>10} {:>10} {:>8} {:>5} {:>5} | {:>8} {:>8} {:>8}",
         "batch",
         "groups",
         "window",
@@ -238,6 +331,7 @@ fn main() {
         "batches/s",
         "fsyncs",
         "cpu%",
+        "recyc",
         "p50 us",
         "p99 us",
         "p99.9 us"
@@ -292,7 +386,7 @@ fn main() {
             "periodic"
         };
         println!(
-            "{:>8} {:>6} {:>6} {:>9} | {:>10.1} {:>10.0} {:>8} {:>5.0} | {:>8} {:>8} {:>8}",
+            "{:>8} {:>6} {:>6} {:>9} | {:>10.1} {:>10.0} {:>8} {:>5.0} {:>5} | {:>8} {:>8} {:>8}",
             c.batch,
             c.groups,
             c.window,
@@ -301,6 +395,7 @@ fn main() {
             o.batches_s,
             o.fsyncs,
             o.cpu_pct,
+            o.recycled,
             o.p50_us,
             o.p99_us,
             o.p999_us

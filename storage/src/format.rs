@@ -7,8 +7,13 @@ use crate::{ConfState, EntryKind, HardState};
 
 /// Magic at byte 0 of every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"CHRNKWAL";
-/// Bumped on any incompatible change of this module.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped on any incompatible change of this module. Version 2 seeds every record CRC with the
+/// segment's base LSN (see [`record_seed`]) so that records left in a recycled segment file by
+/// its previous life can never validate in the new one; version 1 files are still read.
+pub const FORMAT_VERSION: u32 = 2;
+/// Segment header flag (byte 32): the file was recycled or zero-filled, so bytes after the last
+/// record may be stale records of an earlier life (CRC-invalid under this segment's seed).
+pub const SEG_FLAG_RECYCLED: u32 = 1;
 /// Bytes of the segment header; the first record starts right after it.
 pub const SEGMENT_HEADER_BYTES: usize = 64;
 /// Bytes of every record header; the payload follows.
@@ -155,7 +160,13 @@ impl std::fmt::Display for DecodeError {
 
 /// Encodes `h` (with `h.len` already equal to header + payload length) into `out`, computing the
 /// CRC32C over the header (minus the CRC field) and `payload`.
-pub fn encode_header(h: &RecordHeader, payload: &[u8], out: &mut [u8; RECORD_HEADER_BYTES]) {
+/// `seed` is the segment's [`record_seed`].
+pub fn encode_header(
+    seed: u32,
+    h: &RecordHeader,
+    payload: &[u8],
+    out: &mut [u8; RECORD_HEADER_BYTES],
+) {
     debug_assert_eq!(h.len as usize, RECORD_HEADER_BYTES + payload.len());
     out[0..4].copy_from_slice(&h.len.to_le_bytes());
     out[8] = h.rtype as u8;
@@ -169,12 +180,23 @@ pub fn encode_header(h: &RecordHeader, payload: &[u8], out: &mut [u8; RECORD_HEA
     out[40..48].copy_from_slice(&h.a.to_le_bytes());
     out[48..56].copy_from_slice(&h.b.to_le_bytes());
     out[56..64].copy_from_slice(&h.c.to_le_bytes());
-    let crc = record_crc(out, payload);
+    let crc = record_crc(seed, out, payload);
     out[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn record_crc(header: &[u8], payload: &[u8]) -> u32 {
-    let crc = crc32c::crc32c(&header[0..4]);
+/// Initial CRC value of every record in a segment: 0 (plain CRC32C) for format version 1, the
+/// CRC32C of the little-endian base LSN for version 2. Base LSNs never repeat, so a record from a
+/// recycled file's previous life fails the CRC check in its new life.
+pub fn record_seed(version: u32, base_lsn: u64) -> u32 {
+    if version < 2 {
+        0
+    } else {
+        crc32c::crc32c(&base_lsn.to_le_bytes())
+    }
+}
+
+fn record_crc(seed: u32, header: &[u8], payload: &[u8]) -> u32 {
+    let crc = crc32c::crc32c_append(seed, &header[0..4]);
     let crc = crc32c::crc32c_append(crc, &header[8..RECORD_HEADER_BYTES]);
     crc32c::crc32c_append(crc, payload)
 }
@@ -206,8 +228,9 @@ pub fn plausible(buf: &[u8]) -> bool {
         && buf[11] == 0
 }
 
-/// Decodes one record at the start of `buf`, verifying its CRC. Returns the header and payload.
-pub fn decode_record(buf: &[u8]) -> Result<(RecordHeader, &[u8]), DecodeError> {
+/// Decodes one record at the start of `buf`, verifying its CRC against the segment's `seed`.
+/// Returns the header and payload.
+pub fn decode_record(seed: u32, buf: &[u8]) -> Result<(RecordHeader, &[u8]), DecodeError> {
     if buf.len() < 4 {
         return Err(if buf.iter().all(|&b| b == 0) {
             DecodeError::Zero
@@ -227,7 +250,7 @@ pub fn decode_record(buf: &[u8]) -> Result<(RecordHeader, &[u8]), DecodeError> {
     }
     let rec = &buf[..len];
     let (header, payload) = rec.split_at(RECORD_HEADER_BYTES);
-    if record_crc(header, payload) != u32_at(header, 4) {
+    if record_crc(seed, header, payload) != u32_at(header, 4) {
         return Err(DecodeError::BadCrc);
     }
     let rtype = RecordType::from_u8(header[8]).ok_or(DecodeError::BadField)?;
@@ -263,16 +286,40 @@ pub struct SegmentHeader {
     pub base_lsn: u64,
     /// The roll size configured when the file was created (informational).
     pub segment_bytes: u64,
+    /// Format version the segment was written with (decides the record CRC seed).
+    pub version: u32,
+    /// [`SEG_FLAG_RECYCLED`]: stale bytes may follow the last record.
+    pub recycled: bool,
+}
+
+impl SegmentHeader {
+    /// A header for a segment written by this version.
+    pub fn new(base_lsn: u64, segment_bytes: u64, recycled: bool) -> Self {
+        SegmentHeader {
+            base_lsn,
+            segment_bytes,
+            version: FORMAT_VERSION,
+            recycled,
+        }
+    }
+
+    /// The CRC seed of this segment's records.
+    pub fn seed(&self) -> u32 {
+        record_seed(self.version, self.base_lsn)
+    }
 }
 
 /// Encodes a segment header.
 pub fn encode_segment_header(h: &SegmentHeader) -> [u8; SEGMENT_HEADER_BYTES] {
     let mut out = [0u8; SEGMENT_HEADER_BYTES];
     out[0..8].copy_from_slice(&SEGMENT_MAGIC);
-    out[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[8..12].copy_from_slice(&h.version.to_le_bytes());
     out[12..16].copy_from_slice(&(SEGMENT_HEADER_BYTES as u32).to_le_bytes());
     out[16..24].copy_from_slice(&h.base_lsn.to_le_bytes());
     out[24..32].copy_from_slice(&h.segment_bytes.to_le_bytes());
+    if h.recycled {
+        out[32..36].copy_from_slice(&SEG_FLAG_RECYCLED.to_le_bytes());
+    }
     let crc = crc32c::crc32c(&out[0..60]);
     out[60..64].copy_from_slice(&crc.to_le_bytes());
     out
@@ -293,15 +340,21 @@ pub fn decode_segment_header(buf: &[u8]) -> Result<SegmentHeader, String> {
         return Err("segment header crc32c mismatch".into());
     }
     let version = u32_at(buf, 8);
-    if version != FORMAT_VERSION {
+    if !(1..=FORMAT_VERSION).contains(&version) {
         return Err(format!("unsupported format version {version}"));
     }
     if u32_at(buf, 12) as usize != SEGMENT_HEADER_BYTES {
         return Err("unexpected segment header length".into());
     }
+    let flags = u32_at(buf, 32);
+    if flags & !SEG_FLAG_RECYCLED != 0 || (version < 2 && flags != 0) {
+        return Err(format!("unknown segment header flags {flags:#x}"));
+    }
     Ok(SegmentHeader {
         base_lsn: u64_at(buf, 16),
         segment_bytes: u64_at(buf, 24),
+        version,
+        recycled: flags & SEG_FLAG_RECYCLED != 0,
     })
 }
 
@@ -382,6 +435,9 @@ mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
+    /// The seed of a version 2 segment at base 4096.
+    const SEED: u32 = 0x1234_5678;
+
     fn random_header(rng: &mut ChaCha8Rng, payload_len: usize) -> RecordHeader {
         let rtype = RecordType::from_u8(rng.gen_range(1..=9)).unwrap();
         RecordHeader {
@@ -410,11 +466,11 @@ mod tests {
             let payload: Vec<u8> = (0..plen).map(|_| rng.gen()).collect();
             let h = random_header(&mut rng, plen);
             let mut hb = [0u8; RECORD_HEADER_BYTES];
-            encode_header(&h, &payload, &mut hb);
+            encode_header(SEED, &h, &payload, &mut hb);
             let mut rec = hb.to_vec();
             rec.extend_from_slice(&payload);
-            let (d, p) =
-                decode_record(&rec).unwrap_or_else(|e| panic!("seed {seed} case {case}: {e}"));
+            let (d, p) = decode_record(SEED, &rec)
+                .unwrap_or_else(|e| panic!("seed {seed} case {case}: {e}"));
             assert_eq!(d, h, "seed {seed} case {case}");
             assert_eq!(p, &payload[..]);
             assert!(plausible(&rec));
@@ -423,14 +479,14 @@ mod tests {
                 let mut bad = rec.clone();
                 bad[bit / 8] ^= 1 << (bit % 8);
                 assert!(
-                    decode_record(&bad).is_err(),
+                    decode_record(SEED, &bad).is_err(),
                     "seed {seed} case {case} bit {bit} undetected"
                 );
             }
             // Every truncation is detected.
             for cut in 0..rec.len() {
                 assert!(
-                    decode_record(&rec[..cut]).is_err(),
+                    decode_record(SEED, &rec[..cut]).is_err(),
                     "seed {seed} case {case} cut {cut}"
                 );
             }
@@ -445,6 +501,7 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut valid = [0u8; RECORD_HEADER_BYTES];
         encode_header(
+            SEED,
             &RecordHeader::new(RecordType::CreateGroup, 3),
             &[],
             &mut valid,
@@ -463,9 +520,9 @@ mod tests {
                 b.truncate(rng.gen_range(0..=b.len()));
                 b
             };
-            if let Ok((h, p)) = decode_record(&buf) {
+            if let Ok((h, p)) = decode_record(SEED, &buf) {
                 let mut again = [0u8; RECORD_HEADER_BYTES];
-                encode_header(&h, p, &mut again);
+                encode_header(SEED, &h, p, &mut again);
                 assert_eq!(
                     &again[..],
                     &buf[..RECORD_HEADER_BYTES],
@@ -482,28 +539,29 @@ mod tests {
 
     #[test]
     fn zero_bytes_are_padding() {
-        assert_eq!(decode_record(&[0u8; 100]), Err(DecodeError::Zero));
-        assert_eq!(decode_record(&[0u8; 2]), Err(DecodeError::Zero));
-        assert_eq!(decode_record(&[1u8; 2]), Err(DecodeError::Truncated));
+        assert_eq!(decode_record(SEED, &[0u8; 100]), Err(DecodeError::Zero));
+        assert_eq!(decode_record(SEED, &[0u8; 2]), Err(DecodeError::Zero));
+        assert_eq!(decode_record(SEED, &[1u8; 2]), Err(DecodeError::Truncated));
     }
 
     #[test]
     fn oversize_length_rejected_before_slicing() {
         let mut buf = vec![0u8; 128];
         buf[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_record(&buf), Err(DecodeError::BadLength));
+        assert_eq!(decode_record(SEED, &buf), Err(DecodeError::BadLength));
         buf[0..4].copy_from_slice(&10u32.to_le_bytes());
-        assert_eq!(decode_record(&buf), Err(DecodeError::BadLength));
+        assert_eq!(decode_record(SEED, &buf), Err(DecodeError::BadLength));
     }
 
     #[test]
     fn segment_header_round_trip_and_flips() {
-        let h = SegmentHeader {
-            base_lsn: 123_456,
-            segment_bytes: 1 << 28,
-        };
+        for recycled in [false, true] {
+            let h = SegmentHeader::new(123_456, 1 << 28, recycled);
+            let b = encode_segment_header(&h);
+            assert_eq!(decode_segment_header(&b).unwrap(), h);
+        }
+        let h = SegmentHeader::new(123_456, 1 << 28, true);
         let b = encode_segment_header(&h);
-        assert_eq!(decode_segment_header(&b).unwrap(), h);
         for bit in 0..SEGMENT_HEADER_BYTES * 8 {
             let mut bad = b;
             bad[bit / 8] ^= 1 << (bit % 8);
@@ -537,5 +595,30 @@ mod tests {
         let mut huge = Vec::new();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(decode_conf_state(&huge), None);
+    }
+
+    /// A record of one segment life never validates under another base LSN's seed (what makes
+    /// recycled files safe), and version 1 records (seed 0) still decode.
+    #[test]
+    fn records_do_not_validate_under_another_segments_seed() {
+        let h = RecordHeader::new(RecordType::CreateGroup, 9);
+        let mut hb = [0u8; RECORD_HEADER_BYTES];
+        let old = record_seed(FORMAT_VERSION, 0);
+        encode_header(old, &h, &[], &mut hb);
+        assert!(decode_record(old, &hb).is_ok());
+        for base in [64u64, 4096, 1 << 28, u64::MAX] {
+            let new = record_seed(FORMAT_VERSION, base);
+            assert_eq!(
+                decode_record(new, &hb),
+                Err(DecodeError::BadCrc),
+                "base {base}"
+            );
+        }
+        assert_eq!(record_seed(1, 12345), 0);
+        encode_header(0, &h, &[], &mut hb);
+        assert_eq!(
+            crc32c::crc32c(&[&hb[0..4], &hb[8..]].concat()),
+            u32_at(&hb, 4)
+        );
     }
 }

@@ -64,6 +64,9 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 256 << 20;
 pub const DEFAULT_SYNC_INTERVAL_MS: u64 = 10;
 /// Default batch cache size per shard.
 pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
+/// Default number of spare (recycled) segment files per WAL: two rolls' worth, so a steady
+/// writer with retention never writes into fresh, unwritten extents.
+pub const DEFAULT_RECYCLE_SEGMENTS: usize = 2;
 /// Smallest accepted segment size (must hold a few maximal O_DIRECT blocks and headers).
 pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 
@@ -101,6 +104,8 @@ pub struct WalOptions {
     pub sync_interval_ms: u64,
     /// Bytes of recent payloads kept in memory for tail reads.
     pub cache_bytes: usize,
+    /// Deleted segment files kept as spares for reuse by later rolls (see `wal.rs`, recycling).
+    pub recycle_segments: usize,
 }
 
 impl WalOptions {
@@ -112,6 +117,7 @@ impl WalOptions {
             sync_mode: SyncMode::Always,
             sync_interval_ms: DEFAULT_SYNC_INTERVAL_MS,
             cache_bytes: DEFAULT_CACHE_BYTES,
+            recycle_segments: DEFAULT_RECYCLE_SEGMENTS,
         }
     }
 

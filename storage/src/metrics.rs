@@ -15,6 +15,8 @@ pub struct WalStats {
     pub fsync_latency_us_total: u64,
     pub segments: u64,
     pub segments_deleted: u64,
+    /// Segment files reused from the spare pool instead of created.
+    pub segments_recycled: u64,
     pub relocated_records: u64,
     pub cache_bytes: u64,
     pub cache_hits: u64,
@@ -37,6 +39,7 @@ pub fn export(s: &WalStats) {
     metrics::gauge!("chronik_wal_fsync_latency_us_max").set(s.fsync_latency_us_max as f64);
     metrics::gauge!("chronik_wal_segments").set(s.segments as f64);
     metrics::counter!("chronik_wal_segments_deleted_total").absolute(s.segments_deleted);
+    metrics::counter!("chronik_wal_segments_recycled_total").absolute(s.segments_recycled);
     metrics::counter!("chronik_wal_relocated_records_total").absolute(s.relocated_records);
     metrics::gauge!("chronik_wal_cache_bytes").set(s.cache_bytes as f64);
     metrics::counter!("chronik_wal_cache_hits_total").absolute(s.cache_hits);

@@ -10,6 +10,11 @@
 //!   had been made durable: every record carries `durable_back`, the distance back to the durable
 //!   LSN when it was staged; if that durable point lies at or beyond the start of the first valid
 //!   record after the damage, the damaged bytes were durable, so this is a hole, not a tail.
+//! - A recycled segment (header flag) may hold stale records of its previous life after the last
+//!   record. They are CRC-invalid under this segment's seed (format version 2 seeds record CRCs
+//!   with the base LSN), so if no record valid under the current seed follows the end, the rest
+//!   is stale, not a torn tail: nothing is cut.
+//! - Spare files (`<old base>.spare`, recycled segments waiting for reuse) are listed, never read.
 //! - Replay is last-writer-wins per index in log order (relocated copies of live entries appear
 //!   after later history; see `wal.rs` reclamation), followed by a contiguity check per group.
 
@@ -35,9 +40,18 @@ pub fn segment_path(dir: &Path, base_lsn: u64) -> PathBuf {
     dir.join(format!("{base_lsn:020}.wal"))
 }
 
+/// Path of a recycled segment file waiting for reuse (named after its last base LSN).
+pub fn spare_path(dir: &Path, old_base: u64) -> PathBuf {
+    dir.join(format!("{old_base:020}.spare"))
+}
+
 fn parse_segment_name(p: &Path) -> Option<u64> {
+    parse_name(p, ".wal")
+}
+
+fn parse_name(p: &Path, ext: &str) -> Option<u64> {
     let name = p.file_name()?.to_str()?;
-    let stem = name.strip_suffix(".wal")?;
+    let stem = name.strip_suffix(ext)?;
     if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -50,6 +64,8 @@ pub struct RecoveredSegment {
     pub file: Rc<dyn SegmentFile>,
     /// End offset of the last valid record.
     pub end_offset: u64,
+    /// Record CRC seed of this segment.
+    pub seed: u32,
 }
 
 pub struct Recovered {
@@ -57,6 +73,8 @@ pub struct Recovered {
     pub groups: HashMap<GroupId, Group>,
     /// Bytes `[align_down(end), end)` of the newest segment (the partially filled block).
     pub carry: Vec<u8>,
+    /// Spare (recycled) files found, oldest name first.
+    pub spares: Vec<PathBuf>,
     pub report: RecoveryReport,
 }
 
@@ -88,6 +106,7 @@ pub const MAX_PROBE_CRC_BYTES: u64 = 1 << 30;
 /// First offset >= from holding a record that decodes with a valid CRC. `Err` when the CRC
 /// budget is exhausted.
 fn find_next_valid(
+    seed: u32,
     buf: &[u8],
     from: usize,
     budget: &mut u64,
@@ -99,7 +118,7 @@ fn find_next_valid(
         }
         let len = u32::from_le_bytes([buf[q], buf[q + 1], buf[q + 2], buf[q + 3]]) as u64;
         *budget = budget.checked_sub(len).ok_or(())?;
-        if format::decode_record(&buf[q..]).is_ok() {
+        if format::decode_record(seed, &buf[q..]).is_ok() {
             return Ok(Some(q));
         }
     }
@@ -114,9 +133,9 @@ enum Proof {
 }
 
 /// Looks after a bad record at `bad` for a valid record proving the bad one was durable.
-fn durability_proof(buf: &[u8], base: u64, bad: usize) -> Option<Proof> {
+fn durability_proof(seed: u32, buf: &[u8], base: u64, bad: usize) -> Option<Proof> {
     let mut budget = MAX_PROBE_CRC_BYTES;
-    let first = match find_next_valid(buf, bad + 1, &mut budget) {
+    let first = match find_next_valid(seed, buf, bad + 1, &mut budget) {
         Ok(Some(q)) => q,
         Ok(None) => return None,
         Err(()) => return Some(Proof::Undecided),
@@ -125,7 +144,7 @@ fn durability_proof(buf: &[u8], base: u64, bad: usize) -> Option<Proof> {
     let mut p = first;
     // Bounded: p strictly increases towards buf.len().
     while p < buf.len() {
-        match format::decode_record(&buf[p..]) {
+        match format::decode_record(seed, &buf[p..]) {
             Ok((h, _)) => {
                 if h.durable_back != u32::MAX {
                     let hint = (base + p as u64).saturating_sub(h.durable_back as u64);
@@ -135,7 +154,7 @@ fn durability_proof(buf: &[u8], base: u64, bad: usize) -> Option<Proof> {
                 }
                 p += h.len as usize;
             }
-            Err(_) => match find_next_valid(buf, p + 1, &mut budget) {
+            Err(_) => match find_next_valid(seed, buf, p + 1, &mut budget) {
                 Ok(Some(q)) => p = q,
                 Ok(None) => break,
                 Err(()) => return Some(Proof::Undecided),
@@ -225,6 +244,65 @@ fn apply(
     Ok(())
 }
 
+/// A roll into a recycled file renames it (`<old>.spare` → `<new base>.wal`) and, unlike a roll
+/// into a new file, does not wait for the directory fsync: the file's identity is its header.
+/// So a crash may leave a reused file under its spare name (or, if its earlier rename to spare
+/// was not durable either, under its old segment name) with a header naming a *later* base
+/// than its name: such a file is that later segment, and gets its proper name back here. A
+/// header naming an *earlier* base than the file name is a torn roll (rename durable, header
+/// never written), handled with the newest segment below.
+async fn adopt_reused_files(
+    disk: &dyn Disk,
+    dir: &Path,
+    names: &mut Vec<(u64, PathBuf)>,
+    spares: &mut Vec<(u64, PathBuf)>,
+) -> Result<()> {
+    let mut adopted: Vec<(u64, PathBuf)> = Vec::new();
+    for list in [&mut *names, &mut *spares] {
+        let mut k = 0;
+        // Bounded by the list length; each iteration advances or removes one element.
+        while k < list.len() {
+            let (named, path) = list[k].clone();
+            let file = disk
+                .open(&path)
+                .await
+                .map_err(|e| StorageError::io("open", &path, None, e))?;
+            let mut head = [0u8; SEGMENT_HEADER_BYTES];
+            let n = read_full(&*file, 0, &mut head)
+                .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
+            drop(file);
+            match format::decode_segment_header(&head[..n]) {
+                Ok(h) if h.base_lsn > named => {
+                    let to = segment_path(dir, h.base_lsn);
+                    tracing::info!(from = ?path, to = ?to, "adopting a recycled wal segment whose rename was not durable");
+                    disk.rename(&path, &to)
+                        .await
+                        .map_err(|e| StorageError::io("rename", &path, None, e))?;
+                    list.remove(k);
+                    adopted.push((h.base_lsn, to));
+                }
+                _ => k += 1,
+            }
+        }
+    }
+    if !adopted.is_empty() {
+        for (base, to) in adopted {
+            if names.iter().any(|(b, _)| *b == base) {
+                return Err(corrupt(
+                    &to,
+                    0,
+                    format!("two segment files claim base lsn {base}"),
+                ));
+            }
+            names.push((base, to));
+        }
+        disk.sync_dir(dir)
+            .await
+            .map_err(|e| StorageError::io("sync_dir", dir, None, e))?;
+    }
+    Ok(())
+}
+
 /// Scans `dir` and rebuilds the WAL state.
 /// `segment_bytes` is the configured roll size: a cut newest segment is re-preallocated to it.
 pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<Recovered> {
@@ -233,15 +311,19 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
     disk.create_dir_all(dir)
         .map_err(|e| StorageError::io("create_dir", dir, None, e))?;
     let mut names: Vec<(u64, PathBuf)> = Vec::new();
+    let mut spares: Vec<(u64, PathBuf)> = Vec::new();
     for p in disk
         .list(dir)
         .map_err(|e| StorageError::io("list", dir, None, e))?
     {
-        match parse_segment_name(&p) {
-            Some(base) => names.push((base, p)),
-            None => tracing::warn!(path = ?p, "ignoring non-segment file in wal directory"),
+        match (parse_segment_name(&p), parse_name(&p, ".spare")) {
+            (Some(base), _) => names.push((base, p)),
+            (None, Some(old)) => spares.push((old, p)),
+            (None, None) => {
+                tracing::warn!(path = ?p, "ignoring non-segment file in wal directory")
+            }
         }
-        if names.len() > MAX_SEGMENTS {
+        if names.len() + spares.len() > MAX_SEGMENTS {
             return Err(corrupt(
                 dir,
                 0,
@@ -249,10 +331,13 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
             ));
         }
     }
+    adopt_reused_files(disk, dir, &mut names, &mut spares).await?;
     names.sort();
+    spares.sort();
 
     // A roll creates the next segment only after the previous one is fdatasynced, so a newest
-    // segment whose header never reached the disk holds nothing durable: remove it.
+    // segment whose header never reached the disk holds nothing durable: remove it. A recycled
+    // file renamed into place still carries its old header (another base LSN): same case.
     if let Some((base, path)) = names.last().cloned() {
         let file = disk
             .open(&path)
@@ -261,7 +346,17 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
         let mut head = [0u8; SEGMENT_HEADER_BYTES];
         let n = read_full(&*file, 0, &mut head)
             .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
-        if let Err(why) = format::decode_segment_header(&head[..n]) {
+        let header = format::decode_segment_header(&head[..n]).and_then(|h| {
+            if h.base_lsn == base {
+                Ok(h)
+            } else {
+                Err(format!(
+                    "header of base lsn {} (a recycled file)",
+                    h.base_lsn
+                ))
+            }
+        });
+        if let Err(why) = header {
             let size = file
                 .size()
                 .map_err(|e| StorageError::io("stat", &path, None, e))?;
@@ -274,7 +369,8 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
             let mut all = vec![0u8; size as usize];
             let n = read_full(&*file, 0, &mut all)
                 .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
-            match durability_proof(&all[..n], base, 0) {
+            let seed = format::record_seed(format::FORMAT_VERSION, base);
+            match durability_proof(seed, &all[..n], base, 0) {
                 None => {}
                 Some(Proof::Durable { at, hint }) => {
                     let why =
@@ -329,8 +425,8 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
         buf.truncate(n);
         report.bytes_scanned += n as u64;
 
-        match format::decode_segment_header(&buf) {
-            Ok(h) if h.base_lsn == base => {}
+        let header = match format::decode_segment_header(&buf) {
+            Ok(h) if h.base_lsn == base => h,
             Ok(h) => {
                 return Err(corrupt(
                     &path,
@@ -339,7 +435,8 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
                 ))
             }
             Err(why) => return Err(corrupt(&path, 0, why)),
-        }
+        };
+        let seed = header.seed();
         if let Some(prev) = segments.last() {
             if prev.base + prev.end_offset != base {
                 return Err(corrupt(
@@ -367,7 +464,7 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
                     break;
                 }
             }
-            match format::decode_record(&buf[pos..]) {
+            match format::decode_record(seed, &buf[pos..]) {
                 Ok((h, payload)) => {
                     apply(&mut groups, base, pos as u64, &h, payload, &path)?;
                     if h.rtype == RecordType::Entry {
@@ -394,11 +491,17 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
             }
         } else if pos < buf.len() {
             let rest_zero = buf[pos..].iter().all(|&b| b == 0);
-            if !rest_zero {
+            // In a recycled file, stale records of the previous life follow the end; they only
+            // matter if some record of this life (valid under this seed) lies beyond the end.
+            let stale_only = header.recycled && {
+                let mut budget = MAX_PROBE_CRC_BYTES;
+                matches!(find_next_valid(seed, &buf, pos + 1, &mut budget), Ok(None))
+            };
+            if !rest_zero && !stale_only {
                 let what = failure
                     .map(|e| e.to_string())
                     .unwrap_or_else(|| "zero gap".into());
-                match durability_proof(&buf, base, pos) {
+                match durability_proof(seed, &buf, base, pos) {
                     Some(Proof::Durable { at, hint }) => {
                         return Err(corrupt(
                             &path,
@@ -441,6 +544,7 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
             path,
             file,
             end_offset: pos as u64,
+            seed,
         });
     }
 
@@ -501,6 +605,7 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
         segments,
         groups: out_groups,
         carry,
+        spares: spares.into_iter().map(|(_, p)| p).collect(),
         report,
     })
 }

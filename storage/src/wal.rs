@@ -24,6 +24,14 @@
 //! Recovery replays last-writer-wins per index in log order, which gives the right result because
 //! deletion only removes a prefix: every record that could override a relocated copy was written
 //! after it.
+//!
+//! Recycling: a deleted segment file is renamed to a spare (up to `recycle_segments` of them)
+//! and a later roll renames it into place instead of creating a fresh file. Appends into a
+//! recycled file overwrite blocks that are already allocated *and written*; appends into a fresh
+//! fallocated file write into unwritten extents, which on ext4 turns every fdatasync into a
+//! journal commit (measured: fdatasync p50 191 µs into unwritten extents vs 63 µs on overwrite,
+//! and O_DIRECT writes stall behind concurrent fdatasyncs). Stale records of the previous life
+//! stay in the file but never validate: record CRCs are seeded with the base LSN.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
@@ -44,7 +52,7 @@ use crate::format::{
 };
 use crate::group::{EntryLoc, Group, Pin, PIN_KINDS};
 use crate::metrics::WalStats;
-use crate::recovery::{self, segment_path};
+use crate::recovery::{self, segment_path, spare_path};
 use crate::staging::Staging;
 use crate::{
     ConfState, EntryMeta, GroupId, GroupState, HardState, Lsn, RecoveryReport, SyncMode, WalOptions,
@@ -72,7 +80,11 @@ pub struct ReclaimReport {
 
 struct Segment {
     base: u64,
+    /// Record CRC seed (format version 2: derived from `base`).
+    seed: u32,
     path: PathBuf,
+    /// A spare file to rename into place when the first flush needs the file.
+    spare: Option<PathBuf>,
     /// `None` until the first flush creates the file.
     file: Option<Rc<dyn SegmentFile>>,
     /// Number of completed write batches to this file; `synced_seq` is the value covered by the
@@ -88,6 +100,10 @@ struct Inner {
     /// Invariant: sorted by base, contiguous in LSN; the last one receives appends.
     segments: VecDeque<Segment>,
     staging: Staging,
+    /// Record CRC seed of the active (last) segment.
+    active_seed: u32,
+    /// Recycled segment files waiting for reuse. Invariant: at most `recycle_segments`.
+    spares: VecDeque<PathBuf>,
     /// LSN just past the last staged record. Invariant: written <= staged_lsn.
     staged_lsn: u64,
     cache: Cache,
@@ -150,14 +166,17 @@ impl Inner {
         if !first {
             self.staging.roll(base);
         }
-        let header = format::encode_segment_header(&SegmentHeader {
-            base_lsn: base,
-            segment_bytes: opts.segment_bytes,
-        });
-        self.staging.put(&header);
+        // The header says whether the file is recycled, so the spare is claimed now, when the
+        // header is staged; the rename happens when the first flush needs the file.
+        let spare = self.spares.pop_front();
+        let header = SegmentHeader::new(base, opts.segment_bytes, spare.is_some());
+        self.staging.put(&format::encode_segment_header(&header));
+        self.active_seed = header.seed();
         self.segments.push_back(Segment {
             base,
+            seed: header.seed(),
             path: segment_path(&opts.dir, base),
+            spare,
             file: None,
             write_seq: 0,
             synced_seq: 0,
@@ -203,7 +222,7 @@ impl Inner {
         h.len = rec_len as u32;
         h.durable_back = (start - durable.min(start)).min(u32::MAX as u64) as u32;
         let mut hb = [0u8; RECORD_HEADER_BYTES];
-        format::encode_header(h, payload, &mut hb);
+        format::encode_header(self.active_seed, h, payload, &mut hb);
         self.staging.put(&hb);
         self.staging.put(payload);
         self.staged_lsn = start + rec_len;
@@ -278,8 +297,8 @@ impl Inner {
         if n != len {
             return Err(bad(format!("short read: {n} of {len} bytes")));
         }
-        let (h, payload) =
-            format::decode_record(&buf).map_err(|err| bad(format!("read back: {err}")))?;
+        let (h, payload) = format::decode_record(seg.seed, &buf)
+            .map_err(|err| bad(format!("read back: {err}")))?;
         if h.rtype != RecordType::Entry
             || h.group != g
             || h.index != index
@@ -349,7 +368,9 @@ impl Wal {
             .into_iter()
             .map(|s| Segment {
                 base: s.base,
+                seed: s.seed,
                 path: s.path,
+                spare: None,
                 file: Some(s.file),
                 write_seq: 0,
                 synced_seq: 0,
@@ -362,10 +383,21 @@ impl Wal {
                 add_live(&mut segments, e);
             }
         }
+        let mut spares: VecDeque<PathBuf> = rec.spares.into();
+        // Bounded by the spare files found (at most MAX_SEGMENTS).
+        while spares.len() > opts.recycle_segments {
+            let p = spares.pop_front().expect("non-empty");
+            disk.remove(&p)
+                .await
+                .map_err(|e| StorageError::io("remove", &p, None, e))?;
+        }
+        let active_seed = segments.back().map_or(0, |s| s.seed);
         let mut inner = Inner {
             groups: rec.groups,
             segments,
             staging: Staging::new(0, 0, &[]),
+            active_seed,
+            spares,
             staged_lsn: 0,
             cache: Cache::new(opts.cache_bytes),
             scratch: Vec::new(),
@@ -802,22 +834,6 @@ impl Wal {
         Ok(())
     }
 
-    /// Waits until no phase runs, then blocks both (used by segment deletion).
-    async fn begin_exclusive(&self) {
-        // Bounded by the number of phases other tasks start meanwhile.
-        while self.writing.get() || self.syncing.get() {
-            RoundEnd::new(self).await;
-        }
-        self.writing.set(true);
-        self.syncing.set(true);
-    }
-
-    fn end_exclusive(&self) {
-        self.writing.set(false);
-        self.syncing.set(false);
-        self.phase_ended();
-    }
-
     /// Wakes every task waiting for a phase to end.
     fn phase_ended(&self) {
         self.round_gen.set(self.round_gen.get() + 1);
@@ -828,8 +844,8 @@ impl Wal {
     }
 
     async fn segment_file(&self, base: u64) -> Result<(Rc<dyn SegmentFile>, PathBuf)> {
-        let (existing, path) = {
-            let inner = self.inner.borrow();
+        let (existing, path, spare) = {
+            let mut inner = self.inner.borrow_mut();
             let k = inner
                 .segments
                 .iter()
@@ -838,24 +854,56 @@ impl Wal {
             (
                 inner.segments[k].file.clone(),
                 inner.segments[k].path.clone(),
+                inner.segments[k].spare.take(),
             )
         };
         if let Some(f) = existing {
             return Ok((f, path));
+        }
+        let mut recycled = false;
+        if let Some(spare) = spare {
+            if let Err(e) = self.disk.rename(&spare, &path).await {
+                // The header already says "recycled", which is also right for a fresh file (it
+                // only lets recovery ignore stale bytes that cannot validate).
+                tracing::warn!(from = ?spare, to = ?path, error = %e, "recycling a wal segment failed; creating a new file");
+            } else {
+                self.inner.borrow_mut().stats.segments_recycled += 1;
+                recycled = true;
+            }
         }
         let f = self
             .disk
             .open(&path)
             .await
             .map_err(|e| StorageError::io("create", &path, None, e))?;
-        f.preallocate(self.opts.segment_bytes)
-            .await
-            .map_err(|e| StorageError::io("fallocate", &path, None, e))?;
-        // The new file's directory entry must be durable before anything in it is acknowledged.
-        self.disk
-            .sync_dir(&self.opts.dir)
-            .await
-            .map_err(|e| StorageError::io("fsync_dir", &self.opts.dir, None, e))?;
+        let size = f
+            .size()
+            .map_err(|e| StorageError::io("stat", &path, None, e))?;
+        if size < self.opts.segment_bytes {
+            f.preallocate(self.opts.segment_bytes)
+                .await
+                .map_err(|e| StorageError::io("fallocate", &path, None, e))?;
+        }
+        if recycled {
+            // The rename need not be durable before records in the file are acknowledged:
+            // the inode (and its data) exists under one name or the other, and recovery finds
+            // a reused file by its header (`recovery::adopt_reused_files`). So the directory
+            // fsync, which can take a journal commit's time, stays off the append path.
+            let (disk, dir) = (self.disk.clone(), self.opts.dir.clone());
+            glommio::spawn_local(async move {
+                if let Err(e) = disk.sync_dir(&dir).await {
+                    tracing::warn!(dir = ?dir, error = %e, "wal directory fsync failed");
+                }
+            })
+            .detach();
+        } else {
+            // A new file's directory entry must be durable before anything in it is
+            // acknowledged: without it the file itself is gone after a crash.
+            self.disk
+                .sync_dir(&self.opts.dir)
+                .await
+                .map_err(|e| StorageError::io("fsync_dir", &self.opts.dir, None, e))?;
+        }
         let mut inner = self.inner.borrow_mut();
         if let Some(s) = inner.segments.iter_mut().find(|s| s.base == base) {
             s.file = Some(f.clone());
@@ -1302,10 +1350,17 @@ impl Wal {
         // Everything that replaced the candidates' records (relocated copies, newer state
         // records) was staged before this call; make it durable before deleting anything.
         self.sync().await?;
-        self.begin_exclusive().await;
-        let res = self.delete_front_segments(&candidates, &mut report).await;
-        self.end_exclusive();
-        res?;
+        // Write and sync phases keep running meanwhile: they only touch segments with staged or
+        // unsynced bytes, and candidates have neither (a phase that still holds a candidate's
+        // file handle may fdatasync it after the rename or unlink, which is harmless). Unlinking
+        // a large file or fsyncing the directory can take a journal commit's time, which must
+        // not stall appends. Nothing depends on the deletions being durable: a file that comes
+        // back after a crash is an old segment recovery accepts, or a spare.
+        self.delete_front_segments(&candidates, &mut report).await?;
+        self.disk
+            .sync_dir(&self.opts.dir)
+            .await
+            .map_err(|e| StorageError::io("fsync_dir", &self.opts.dir, None, e))?;
         let mut inner = self.inner.borrow_mut();
         inner.stats.segments_deleted += report.segments_deleted as u64;
         inner.stats.segments = inner.segments.len() as u64;
@@ -1327,16 +1382,24 @@ impl Wal {
             };
             let Some(seg) = seg else { break };
             drop(seg.file);
-            self.disk
-                .remove(&seg.path)
-                .await
-                .map_err(|e| StorageError::io("remove", &seg.path, None, e))?;
+            let keep = self.inner.borrow().spares.len() < self.opts.recycle_segments;
+            if keep {
+                // Its blocks are allocated and written: a later roll reuses them (module doc).
+                let spare = spare_path(&self.opts.dir, seg.base);
+                self.disk
+                    .rename(&seg.path, &spare)
+                    .await
+                    .map_err(|e| StorageError::io("rename", &seg.path, None, e))?;
+                self.inner.borrow_mut().spares.push_back(spare);
+            } else {
+                self.disk
+                    .remove(&seg.path)
+                    .await
+                    .map_err(|e| StorageError::io("remove", &seg.path, None, e))?;
+            }
             report.segments_deleted += 1;
         }
-        self.disk
-            .sync_dir(&self.opts.dir)
-            .await
-            .map_err(|e| StorageError::io("fsync_dir", &self.opts.dir, None, e))
+        Ok(())
     }
 
     /// Checks cross-structure invariants (tests and the fuzzer call this after every step).

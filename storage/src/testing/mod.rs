@@ -27,6 +27,9 @@ struct FileState {
     pending: Vec<(u64, Vec<u8>)>,
     /// Directory entry not yet made durable by `sync_dir`.
     dir_pending: bool,
+    /// Renamed from this path and the rename not yet made durable by `sync_dir`: a crash may
+    /// undo it.
+    renamed_from: Option<PathBuf>,
 }
 
 impl FileState {
@@ -100,10 +103,16 @@ impl MemDisk {
         let mut st = self.state.borrow_mut();
         st.generation += 1;
         let mut gone = Vec::new();
+        let mut undone = Vec::new();
         for (path, f) in st.files.iter_mut() {
             if f.dir_pending && rng.gen_bool(0.5) {
                 gone.push(path.clone());
                 continue;
+            }
+            if let Some(from) = f.renamed_from.take() {
+                if rng.gen_bool(0.5) {
+                    undone.push((path.clone(), from));
+                }
             }
             let mut v = std::mem::take(&mut f.durable);
             for (pos, b) in std::mem::take(&mut f.pending) {
@@ -119,6 +128,11 @@ impl MemDisk {
         for p in gone {
             st.files.remove(&p);
         }
+        for (to, from) in undone {
+            if let Some(f) = st.files.remove(&to) {
+                st.files.insert(from, f);
+            }
+        }
     }
 
     /// Simulates power loss where every issued write reached the disk (only handles are lost).
@@ -129,6 +143,7 @@ impl MemDisk {
             f.durable = f.view();
             f.pending.clear();
             f.dir_pending = false;
+            f.renamed_from = None;
         }
     }
 
@@ -200,12 +215,28 @@ impl Disk for MemDisk {
         })
     }
 
+    fn rename(&self, from: &Path, to: &Path) -> IoFuture<'_, ()> {
+        let (from, to) = (from.to_path_buf(), to.to_path_buf());
+        Box::pin(async move {
+            let mut st = self.state.borrow_mut();
+            let Some(mut f) = st.files.remove(&from) else {
+                return Err(io::Error::from(io::ErrorKind::NotFound));
+            };
+            if !f.dir_pending && f.renamed_from.is_none() {
+                f.renamed_from = Some(from);
+            }
+            st.files.insert(to, f);
+            Ok(())
+        })
+    }
+
     fn sync_dir(&self, dir: &Path) -> IoFuture<'_, ()> {
         let dir = dir.to_path_buf();
         Box::pin(async move {
             for (p, f) in self.state.borrow_mut().files.iter_mut() {
                 if p.parent() == Some(&dir) {
                     f.dir_pending = false;
+                    f.renamed_from = None;
                 }
             }
             Ok(())

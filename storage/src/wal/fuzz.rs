@@ -127,8 +127,8 @@ async fn check(wal: &Wal, model: &Model, rng: &mut ChaCha8Rng, ctx: &str) {
 
 /// Totals over one run: (segments deleted, records relocated, cache misses, crashes that lost
 /// unsynced ops).
-async fn fuzz_one(seed: u64, steps: usize) -> [u64; 4] {
-    let mut totals = [0u64; 4];
+async fn fuzz_one(seed: u64, steps: usize) -> [u64; 5] {
+    let mut totals = [0u64; 5];
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let disk = MemDisk::new();
     let mut o = WalOptions::new("/fuzz");
@@ -330,10 +330,11 @@ async fn fuzz_one(seed: u64, steps: usize) -> [u64; 4] {
     totals
 }
 
-fn add_totals(t: &mut [u64; 4], m: &WalStats) {
+fn add_totals(t: &mut [u64; 5], m: &WalStats) {
     t[0] += m.segments_deleted;
     t[1] += m.relocated_records;
     t[2] += m.cache_misses;
+    t[4] += m.segments_recycled;
 }
 
 #[test]
@@ -349,7 +350,7 @@ fn operation_fuzzer_against_model() {
             (0..n).map(|k| 0xC0FFEE + k).collect()
         }
     };
-    let all = Rc::new(std::cell::RefCell::new([0u64; 4]));
+    let all = Rc::new(std::cell::RefCell::new([0u64; 5]));
     let many = seeds.len() > 1;
     for seed in seeds {
         eprintln!("fuzz seed {seed} (replay: CHRONIK_FUZZ_SEED={seed})");
@@ -362,8 +363,8 @@ fn operation_fuzzer_against_model() {
     }
     let t = *all.borrow();
     eprintln!(
-        "fuzz totals: segments deleted {}, records relocated {}, cache misses {}, lossy crashes {}",
-        t[0], t[1], t[2], t[3]
+        "fuzz totals: segments deleted {}, records relocated {}, cache misses {}, lossy crashes {}, segments recycled {}",
+        t[0], t[1], t[2], t[3], t[4]
     );
     if many {
         // The fuzzer must reach the paths it claims to test.
