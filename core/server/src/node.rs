@@ -148,6 +148,7 @@ fn wal_options(config: &Config, shard: usize) -> WalOptions {
         _ => SyncMode::Periodic,
     };
     o.sync_interval_ms = s.wal_sync_interval_ms.max(1);
+    o.recycle_segments = s.wal_recycle_segments as usize;
     o
 }
 

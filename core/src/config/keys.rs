@@ -143,7 +143,7 @@ keys! {
     "broker.producer_id_expiration_ms" "CHRONIK_PRODUCER_ID_EXPIRATION_MS" u64 = broker.producer_id_expiration_ms;
         "idempotent producer state expires after this long unused"
     "broker.max_incremental_fetch_session_cache_slots" "CHRONIK_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS" u32 = broker.max_incremental_fetch_session_cache_slots;
-        "incremental fetch sessions kept"
+        "incremental fetch sessions kept per client connection: min(value, 4); 0 disables sessions"
     "broker.unclean_leader_election_enable" "CHRONIK_UNCLEAN_LEADER_ELECTION_ENABLE" bool = broker.unclean_leader_election_enable;
         "let an out-of-sync replica lead (may lose acknowledged data)"
     "broker.rack_id" "CHRONIK_RACK_ID" Option<String> = broker.rack_id;
@@ -233,6 +233,8 @@ keys! {
         "group-commit period for wal_sync_mode = periodic"
     "cluster.storage.wal_segment_size" "CHRONIK_WAL_SEGMENT_SIZE" u64 = cluster.storage.wal_segment_size;
         "WAL segment size, a multiple of 4096 and at least 1 MiB"
+    "cluster.storage.wal_recycle_segments" "CHRONIK_WAL_RECYCLE_SEGMENTS" u32 = cluster.storage.wal_recycle_segments;
+        "deleted WAL segment files kept per shard for reuse (0..=64; 0 unlinks them)"
     "cluster.storage.snapshot_compression" "CHRONIK_SNAPSHOT_COMPRESSION" SnapshotCompression = cluster.storage.snapshot_compression;
         "none or zstd (gzip is not built in)"
     "cluster.storage.snapshot_compression_level" "CHRONIK_SNAPSHOT_COMPRESSION_LEVEL" u32 = cluster.storage.snapshot_compression_level;

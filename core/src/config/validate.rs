@@ -19,6 +19,8 @@ pub const DIRECT_IO_ALIGN_BYTES: u64 = 4096;
 const _: () = assert!(DIRECT_IO_ALIGN_BYTES.is_power_of_two());
 /// Smallest WAL segment / per-partition segment accepted.
 pub const SEGMENT_BYTES_MIN: u64 = 1 << 20;
+/// Upper bound of `cluster.storage.wal_recycle_segments`.
+pub const MAX_RECYCLE_SEGMENTS: u32 = 64;
 /// Smallest record batch limit: a v2 batch header alone is 61 bytes.
 pub const MESSAGE_MAX_BYTES_MIN: u32 = 61;
 /// Largest Raft transport frame accepted (the transport allocates up to this).
@@ -516,6 +518,16 @@ impl Config {
                 "{} must be a multiple of {DIRECT_IO_ALIGN_BYTES} (O_DIRECT) and at least {SEGMENT_BYTES_MIN}",
                 s.wal_segment_size
             ),
+        );
+        v.check(
+            s.wal_recycle_segments <= MAX_RECYCLE_SEGMENTS,
+            "cluster.storage.wal_recycle_segments",
+            || {
+                format!(
+                    "{} exceeds {MAX_RECYCLE_SEGMENTS} (each spare holds a segment's disk space)",
+                    s.wal_recycle_segments
+                )
+            },
         );
         // A segment must hold the largest batch plus its entry framing.
         v.check(
