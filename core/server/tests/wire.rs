@@ -237,6 +237,25 @@ fn produce_validates_batches_and_fetch_returns_the_stored_bytes() {
         waited >= Duration::from_millis(200),
         "long poll returned before data: {waited:?}"
     );
+    // min_bytes 0 answers at once even with nothing to return (Kafka semantics).
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(10_000)
+        .with_min_bytes(0)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name("wire"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(2)
+                .with_partition_max_bytes(1 << 20)])]);
+    let start = std::time::Instant::now();
+    let f: FetchResponse = w.call(ApiKey::Fetch, 12, &req);
+    assert_eq!(f.responses[0].partitions[0].error_code, 0);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "min_bytes 0 waited {:?}",
+        start.elapsed()
+    );
 }
 
 #[test]

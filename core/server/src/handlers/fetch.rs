@@ -265,7 +265,8 @@ async fn long_poll(
             .iter()
             .any(|s| s.part.is_some() && s.outcome.error != 0);
         let elapsed = start.elapsed();
-        if total >= min_bytes.max(1) || read_error || elapsed >= wait || rounds >= MAX_ROUNDS {
+        // As in Kafka, `min_bytes` 0 answers at once, with or without data.
+        if total >= min_bytes || read_error || elapsed >= wait || rounds >= MAX_ROUNDS {
             break;
         }
         if ctx.broker.shared.is_shutting_down() {
