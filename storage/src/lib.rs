@@ -12,6 +12,7 @@
 //! - `staging`: aligned in-memory buffers between `append` and the next flush (O_DIRECT arithmetic).
 //! - `group`: per-group in-memory indexes (Raft index / Kafka offset → WAL position, state).
 //! - `cache`: the bounded per-shard cache of recent payloads (tail reads from memory).
+//! - `prepare`: background zero-filling of spare segment files (fresh space is slow on ext4).
 //! - `recovery`: the start-up scan that verifies every CRC and rebuilds the indexes.
 //! - [`wal`]: the `Wal` itself: appends, flush/sync, reads, retention, reclamation.
 //! - [`metrics`]: counters exported to the `metrics` crate and [`WalStats`].
@@ -42,6 +43,7 @@ pub mod error;
 pub mod format;
 mod group;
 pub mod metrics;
+mod prepare;
 mod recovery;
 mod staging;
 pub mod testing;
@@ -67,6 +69,9 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 /// Default number of spare (recycled) segment files per WAL: two rolls' worth, so a steady
 /// writer with retention never writes into fresh, unwritten extents.
 pub const DEFAULT_RECYCLE_SEGMENTS: usize = 2;
+/// Default pace of background zero-filling of new segments: about 8% of this host's disk
+/// bandwidth per shard; keeps spares ready for writers up to ~64 MB/s per shard.
+pub const DEFAULT_PREPARE_BYTES_PER_SEC: u64 = 128 << 20;
 /// Smallest accepted segment size (must hold a few maximal O_DIRECT blocks and headers).
 pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 
@@ -106,6 +111,9 @@ pub struct WalOptions {
     pub cache_bytes: usize,
     /// Deleted segment files kept as spares for reuse by later rolls (see `wal.rs`, recycling).
     pub recycle_segments: usize,
+    /// Pace of zero-filling new spare segments in the background (bytes/s); 0 turns
+    /// preparation off (new segments are then fallocated, see `prepare.rs`).
+    pub prepare_bytes_per_sec: u64,
 }
 
 impl WalOptions {
@@ -118,6 +126,7 @@ impl WalOptions {
             sync_interval_ms: DEFAULT_SYNC_INTERVAL_MS,
             cache_bytes: DEFAULT_CACHE_BYTES,
             recycle_segments: DEFAULT_RECYCLE_SEGMENTS,
+            prepare_bytes_per_sec: DEFAULT_PREPARE_BYTES_PER_SEC,
         }
     }
 

@@ -17,6 +17,8 @@ pub struct WalStats {
     pub segments_deleted: u64,
     /// Segment files reused from the spare pool instead of created.
     pub segments_recycled: u64,
+    /// Spare segment files zero-filled in the background.
+    pub segments_prepared: u64,
     pub relocated_records: u64,
     pub cache_bytes: u64,
     pub cache_hits: u64,
@@ -40,6 +42,7 @@ pub fn export(s: &WalStats) {
     metrics::gauge!("chronik_wal_segments").set(s.segments as f64);
     metrics::counter!("chronik_wal_segments_deleted_total").absolute(s.segments_deleted);
     metrics::counter!("chronik_wal_segments_recycled_total").absolute(s.segments_recycled);
+    metrics::counter!("chronik_wal_segments_prepared_total").absolute(s.segments_prepared);
     metrics::counter!("chronik_wal_relocated_records_total").absolute(s.relocated_records);
     metrics::gauge!("chronik_wal_cache_bytes").set(s.cache_bytes as f64);
     metrics::counter!("chronik_wal_cache_hits_total").absolute(s.cache_hits);

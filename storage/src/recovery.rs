@@ -66,6 +66,8 @@ pub struct RecoveredSegment {
     pub end_offset: u64,
     /// Record CRC seed of this segment.
     pub seed: u32,
+    /// Roll size recorded in its header.
+    pub roll_bytes: u64,
 }
 
 pub struct Recovered {
@@ -545,6 +547,7 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
             file,
             end_offset: pos as u64,
             seed,
+            roll_bytes: header.segment_bytes,
         });
     }
 

@@ -52,6 +52,7 @@ use crate::format::{
 };
 use crate::group::{EntryLoc, Group, Pin, PIN_KINDS};
 use crate::metrics::WalStats;
+use crate::prepare::{self, Spare, FIRST_SEGMENT_BYTES};
 use crate::recovery::{self, segment_path, spare_path};
 use crate::staging::Staging;
 use crate::{
@@ -85,6 +86,8 @@ struct Segment {
     path: PathBuf,
     /// A spare file to rename into place when the first flush needs the file.
     spare: Option<PathBuf>,
+    /// Roll size (the header's `segment_bytes`): the file is made at least this long.
+    roll: u64,
     /// `None` until the first flush creates the file.
     file: Option<Rc<dyn SegmentFile>>,
     /// Number of completed write batches to this file; `synced_seq` is the value covered by the
@@ -102,8 +105,14 @@ struct Inner {
     staging: Staging,
     /// Record CRC seed of the active (last) segment.
     active_seed: u32,
-    /// Recycled segment files waiting for reuse. Invariant: at most `recycle_segments`.
-    spares: VecDeque<PathBuf>,
+    /// Roll size of the active segment (its header's `segment_bytes`).
+    active_roll: u64,
+    /// When the active segment was started, and the fill rate (bytes/s) of the previous one.
+    active_started: Instant,
+    fill_rate: f64,
+    /// Recycled and prepared segment files waiting for reuse, shared with the preparation task.
+    /// Invariant: at most `recycle_segments + 1`.
+    spares: Rc<RefCell<VecDeque<Spare>>>,
     /// LSN just past the last staged record. Invariant: written <= staged_lsn.
     staged_lsn: u64,
     cache: Cache,
@@ -132,6 +141,10 @@ pub struct Wal {
     failed: Cell<bool>,
     cache_hits: Cell<u64>,
     cache_misses: Cell<u64>,
+    /// A preparation task is running (at most one).
+    preparing: Rc<Cell<bool>>,
+    /// Spare files prepared so far.
+    prepared: Rc<Cell<u64>>,
 }
 
 fn seg_pos(segments: &VecDeque<Segment>, lsn: u64) -> Option<usize> {
@@ -162,14 +175,29 @@ impl Inner {
             .ok_or_else(|| StorageError::invalid(format!("unknown group {g}")))
     }
 
-    fn start_segment(&mut self, base: u64, opts: &WalOptions, first: bool) {
+    /// Starts segment `base`. `roll`: its size when no spare is taken; `need`: bytes of the
+    /// record that must fit after the header.
+    fn start_segment(&mut self, base: u64, opts: &WalOptions, first: bool, roll: u64, need: u64) {
         if !first {
             self.staging.roll(base);
+            let secs = self.active_started.elapsed().as_secs_f64();
+            self.fill_rate = self.active_roll as f64 / secs.max(1e-6);
         }
         // The header says whether the file is recycled, so the spare is claimed now, when the
-        // header is staged; the rename happens when the first flush needs the file.
-        let spare = self.spares.pop_front();
-        let header = SegmentHeader::new(base, opts.segment_bytes, spare.is_some());
+        // header is staged; the rename happens when the first flush needs the file. A spare too
+        // small for the record waiting to be staged stays in the pool.
+        let spare = {
+            let mut pool = self.spares.borrow_mut();
+            let fits =
+                |s: &Spare| s.bytes.min(opts.segment_bytes) >= SEGMENT_HEADER_BYTES as u64 + need;
+            pool.iter().position(fits).and_then(|k| pool.remove(k))
+        };
+        self.active_roll = spare
+            .as_ref()
+            .map_or(roll, |s| s.bytes.min(opts.segment_bytes));
+        self.active_started = Instant::now();
+        let spare = spare.map(|s| s.path);
+        let header = SegmentHeader::new(base, self.active_roll, spare.is_some());
         self.staging.put(&format::encode_segment_header(&header));
         self.active_seed = header.seed();
         self.segments.push_back(Segment {
@@ -177,6 +205,7 @@ impl Inner {
             seed: header.seed(),
             path: segment_path(&opts.dir, base),
             spare,
+            roll: self.active_roll,
             file: None,
             write_seq: 0,
             synced_seq: 0,
@@ -211,9 +240,9 @@ impl Inner {
             });
         }
         let mut end = self.staging.end_offset();
-        if end + rec_len > opts.segment_bytes && end > SEGMENT_HEADER_BYTES as u64 {
+        if end + rec_len > self.active_roll && end > SEGMENT_HEADER_BYTES as u64 {
             let next = self.staging.active_seg_base() + end;
-            self.start_segment(next, opts, false);
+            self.start_segment(next, opts, false, opts.segment_bytes, rec_len);
             end = SEGMENT_HEADER_BYTES as u64;
         }
         let seg_base = self.staging.active_seg_base();
@@ -362,7 +391,10 @@ impl Wal {
     ) -> Result<(Wal, RecoveryReport)> {
         opts.validate()?;
         let rec = recovery::recover(&*disk, &opts.dir, opts.segment_bytes).await?;
-        let newest = rec.segments.last().map(|s| (s.base, s.end_offset));
+        let newest = rec
+            .segments
+            .last()
+            .map(|s| (s.base, s.end_offset, s.roll_bytes));
         let mut segments: VecDeque<Segment> = rec
             .segments
             .into_iter()
@@ -371,6 +403,7 @@ impl Wal {
                 seed: s.seed,
                 path: s.path,
                 spare: None,
+                roll: s.roll_bytes,
                 file: Some(s.file),
                 write_seq: 0,
                 synced_seq: 0,
@@ -383,13 +416,30 @@ impl Wal {
                 add_live(&mut segments, e);
             }
         }
-        let mut spares: VecDeque<PathBuf> = rec.spares.into();
+        let mut spares: VecDeque<Spare> = VecDeque::new();
         // Bounded by the spare files found (at most MAX_SEGMENTS).
-        while spares.len() > opts.recycle_segments {
-            let p = spares.pop_front().expect("non-empty");
-            disk.remove(&p)
+        for (k, path) in rec.spares.into_iter().enumerate() {
+            if k >= opts.recycle_segments.max(1) {
+                disk.remove(&path)
+                    .await
+                    .map_err(|e| StorageError::io("remove", &path, None, e))?;
+                continue;
+            }
+            let bytes = disk
+                .open(&path)
                 .await
-                .map_err(|e| StorageError::io("remove", &p, None, e))?;
+                .and_then(|f| f.size())
+                .map_err(|e| StorageError::io("stat", &path, None, e))?;
+            spares.push_back(Spare { path, bytes });
+        }
+        let mut first_roll = opts.segment_bytes;
+        if newest.is_none() && opts.prepare_bytes_per_sec > 0 && spares.is_empty() {
+            // A brand-new WAL: zero-fill a small first segment now (see `prepare.rs`), so even
+            // the first appends overwrite written blocks; later segments are prepared in the
+            // background, doubling in size.
+            first_roll = FIRST_SEGMENT_BYTES.min(opts.segment_bytes);
+            let path = segment_path(&opts.dir, 0);
+            prepare::zero_fill(&*disk, &opts.dir, &path, first_roll, 0, &|| true).await?;
         }
         let active_seed = segments.back().map_or(0, |s| s.seed);
         let mut inner = Inner {
@@ -397,20 +447,23 @@ impl Wal {
             segments,
             staging: Staging::new(0, 0, &[]),
             active_seed,
-            spares,
+            active_roll: newest.map_or(first_roll, |n| n.2),
+            active_started: Instant::now(),
+            fill_rate: 0.0,
+            spares: Rc::new(RefCell::new(spares)),
             staged_lsn: 0,
             cache: Cache::new(opts.cache_bytes),
             scratch: Vec::new(),
             stats: WalStats::default(),
         };
         let start_lsn = match newest {
-            Some((base, end_offset)) => {
+            Some((base, end_offset, _)) => {
                 inner.staging = Staging::new(base, end_offset, &rec.carry);
                 inner.staged_lsn = base + end_offset;
                 inner.staged_lsn
             }
             None => {
-                inner.start_segment(0, &opts, true);
+                inner.start_segment(0, &opts, true, first_roll, 0);
                 0
             }
         };
@@ -428,7 +481,10 @@ impl Wal {
             failed: Cell::new(false),
             cache_hits: Cell::new(0),
             cache_misses: Cell::new(0),
+            preparing: Rc::new(Cell::new(false)),
+            prepared: Rc::new(Cell::new(0)),
         };
+        wal.kick_preparation();
         Ok((wal, rec.report))
     }
 
@@ -844,7 +900,7 @@ impl Wal {
     }
 
     async fn segment_file(&self, base: u64) -> Result<(Rc<dyn SegmentFile>, PathBuf)> {
-        let (existing, path, spare) = {
+        let (existing, path, spare, roll) = {
             let mut inner = self.inner.borrow_mut();
             let k = inner
                 .segments
@@ -855,6 +911,7 @@ impl Wal {
                 inner.segments[k].file.clone(),
                 inner.segments[k].path.clone(),
                 inner.segments[k].spare.take(),
+                inner.segments[k].roll,
             )
         };
         if let Some(f) = existing {
@@ -879,11 +936,12 @@ impl Wal {
         let size = f
             .size()
             .map_err(|e| StorageError::io("stat", &path, None, e))?;
-        if size < self.opts.segment_bytes {
-            f.preallocate(self.opts.segment_bytes)
+        if size < roll {
+            f.preallocate(roll)
                 .await
                 .map_err(|e| StorageError::io("fallocate", &path, None, e))?;
         }
+        self.kick_preparation();
         if recycled {
             // The rename need not be durable before records in the file are acknowledged:
             // the inode (and its data) exists under one name or the other, and recovery finds
@@ -909,6 +967,59 @@ impl Wal {
             s.file = Some(f.clone());
         }
         Ok((f, path))
+    }
+
+    /// Starts zero-filling the next spare in the background if the pool is empty, no
+    /// preparation runs, and the WAL fills segments slower than the preparation pace (else the
+    /// spare would not be ready in time and the zeroing would only eat disk bandwidth).
+    fn kick_preparation(&self) {
+        let pace = self.opts.prepare_bytes_per_sec;
+        if pace == 0 || self.preparing.get() || self.failed.get() {
+            return;
+        }
+        let (pool, size, name, too_fast) = {
+            let inner = self.inner.borrow();
+            if !inner.spares.borrow().is_empty() {
+                return;
+            }
+            let active = inner.segments.back().map_or(0, |s| s.base);
+            (
+                inner.spares.clone(),
+                (inner.active_roll * 2).min(self.opts.segment_bytes),
+                // Never a segment base (bases are record boundaries, >= 64 bytes apart), and
+                // below every later base: recovery's adoption rule relies on both.
+                spare_path(&self.opts.dir, active + 1),
+                inner.fill_rate > pace as f64,
+            )
+        };
+        if too_fast {
+            tracing::debug!(dir = ?self.opts.dir, "wal fills segments faster than they can be prepared; skipping");
+            return;
+        }
+        self.preparing.set(true);
+        let (disk, dir) = (self.disk.clone(), self.opts.dir.clone());
+        let (preparing, prepared) = (self.preparing.clone(), self.prepared.clone());
+        let alive = Rc::downgrade(&self.preparing);
+        glommio::spawn_local(async move {
+            // `preparing` is owned by the WAL; once it is dropped, stop touching the file.
+            let alive = move || alive.strong_count() > 1;
+            match prepare::zero_fill(&*disk, &dir, &name, size, pace, &alive).await {
+                Ok(()) => {
+                    pool.borrow_mut().push_back(Spare {
+                        path: name,
+                        bytes: size,
+                    });
+                    prepared.set(prepared.get() + 1);
+                }
+                Err(_) if !alive() => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "preparing a wal segment failed; the next roll creates one");
+                    let _ = disk.remove(&name).await;
+                }
+            }
+            preparing.set(false);
+        })
+        .detach();
     }
 
     /// fdatasyncs every segment with base < `below` that has unsynced writes.
@@ -1007,6 +1118,7 @@ impl Wal {
         self.written.set(self.written.get().max(round_end));
         let mut inner = self.inner.borrow_mut();
         inner.evict(self.written.get());
+        inner.stats.segments_prepared = self.prepared.get();
         inner.stats.cache_hits = self.cache_hits.get();
         inner.stats.cache_misses = self.cache_misses.get();
         crate::metrics::export(&inner.stats);
@@ -1191,6 +1303,7 @@ impl Wal {
         s.cache_misses = self.cache_misses.get();
         s.cache_bytes = inner.cache.bytes as u64;
         s.segments = inner.segments.len() as u64;
+        s.segments_prepared = self.prepared.get();
         s
     }
 
@@ -1381,16 +1494,17 @@ impl Wal {
                 }
             };
             let Some(seg) = seg else { break };
+            let bytes = seg.file.as_ref().and_then(|f| f.size().ok()).unwrap_or(0);
             drop(seg.file);
-            let keep = self.inner.borrow().spares.len() < self.opts.recycle_segments;
-            if keep {
+            let pool = self.inner.borrow().spares.clone();
+            if pool.borrow().len() < self.opts.recycle_segments && bytes > 0 {
                 // Its blocks are allocated and written: a later roll reuses them (module doc).
                 let spare = spare_path(&self.opts.dir, seg.base);
                 self.disk
                     .rename(&seg.path, &spare)
                     .await
                     .map_err(|e| StorageError::io("rename", &seg.path, None, e))?;
-                self.inner.borrow_mut().spares.push_back(spare);
+                pool.borrow_mut().push_back(Spare { path: spare, bytes });
             } else {
                 self.disk
                     .remove(&seg.path)

@@ -37,6 +37,8 @@ fn newest_segment(dir: &Path) -> (u64, PathBuf) {
     let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        // Segments only (not spare files waiting for reuse).
+        .filter(|p| p.extension().is_some_and(|x| x == "wal"))
         .filter_map(|p| {
             let base = p.file_stem()?.to_str()?.parse().ok()?;
             Some((base, p))
@@ -242,6 +244,7 @@ fn corruption_before_valid_records_is_a_hard_error() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
             .collect();
         files.sort();
         assert!(files.len() >= 2, "need a sealed segment");

@@ -133,6 +133,8 @@ async fn fuzz_one(seed: u64, steps: usize) -> [u64; 5] {
     let disk = MemDisk::new();
     let mut o = WalOptions::new("/fuzz");
     o.segment_bytes = crate::MIN_SEGMENT_BYTES;
+    // Unpaced preparation: deterministic (no timers) and exercised by every roll.
+    o.prepare_bytes_per_sec = u64::MAX;
     o.cache_bytes = rng.gen_range(0..20_000);
     // Periodic mode: flush() only writes, so several unsynced write rounds pile up and a crash
     // tears blocks out of all of them; recovery must still find a clean prefix >= durable.

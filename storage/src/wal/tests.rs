@@ -22,6 +22,8 @@ fn opts(dir: &str) -> WalOptions {
     let mut o = WalOptions::new(dir);
     o.segment_bytes = crate::MIN_SEGMENT_BYTES;
     o.cache_bytes = 4096;
+    // Unpaced preparation: no timers, so runs are deterministic.
+    o.prepare_bytes_per_sec = u64::MAX;
     o
 }
 
@@ -306,6 +308,8 @@ fn recycled_segments_are_reused_and_stale_records_never_replay() {
         };
         let mut o = WalOptions::new(&path);
         o.segment_bytes = 1 << 20;
+        // Recycling only (preparation has its own test).
+        o.prepare_bytes_per_sec = 0;
         let (wal, _) = Wal::open(o.clone()).await.unwrap();
         wal.create_group(1).unwrap();
         // About five segments of group 1, then the group goes away: its segments are garbage.
@@ -372,6 +376,7 @@ fn reused_file_under_its_old_name_is_adopted_by_its_header() {
             let disk = MemDisk::new();
             let mut o = opts("/wal");
             o.recycle_segments = 1;
+            o.prepare_bytes_per_sec = 0;
             let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
             wal.create_group(1).unwrap();
             fill(&wal, 1, 1, 200, 700).await;
@@ -417,6 +422,60 @@ fn reused_file_under_its_old_name_is_adopted_by_its_header() {
             assert!(!disk.paths().contains(&old));
             wal.check_invariants();
         }
+    });
+}
+
+/// A brand-new WAL starts in a zero-filled first segment of `FIRST_SEGMENT_BYTES` (capped at
+/// the segment size) and prepares zero-filled spares in the background, each twice the size of
+/// the active segment, which later rolls take (real files).
+#[test]
+fn new_segments_are_prepared_zero_filled_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shard-0");
+    run(move || async move {
+        let mut o = WalOptions::new(&path);
+        o.segment_bytes = 64 << 20;
+        o.prepare_bytes_per_sec = u64::MAX;
+        let (wal, _) = Wal::open(o.clone()).await.unwrap();
+        let first = path.join(format!("{:020}.wal", 0));
+        assert_eq!(
+            std::fs::metadata(&first).unwrap().len(),
+            crate::prepare::FIRST_SEGMENT_BYTES
+        );
+        assert!(std::fs::read(&first).unwrap().iter().all(|&b| b == 0));
+        wal.create_group(1).unwrap();
+        let mut i = 1u64;
+        // 16 + 32 MiB of segments, then into the third: every roll takes a prepared spare.
+        while wal.staged_lsn() < (16 + 32 + 1) << 20 {
+            wal.append(1, data_meta(i, 1, i as i64, 1, 0), &payload(1, i, 64 << 10))
+                .unwrap();
+            if i.is_multiple_of(16) {
+                wal.flush().await.unwrap();
+                // Let the preparation task run between rounds.
+                glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            i += 1;
+        }
+        wal.sync().await.unwrap();
+        let m = wal.metrics();
+        assert!(m.segments_prepared >= 2, "{m:?}");
+        assert_eq!(
+            m.segments_recycled, 2,
+            "both rolls took a prepared spare: {m:?}"
+        );
+        let mut sizes: Vec<u64> = std::fs::read_dir(&path)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wal"))
+            .map(|p| std::fs::metadata(p).unwrap().len())
+            .collect();
+        sizes.sort();
+        assert_eq!(sizes, vec![16 << 20, 32 << 20, 64 << 20]);
+        drop(wal);
+        let (wal, rep) = Wal::open(o).await.unwrap();
+        assert_eq!(rep.truncated_tail_bytes, 0);
+        assert_eq!(wal.group_state(1).unwrap().last_index, i - 1);
+        wal.check_invariants();
     });
 }
 
