@@ -64,6 +64,38 @@ where
     Ok(out)
 }
 
+/// How often [`watch_stalls`] checks the executor's responsiveness.
+pub const STALL_PROBE_INTERVAL: Duration = Duration::from_millis(10);
+
+/// Reactor stall detector (like Seastar's): a task that sleeps `STALL_PROBE_INTERVAL` and
+/// measures how late it wakes. Lateness beyond `threshold` means nothing on this shard ran for
+/// that long: a task hogged the thread, a syscall blocked it, or the OS did not schedule it.
+/// Each stall is logged and counted (`chronik_shard_stalls_total`, `chronik_shard_stall_ms_max`,
+/// labelled by shard). Runs until `stop()` is true.
+pub async fn watch_stalls(shard: usize, threshold: Duration, stop: impl Fn() -> bool) {
+    let label = shard.to_string();
+    let stalls = metrics::counter!("chronik_shard_stalls_total", "shard" => label.clone());
+    let worst = metrics::gauge!("chronik_shard_stall_ms_max", "shard" => label);
+    let mut max = Duration::ZERO;
+    while !stop() {
+        let t = std::time::Instant::now();
+        glommio::timer::sleep(STALL_PROBE_INTERVAL).await;
+        let late = t.elapsed().saturating_sub(STALL_PROBE_INTERVAL);
+        if late >= threshold {
+            stalls.increment(1);
+            if late > max {
+                max = late;
+                worst.set(max.as_secs_f64() * 1000.0);
+            }
+            tracing::warn!(
+                shard,
+                stalled_ms = late.as_millis() as u64,
+                "shard executor stalled"
+            );
+        }
+    }
+}
+
 /// The CPUs this process may run on (its affinity mask), in order.
 pub fn allowed_cores() -> Vec<usize> {
     // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this thread.

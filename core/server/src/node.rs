@@ -31,6 +31,8 @@ const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(50);
 const STATS_EVERY_TICKS: u64 = 20;
 /// How often retention and WAL reclamation run.
 const RETENTION_INTERVAL_FLOOR: Duration = Duration::from_secs(1);
+/// Executor lateness reported as a stall (log line and `chronik_shard_stalls_total`).
+const STALL_THRESHOLD: Duration = Duration::from_millis(20);
 
 /// Runs the broker until a shutdown signal. Returns the process exit code.
 pub fn run(config: Config) -> anyhow::Result<()> {
@@ -210,6 +212,15 @@ async fn shard_main(
         glommio::spawn_local(wal.clone().run_periodic_sync()).detach();
     }
     glommio::spawn_local(crate::handlers::groups::run_timers(broker.clone())).detach();
+    {
+        let shared = shared.clone();
+        glommio::spawn_local(chronik_shard::executor::watch_stalls(
+            shard,
+            STALL_THRESHOLD,
+            move || shared.is_shutting_down(),
+        ))
+        .detach();
+    }
     {
         let broker = broker.clone();
         let every =
