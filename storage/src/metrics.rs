@@ -30,22 +30,78 @@ pub struct WalStats {
 pub const RECOVERY_DURATION_SECONDS: &str = "chronik_wal_recovery_duration_seconds";
 pub const RECOVERY_BYTES: &str = "chronik_wal_recovery_bytes";
 
-/// Publishes `s` to the `metrics` recorder (no-op if none is installed).
-pub fn export(s: &WalStats) {
-    metrics::counter!("chronik_wal_appends_total").absolute(s.appends);
-    metrics::counter!("chronik_wal_appended_bytes_total").absolute(s.appended_bytes);
-    metrics::counter!("chronik_wal_flushes_total").absolute(s.flushes);
-    metrics::counter!("chronik_wal_written_bytes_total").absolute(s.written_bytes);
-    metrics::counter!("chronik_wal_fsyncs_total").absolute(s.fsyncs);
-    metrics::gauge!("chronik_wal_fsync_latency_us_last").set(s.fsync_latency_us_last as f64);
-    metrics::gauge!("chronik_wal_fsync_latency_us_max").set(s.fsync_latency_us_max as f64);
-    metrics::gauge!("chronik_wal_segments").set(s.segments as f64);
-    metrics::counter!("chronik_wal_segments_deleted_total").absolute(s.segments_deleted);
-    metrics::counter!("chronik_wal_segments_recycled_total").absolute(s.segments_recycled);
-    metrics::counter!("chronik_wal_segments_prepared_total").absolute(s.segments_prepared);
-    metrics::counter!("chronik_wal_relocated_records_total").absolute(s.relocated_records);
-    metrics::gauge!("chronik_wal_cache_bytes").set(s.cache_bytes as f64);
-    metrics::counter!("chronik_wal_cache_hits_total").absolute(s.cache_hits);
-    metrics::counter!("chronik_wal_cache_misses_total").absolute(s.cache_misses);
-    metrics::counter!("chronik_wal_io_errors_total").absolute(s.io_errors);
+/// The `shard` label of a WAL's metrics: its directory name without the `shard-` prefix
+/// (`<wal_dir>/shard-3` → `3`), so several WALs in one process export separate series.
+pub fn shard_label(dir: &std::path::Path) -> String {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    name.strip_prefix("shard-").unwrap_or(&name).to_string()
+}
+
+/// Registered metric handles of one WAL (looked up once, labelled by shard); `export` publishes
+/// a [`WalStats`] snapshot through them without registry lookups.
+pub struct Handles {
+    appends: metrics::Counter,
+    appended_bytes: metrics::Counter,
+    flushes: metrics::Counter,
+    written_bytes: metrics::Counter,
+    fsyncs: metrics::Counter,
+    fsync_last: metrics::Gauge,
+    fsync_max: metrics::Gauge,
+    segments: metrics::Gauge,
+    segments_deleted: metrics::Counter,
+    segments_recycled: metrics::Counter,
+    segments_prepared: metrics::Counter,
+    relocated: metrics::Counter,
+    cache_bytes: metrics::Gauge,
+    cache_hits: metrics::Counter,
+    cache_misses: metrics::Counter,
+    io_errors: metrics::Counter,
+}
+
+impl Handles {
+    /// Registers the handles with the installed recorder (no-op handles if none is installed).
+    pub fn new(shard: &str) -> Self {
+        let l = || [("shard", shard.to_string())];
+        Handles {
+            appends: metrics::counter!("chronik_wal_appends_total", &l()),
+            appended_bytes: metrics::counter!("chronik_wal_appended_bytes_total", &l()),
+            flushes: metrics::counter!("chronik_wal_flushes_total", &l()),
+            written_bytes: metrics::counter!("chronik_wal_written_bytes_total", &l()),
+            fsyncs: metrics::counter!("chronik_wal_fsyncs_total", &l()),
+            fsync_last: metrics::gauge!("chronik_wal_fsync_latency_us_last", &l()),
+            fsync_max: metrics::gauge!("chronik_wal_fsync_latency_us_max", &l()),
+            segments: metrics::gauge!("chronik_wal_segments", &l()),
+            segments_deleted: metrics::counter!("chronik_wal_segments_deleted_total", &l()),
+            segments_recycled: metrics::counter!("chronik_wal_segments_recycled_total", &l()),
+            segments_prepared: metrics::counter!("chronik_wal_segments_prepared_total", &l()),
+            relocated: metrics::counter!("chronik_wal_relocated_records_total", &l()),
+            cache_bytes: metrics::gauge!("chronik_wal_cache_bytes", &l()),
+            cache_hits: metrics::counter!("chronik_wal_cache_hits_total", &l()),
+            cache_misses: metrics::counter!("chronik_wal_cache_misses_total", &l()),
+            io_errors: metrics::counter!("chronik_wal_io_errors_total", &l()),
+        }
+    }
+
+    /// Publishes `s` (called once per flush round, not per append).
+    pub fn export(&self, s: &WalStats) {
+        self.appends.absolute(s.appends);
+        self.appended_bytes.absolute(s.appended_bytes);
+        self.flushes.absolute(s.flushes);
+        self.written_bytes.absolute(s.written_bytes);
+        self.fsyncs.absolute(s.fsyncs);
+        self.fsync_last.set(s.fsync_latency_us_last as f64);
+        self.fsync_max.set(s.fsync_latency_us_max as f64);
+        self.segments.set(s.segments as f64);
+        self.segments_deleted.absolute(s.segments_deleted);
+        self.segments_recycled.absolute(s.segments_recycled);
+        self.segments_prepared.absolute(s.segments_prepared);
+        self.relocated.absolute(s.relocated_records);
+        self.cache_bytes.set(s.cache_bytes as f64);
+        self.cache_hits.absolute(s.cache_hits);
+        self.cache_misses.absolute(s.cache_misses);
+        self.io_errors.absolute(s.io_errors);
+    }
 }

@@ -602,8 +602,11 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
         duration_ms = report.duration.as_millis() as u64,
         "wal recovered"
     );
-    metrics::gauge!(crate::metrics::RECOVERY_DURATION_SECONDS).set(report.duration.as_secs_f64());
-    metrics::gauge!(crate::metrics::RECOVERY_BYTES).set(report.bytes_scanned as f64);
+    let shard = crate::metrics::shard_label(dir);
+    metrics::gauge!(crate::metrics::RECOVERY_DURATION_SECONDS, "shard" => shard.clone())
+        .set(report.duration.as_secs_f64());
+    metrics::gauge!(crate::metrics::RECOVERY_BYTES, "shard" => shard)
+        .set(report.bytes_scanned as f64);
     Ok(Recovered {
         segments,
         groups: out_groups,

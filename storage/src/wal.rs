@@ -145,6 +145,7 @@ pub struct Wal {
     preparing: Rc<Cell<bool>>,
     /// Spare files prepared so far.
     prepared: Rc<Cell<u64>>,
+    metric_handles: crate::metrics::Handles,
 }
 
 fn seg_pos(segments: &VecDeque<Segment>, lsn: u64) -> Option<usize> {
@@ -468,6 +469,7 @@ impl Wal {
             }
         };
         inner.stats.segments = inner.segments.len() as u64;
+        let opts_dir = opts.dir.clone();
         let wal = Wal {
             opts,
             disk,
@@ -483,6 +485,7 @@ impl Wal {
             cache_misses: Cell::new(0),
             preparing: Rc::new(Cell::new(false)),
             prepared: Rc::new(Cell::new(0)),
+            metric_handles: crate::metrics::Handles::new(&crate::metrics::shard_label(&opts_dir)),
         };
         wal.kick_preparation();
         Ok((wal, rec.report))
@@ -1121,7 +1124,7 @@ impl Wal {
         inner.stats.segments_prepared = self.prepared.get();
         inner.stats.cache_hits = self.cache_hits.get();
         inner.stats.cache_misses = self.cache_misses.get();
-        crate::metrics::export(&inner.stats);
+        self.metric_handles.export(&inner.stats);
         Ok(())
     }
 

@@ -326,9 +326,14 @@ fn http_is_served_on_both_ports() {
         body.contains("raft_is_leader{topic=\"__meta\",partition=\"0\",node_id=\"1\"} 1"),
         "{body}"
     );
+    // WAL and executor metrics are per shard.
     assert!(
-        body.contains("chronik_wal_"),
-        "storage metrics exported: {body}"
+        body.contains("chronik_wal_appends_total{shard=\"0\"}"),
+        "storage metrics exported per shard: {body}"
+    );
+    assert!(
+        body.contains("chronik_shard_stalls_total{shard=\"0\"}"),
+        "stall detector registered: {body}"
     );
     let (status, body) = s.http_get(s.http_port, "/health");
     assert!(status.contains("200"), "{status}");

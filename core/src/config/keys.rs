@@ -235,6 +235,8 @@ keys! {
         "WAL segment size, a multiple of 4096 and at least 1 MiB"
     "cluster.storage.wal_recycle_segments" "CHRONIK_WAL_RECYCLE_SEGMENTS" u32 = cluster.storage.wal_recycle_segments;
         "deleted WAL segment files kept per shard for reuse (0..=64; 0 unlinks them)"
+    "cluster.storage.wal_prepare_bytes_per_sec" "CHRONIK_WAL_PREPARE_BYTES_PER_SEC" u64 = cluster.storage.wal_prepare_bytes_per_sec;
+        "pace of zero-filling new WAL segments in the background (0: fallocate only; fresh extents make every fdatasync commit the ext4 journal)"
     "cluster.storage.snapshot_compression" "CHRONIK_SNAPSHOT_COMPRESSION" SnapshotCompression = cluster.storage.snapshot_compression;
         "none or zstd (gzip is not built in)"
     "cluster.storage.snapshot_compression_level" "CHRONIK_SNAPSHOT_COMPRESSION_LEVEL" u32 = cluster.storage.snapshot_compression_level;

@@ -350,6 +350,8 @@ pub struct StorageConfig {
     /// Deleted WAL segment files kept per shard for reuse by later rolls (overwriting written
     /// blocks makes fdatasync cheaper than writing into fresh preallocated space).
     pub wal_recycle_segments: u32,
+    /// Pace (bytes/s) of zero-filling new WAL segments in the background; 0 = fallocate only.
+    pub wal_prepare_bytes_per_sec: u64,
     /// Snapshot compression.
     pub snapshot_compression: SnapshotCompression,
     /// zstd 1..=22 (gzip 1..=9).
@@ -366,6 +368,7 @@ impl Default for StorageConfig {
             wal_sync_interval_ms: 10,
             wal_segment_size: 268_435_456,
             wal_recycle_segments: 2,
+            wal_prepare_bytes_per_sec: 134_217_728,
             snapshot_compression: SnapshotCompression::Zstd,
             snapshot_compression_level: 3,
         }
