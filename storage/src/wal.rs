@@ -944,6 +944,7 @@ impl Wal {
                 .await
                 .map_err(|e| StorageError::io("fallocate", &path, None, e))?;
         }
+        tracing::info!(path = ?path, roll_bytes = roll, reused = recycled, "wal segment started");
         self.kick_preparation();
         if recycled {
             // The rename need not be durable before records in the file are acknowledged:
@@ -1008,6 +1009,7 @@ impl Wal {
             let alive = move || alive.strong_count() > 1;
             match prepare::zero_fill(&*disk, &dir, &name, size, pace, &alive).await {
                 Ok(()) => {
+                    tracing::debug!(path = ?name, bytes = size, "wal spare segment prepared");
                     pool.borrow_mut().push_back(Spare {
                         path: name,
                         bytes: size,
