@@ -134,6 +134,8 @@ pub struct SystemReport {
     /// The `io_memory` to give each glommio executor (the requested value,
     /// or the automatic size when 0 was requested).
     pub io_memory_bytes: usize,
+    /// A recommendation about the data directory's mount options (logged, not enforced).
+    pub mount_advice: Option<String>,
 }
 
 fn align_up(v: u64, align: u64) -> u64 {
@@ -546,6 +548,66 @@ pub fn check_o_direct(dir: &Path) -> Result<String, RequirementFailure> {
     Ok(fs)
 }
 
+/// The mount holding `dir`, from `/proc/self/mountinfo`: (mount point, filesystem type, mount
+/// options). `None` if it cannot be read.
+pub fn mount_of(dir: &Path) -> Option<(String, String, Vec<String>)> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mount_of_in(&info, &dir.to_string_lossy())
+}
+
+/// [`mount_of`] over the text of a mountinfo file: the longest mount point that is `dir` or a
+/// parent of it (the last such line wins, as later mounts hide earlier ones).
+pub fn mount_of_in(mountinfo: &str, dir: &str) -> Option<(String, String, Vec<String>)> {
+    let mut best: Option<(String, String, Vec<String>)> = None;
+    for line in mountinfo.lines() {
+        // id parent major:minor root mount_point options [optional...] - fstype source super_opts
+        let mut parts = line.split(" - ");
+        let (Some(left), Some(right)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let l: Vec<&str> = left.split_whitespace().collect();
+        let r: Vec<&str> = right.split_whitespace().collect();
+        if l.len() < 6 || r.is_empty() {
+            continue;
+        }
+        // Mount points escape spaces etc. as octal (\040); data directories rarely need them.
+        let mp = l[4].replace("\\040", " ");
+        let inside = dir == mp
+            || mp == "/"
+            || dir
+                .strip_prefix(mp.as_str())
+                .is_some_and(|rest| rest.starts_with('/'));
+        if !inside || best.as_ref().is_some_and(|b| b.0.len() > mp.len()) {
+            continue;
+        }
+        let mut opts: Vec<String> = l[5].split(',').map(str::to_string).collect();
+        if let Some(sup) = r.get(2) {
+            opts.extend(sup.split(',').map(str::to_string));
+        }
+        best = Some((mp, r[0].to_string(), opts));
+    }
+    best
+}
+
+/// Advice for a WAL on `fstype` mounted with `options`, or `None` if there is nothing to say.
+/// Without `lazytime`, ext4 and xfs log an inode update in the journal whenever an O_DIRECT
+/// write changes the file's mtime (about once per clock tick per file); while the journal
+/// commits, such writes wait. Measured on the reference VM (latency-1k at 50,000 msg/s): one run
+/// in four had a 0.2 s stall of every shard's WAL writes without it, none of ten with it.
+pub fn timestamp_advice(fstype: &str, options: &[String]) -> Option<String> {
+    let journaled = matches!(fstype, "ext4" | "xfs");
+    if journaled && !options.iter().any(|o| o == "lazytime") {
+        Some(format!(
+            "the WAL's {fstype} filesystem is mounted without lazytime: WAL writes update file \
+             timestamps through the journal and stall while it commits (observed: 0.2 s). \
+             Remount with lazytime (mount -o remount,lazytime <mount point>; add it to /etc/fstab)"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Run every start-up check. `io_memory_bytes` 0 means automatic (see
 /// [`auto_io_memory_bytes`]); `cores` is the number of shards. Call after
 /// creating `data_dir`. On success the report's `io_memory_bytes` is what to
@@ -556,6 +618,9 @@ pub fn check_system(
     cores: usize,
 ) -> Result<SystemReport, Vec<RequirementFailure>> {
     let mut failures = Vec::new();
+    let mount_advice = mount_of(data_dir).and_then(|(mp, fstype, opts)| {
+        timestamp_advice(&fstype, &opts).map(|a| format!("{a} (mount point {mp})"))
+    });
     let kernel = match kernel_release() {
         Ok(r) => check_kernel_release(&r),
         Err(e) => Err(RequirementFailure {
@@ -594,6 +659,7 @@ pub fn check_system(
                 data_dir_fs,
                 memlock,
                 io_memory_bytes: usize::try_from(io_memory).unwrap_or(usize::MAX),
+                mount_advice,
             })
         }
         _ => Err(failures),
@@ -793,5 +859,25 @@ mod tests {
         assert_eq!(fs_name(0xEF53), "ext4");
         assert_eq!(fs_name(0x0102_1994), "tmpfs");
         assert_eq!(fs_name(0x1234), "0x1234");
+    }
+
+    #[test]
+    fn mount_lookup_and_lazytime_advice() {
+        let info = "22 1 253:0 / / rw,relatime shared:1 - ext4 /dev/vda rw,discard\n\
+                    30 22 0:26 / /work rw,relatime,lazytime - xfs /dev/vdb rw\n\
+                    31 22 0:27 / /work2 rw - tmpfs tmpfs rw\n";
+        let (mp, fs, opts) = mount_of_in(info, "/var/lib/chronik").unwrap();
+        assert_eq!((mp.as_str(), fs.as_str()), ("/", "ext4"));
+        assert!(timestamp_advice(&fs, &opts).unwrap().contains("lazytime"));
+        let (mp, fs, opts) = mount_of_in(info, "/work/data").unwrap();
+        assert_eq!((mp.as_str(), fs.as_str()), ("/work", "xfs"));
+        assert_eq!(timestamp_advice(&fs, &opts), None);
+        // /work2 is not inside /work.
+        let (mp, _, _) = mount_of_in(info, "/work2x/d").unwrap();
+        assert_eq!(mp, "/");
+        assert_eq!(mount_of_in(info, "/work2").unwrap().1, "tmpfs");
+        assert_eq!(mount_of_in("garbage\n", "/x"), None);
+        // The running system's own mountinfo parses.
+        assert!(mount_of(Path::new("/")).is_some());
     }
 }

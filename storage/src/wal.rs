@@ -67,6 +67,8 @@ pub const MAX_UNFLUSHED_BYTES: u64 = 256 << 20;
 pub const RELOCATE_MAX_LIVE_PERCENT: u64 = 25;
 /// Segments examined per `reclaim` call.
 pub const MAX_RECLAIM_SEGMENTS: usize = 16;
+/// A write round or fdatasync taking this long is logged (with where the time went).
+pub const SLOW_IO: Duration = Duration::from_millis(100);
 /// The periodic task reclaims about once per this many milliseconds.
 pub const RECLAIM_INTERVAL_MS: u64 = 1000;
 /// Largest `max_bytes`-independent number of batches one `read_batches` returns.
@@ -1048,6 +1050,9 @@ impl Wal {
                 .await
                 .map_err(|e| StorageError::io("fdatasync", &path, None, e))?;
             let us = t.elapsed().as_micros() as u64;
+            if t.elapsed() >= SLOW_IO {
+                tracing::warn!(path = ?path, ms = us / 1000, "slow wal fdatasync");
+            }
             let mut inner = self.inner.borrow_mut();
             inner.stats.fsyncs += 1;
             inner.stats.fsync_latency_us_last = us;
@@ -1090,8 +1095,11 @@ impl Wal {
                 .position(|o| o.seg_base != base)
                 .map_or(ops.len(), |k| i + k);
             // Segment order invariant: older segments are durable before this one is written.
+            let t0 = Instant::now();
             self.sync_segments_below(base).await?;
+            let t1 = Instant::now();
             let (file, path) = self.segment_file(base).await?;
+            let t2 = Instant::now();
             let writes = ops[i..j].iter().map(|op| {
                 let f = file.clone();
                 let path = path.clone();
@@ -1104,6 +1112,17 @@ impl Wal {
             });
             futures::future::try_join_all(writes).await?;
             let bytes: u64 = ops[i..j].iter().map(|o| o.buf.len() as u64).sum();
+            let took = t0.elapsed();
+            if took >= SLOW_IO {
+                tracing::warn!(
+                    path = ?path,
+                    bytes,
+                    sync_older_ms = (t1 - t0).as_millis() as u64,
+                    open_ms = (t2 - t1).as_millis() as u64,
+                    write_ms = t2.elapsed().as_millis() as u64,
+                    "slow wal write"
+                );
+            }
             let mut inner = self.inner.borrow_mut();
             inner.stats.written_bytes += bytes;
             if let Some(s) = inner.segments.iter_mut().find(|s| s.base == base) {

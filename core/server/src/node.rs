@@ -64,6 +64,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         shards = cores.len(),
         "host checks passed"
     );
+    if let Some(advice) = &report.mount_advice {
+        tracing::warn!("{advice}; see linux-only.md");
+    }
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let _ = crate::http::PROMETHEUS.set(recorder.handle());
     let _ = metrics::set_global_recorder(recorder);
