@@ -246,6 +246,21 @@ fn apply(
     Ok(())
 }
 
+/// Opens `path` and reads up to a segment header's worth of bytes from its start.
+async fn open_and_read_head(
+    disk: &dyn Disk,
+    path: &Path,
+) -> Result<(Rc<dyn SegmentFile>, [u8; SEGMENT_HEADER_BYTES], usize)> {
+    let file = disk
+        .open(path)
+        .await
+        .map_err(|e| StorageError::io("open", path, None, e))?;
+    let mut head = [0u8; SEGMENT_HEADER_BYTES];
+    let n =
+        read_full(&*file, 0, &mut head).map_err(|e| StorageError::io("read", path, Some(0), e))?;
+    Ok((file, head, n))
+}
+
 /// A roll into a recycled file renames it (`<old>.spare` → `<new base>.wal`) and, unlike a roll
 /// into a new file, does not wait for the directory fsync: the file's identity is its header.
 /// So a crash may leave a reused file under its spare name (or, if its earlier rename to spare
@@ -265,14 +280,7 @@ async fn adopt_reused_files(
         // Bounded by the list length; each iteration advances or removes one element.
         while k < list.len() {
             let (named, path) = list[k].clone();
-            let file = disk
-                .open(&path)
-                .await
-                .map_err(|e| StorageError::io("open", &path, None, e))?;
-            let mut head = [0u8; SEGMENT_HEADER_BYTES];
-            let n = read_full(&*file, 0, &mut head)
-                .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
-            drop(file);
+            let (_, head, n) = open_and_read_head(disk, &path).await?;
             match format::decode_segment_header(&head[..n]) {
                 Ok(h) if h.base_lsn > named => {
                     let to = segment_path(dir, h.base_lsn);
@@ -341,13 +349,7 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
     // segment whose header never reached the disk holds nothing durable: remove it. A recycled
     // file renamed into place still carries its old header (another base LSN): same case.
     if let Some((base, path)) = names.last().cloned() {
-        let file = disk
-            .open(&path)
-            .await
-            .map_err(|e| StorageError::io("open", &path, None, e))?;
-        let mut head = [0u8; SEGMENT_HEADER_BYTES];
-        let n = read_full(&*file, 0, &mut head)
-            .map_err(|e| StorageError::io("read", &path, Some(0), e))?;
+        let (file, head, n) = open_and_read_head(disk, &path).await?;
         let header = format::decode_segment_header(&head[..n]).and_then(|h| {
             if h.base_lsn == base {
                 Ok(h)
