@@ -8,15 +8,17 @@
 //!      `CHRONIK_BENCH_SECS` (seconds per case, default 2), `CHRONIK_BENCH_NO_FIO=1` to skip fio,
 //!      `CHRONIK_BENCH_BATCH=<bytes>` / `CHRONIK_BENCH_GROUPS=<n>` to run a subset,
 //!      `CHRONIK_BENCH_NO_RECOVERY=1` to skip the recovery measurement,
-//!      `CHRONIK_BENCH_FRESH=1` to measure a fresh WAL (no warm-up, no retention).
+//!      `CHRONIK_BENCH_FRESH=1` to measure a fresh WAL (no warm-up, no retention; new segments
+//!      zero-filled in the background at the default pace, as in the broker),
+//!      `CHRONIK_BENCH_PREPARE=<bytes/s>` to set the zero-filling pace (0 = off).
 //!
 //! Steady state (default): a broker that has run for a while has retention deleting old
 //! segments, so rolls reuse recycled files (`wal.rs`, recycling). Each case therefore first
 //! writes and drops `recycle_segments + 1` segments of scratch data (the spare pool fills), and
 //! a retention task keeps about one segment of data per WAL during the run (compact every group
 //! to its newest entries every `RETENTION_EVERY`, then `reclaim`). Reclaim's deletions and
-//! renames run inside the measured window. With `CHRONIK_BENCH_FRESH=1` every segment is a new
-//! fallocated file (unwritten extents: each fdatasync commits the ext4 journal).
+//! renames run inside the measured window; background zero-filling is off (a steady-state
+//! broker has recycled files and does not zero-fill).
 //!
 //! Load model: each group has `window` appender tasks; each appends a batch and awaits `flush()`
 //! (closed loop: `window` batches in flight per group, like a partition leader persisting each
@@ -134,6 +136,17 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
     let _ = std::fs::remove_dir_all(&dir);
     let mut o = WalOptions::new(&dir);
     o.sync_mode = case.mode;
+    // Steady state reuses recycled files only; a fresh WAL zero-fills new segments as the broker
+    // does (default pace). CHRONIK_BENCH_PREPARE=<bytes/s> overrides either.
+    if std::env::var("CHRONIK_BENCH_FRESH").is_err() {
+        o.prepare_bytes_per_sec = 0;
+    }
+    if let Some(p) = std::env::var("CHRONIK_BENCH_PREPARE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        o.prepare_bytes_per_sec = p;
+    }
     let (wal, _) = Wal::open(o).await.expect("open wal");
     let steady = std::env::var("CHRONIK_BENCH_FRESH").is_err();
     if steady {
