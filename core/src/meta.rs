@@ -133,6 +133,15 @@ pub fn validate_topic_name(name: &str) -> Result<(), MetaError> {
 }
 
 impl MetaState {
+    /// Topic id → name, for requests that name topics by id (Fetch v13+, Metadata v10+). Built
+    /// once per metadata image by its users, not per request.
+    pub fn id_index(&self) -> std::collections::HashMap<u128, String> {
+        self.topics
+            .values()
+            .map(|t| (t.id, t.name.clone()))
+            .collect()
+    }
+
     /// Applies one committed command. Errors leave the state unchanged.
     pub fn apply(&mut self, cmd: &MetaCommand) -> Result<(), MetaError> {
         match cmd {

@@ -55,6 +55,8 @@ pub struct Broker {
     mesh: OnceCell<Rc<Mesh<Call, Reply>>>,
     partitions: RefCell<HashMap<u64, Rc<Partition>>>,
     meta_cache: RefCell<(u64, Arc<MetaState>)>,
+    /// Topic id → name of the cached image, rebuilt when the image changes (`meta_and_ids`).
+    id_cache: RefCell<(u64, Rc<HashMap<u128, String>>)>,
     /// Shard 0: the applied `__meta` state and the waiters of proposed commands.
     meta_state: RefCell<MetaState>,
     meta_waiters: RefCell<BTreeMap<u64, oneshot::Sender<Result<(), MetaError>>>>,
@@ -86,6 +88,7 @@ impl Broker {
             mesh: OnceCell::new(),
             partitions: RefCell::new(HashMap::new()),
             meta_cache: RefCell::new(meta),
+            id_cache: RefCell::new((u64::MAX, Rc::new(HashMap::new()))),
             meta_state: RefCell::new(MetaState::default()),
             meta_waiters: RefCell::new(BTreeMap::new()),
             meta_applied: Cell::new(0),
@@ -149,6 +152,22 @@ impl Broker {
         let fresh = self.shared.meta();
         *self.meta_cache.borrow_mut() = fresh.clone();
         fresh.1
+    }
+
+    /// The current metadata image and its topic-id index (built once per image, so requests
+    /// naming topics by id do not scan every topic).
+    pub fn meta_and_ids(&self) -> (Arc<MetaState>, Rc<HashMap<u128, String>>) {
+        let meta = self.meta();
+        let v = self.meta_cache.borrow().0;
+        {
+            let c = self.id_cache.borrow();
+            if c.0 == v {
+                return (meta, c.1.clone());
+            }
+        }
+        let ids = Rc::new(meta.id_index());
+        *self.id_cache.borrow_mut() = (v, ids.clone());
+        (meta, ids)
     }
 
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use chronik_core::meta::{MetaState, TopicMeta};
+use chronik_core::meta::MetaState;
 use kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
@@ -78,7 +78,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         Plan::Incremental { partitions, .. } => partitions.as_slice(),
         Plan::Full | Plan::Sessionless => requested.as_slice(),
     };
-    let (topics, mut slots) = resolve(&ctx.broker.meta(), wanted, req.isolation_level);
+    let (meta, ids) = ctx.broker.meta_and_ids();
+    let (topics, mut slots) = resolve(&meta, &ids, wanted, req.isolation_level);
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
     let min_bytes = req.min_bytes.max(0) as usize;
     long_poll(ctx, &mut slots, min_bytes, start, wait).await;
@@ -176,24 +177,10 @@ fn topic_key(by_id: bool, name: &TopicName, id: uuid::Uuid) -> TopicKey {
 /// topic entry (as Kafka groups them), so the topic list follows the wanted order.
 fn resolve(
     meta: &MetaState,
+    ids: &HashMap<u128, String>,
     wanted: &[(PartitionKey, PartitionFetch)],
     isolation: i8,
 ) -> (Vec<TopicKey>, Vec<Slot>) {
-    // Ids are looked up in one pass over the metadata, for the ids asked only.
-    let mut by_id: HashMap<u128, Option<&TopicMeta>> = wanted
-        .iter()
-        .filter_map(|(k, _)| match k.topic {
-            TopicKey::Id(id) => Some((id, None)),
-            TopicKey::Name(_) => None,
-        })
-        .collect();
-    if !by_id.is_empty() {
-        for t in meta.topics.values() {
-            if let Some(found) = by_id.get_mut(&t.id) {
-                *found = Some(t);
-            }
-        }
-    }
     let mut topics: Vec<TopicKey> = Vec::new();
     let mut slots = Vec::with_capacity(wanted.len());
     for (key, fetch) in wanted {
@@ -202,7 +189,7 @@ fn resolve(
         }
         let topic = match &key.topic {
             TopicKey::Name(name) => meta.topics.get(name),
-            TopicKey::Id(id) => by_id.get(id).copied().flatten(),
+            TopicKey::Id(id) => ids.get(id).and_then(|name| meta.topics.get(name)),
         };
         let owner = topic.and_then(|t| {
             usize::try_from(key.partition)
@@ -453,6 +440,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use chronik_core::meta::PartitionMeta;
+    use chronik_core::meta::TopicMeta;
     use kafka_protocol::protocol::{Decodable, Encodable};
 
     fn meta_with(name: &str, id: u128, partitions: u64) -> MetaState {
@@ -502,7 +490,7 @@ mod tests {
             want(TopicKey::Name("nope".into()), 0),
             want(TopicKey::Name("t".into()), -1),
         ];
-        let (topics, slots) = resolve(&meta, &wanted, 0);
+        let (topics, slots) = resolve(&meta, &meta.id_index(), &wanted, 0);
         assert_eq!(
             topics,
             vec![
@@ -523,7 +511,7 @@ mod tests {
     fn response_limit_keeps_the_first_partition_with_records_whole() {
         let meta = meta_with("t", 1, 3);
         let wanted: Vec<_> = (0..3).map(|p| want(TopicKey::Id(1), p)).collect();
-        let (_, slots) = resolve(&meta, &wanted, 0);
+        let (_, slots) = resolve(&meta, &meta.id_index(), &wanted, 0);
         let mut slots: Vec<Slot> = slots
             .into_iter()
             .zip([0, 150, 60])
@@ -540,7 +528,7 @@ mod tests {
     fn v13_response_names_topics_by_id_only_and_skips_unselected_partitions() {
         let meta = meta_with("t", 0x1234, 2);
         let wanted = vec![want(TopicKey::Id(0x1234), 0), want(TopicKey::Id(0x1234), 1)];
-        let (topics, slots) = resolve(&meta, &wanted, 0);
+        let (topics, slots) = resolve(&meta, &meta.id_index(), &wanted, 0);
         let slots: Vec<Slot> = slots.into_iter().map(|s| with_bytes(s, 5)).collect();
         let resp = build(&topics, slots, Some(&[false, true]));
         assert_eq!(resp.responses.len(), 1);
@@ -559,7 +547,7 @@ mod tests {
     #[test]
     fn v16_not_leader_carries_the_current_leader_and_the_endpoint_encodes() {
         let meta = meta_with("t", 9, 1);
-        let (topics, mut slots) = resolve(&meta, &[want(TopicKey::Id(9), 0)], 0);
+        let (topics, mut slots) = resolve(&meta, &meta.id_index(), &[want(TopicKey::Id(9), 0)], 0);
         slots[0].outcome = failed(ResponseError::NotLeaderOrFollower.code());
         slots[0].leader = Some((1, 4));
         let mut resp = build(&topics, slots, None);

@@ -36,8 +36,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             let found = match (&name, by_id) {
                 (Some(n), _) => ctx.broker.topic(n),
                 (None, Some(id)) => {
-                    let meta = ctx.broker.meta();
-                    meta.topics.values().find(|t| t.id == id.as_u128()).cloned()
+                    let (meta, ids) = ctx.broker.meta_and_ids();
+                    ids.get(&id.as_u128())
+                        .and_then(|n| meta.topics.get(n))
+                        .cloned()
                 }
                 (None, None) => None,
             };
