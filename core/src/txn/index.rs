@@ -52,6 +52,13 @@ impl TxnIndex {
         true
     }
 
+    /// Whether [`Self::on_data`] would accept a batch of `producer_id` (checked before the
+    /// batch is appended).
+    pub fn can_track(&self, producer_id: i64) -> bool {
+        self.ongoing.contains_key(&producer_id)
+            || self.ongoing.len() < MAX_ONGOING_TXNS_PER_PARTITION
+    }
+
     /// Whether `producer_id` has a transaction open here.
     pub fn is_ongoing(&self, producer_id: i64) -> bool {
         self.ongoing.contains_key(&producer_id)

@@ -23,7 +23,6 @@ type ShardWork = (Vec<(usize, usize)>, Vec<(u64, Bytes)>);
 pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
     let acks = req.acks;
     let invalid_acks = !matches!(acks, -1..=1);
-    let transactional = req.transactional_id.is_some();
     // (topic index, partition index) → outcome; routed work grouped by shard.
     let mut outcomes: Vec<Vec<(i32, Option<ProduceOutcome>)>> =
         Vec::with_capacity(req.topic_data.len());
@@ -34,8 +33,6 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
         for (pi, pd) in td.partition_data.iter().enumerate() {
             let early = if invalid_acks {
                 Some(err(ResponseError::InvalidRequiredAcks))
-            } else if transactional {
-                Some(err(ResponseError::TransactionalIdAuthorizationFailed))
             } else {
                 match meta
                     .as_ref()
