@@ -714,6 +714,7 @@ impl Partition {
                 return out;
             }
             self.log_start_offset.set(target);
+            self.txn.borrow_mut().truncate_before(target);
         }
         out.log_start_offset = self.log_start_offset.get();
         out
@@ -785,6 +786,7 @@ impl Partition {
             return;
         }
         self.log_start_offset.set(new_start);
+        self.txn.borrow_mut().truncate_before(new_start);
     }
 
     /// Wakes everything parked on this partition (shutdown, deletion).
