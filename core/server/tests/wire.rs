@@ -319,6 +319,9 @@ fn message_too_large_and_topic_configs_apply() {
 #[test]
 fn http_is_served_on_both_ports() {
     let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    let _: ApiVersionsResponse = w.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    drop(w);
     let (status, body) = s.http_get(s.port, "/metrics");
     assert!(status.contains("200"), "{status}");
     assert!(body.contains("chronik_cluster_nodes"), "{body}");
@@ -334,6 +337,15 @@ fn http_is_served_on_both_ports() {
     assert!(
         body.contains("chronik_shard_stalls_total{shard=\"0\"}"),
         "stall detector registered: {body}"
+    );
+    // Latencies are histograms with buckets (the request above, the WAL's start-up fsyncs).
+    assert!(
+        body.contains("chronik_request_seconds_bucket{api=\"ApiVersions\",le=\"0.001\"}"),
+        "request latency histogram: {body}"
+    );
+    assert!(
+        body.contains("chronik_wal_fsync_seconds_bucket{shard=\"0\",le=\"0.01\"}"),
+        "fsync latency histogram per shard: {body}"
     );
     let (status, body) = s.http_get(s.http_port, "/health");
     assert!(status.contains("200"), "{status}");
