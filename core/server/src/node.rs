@@ -74,6 +74,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some(advice) = &report.mount_advice {
         tracing::warn!("{advice}; see linux-only.md");
     }
+    if std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() == "2") {
+        tracing::warn!(
+            "vm.overcommit_memory is 2 (strict): a request with a forged array count can then \
+             abort the broker instead of closing its connection; see linux-only.md"
+        );
+    }
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),

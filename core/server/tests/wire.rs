@@ -149,6 +149,32 @@ fn hostile_frames_close_only_their_connection() {
     w.send_raw(&(frame.len() as i32).to_be_bytes());
     w.send_raw(&frame);
     assert!(w.closed_by_server());
+    // Forged element counts: a tiny body declaring 2^31 - 1 topics (Metadata v1, Int32 count)
+    // and 2^32 - 2 topics (Metadata v9, compact varint count). The decoder pre-sizes its array
+    // from the count (~150 GB): this must cost a closed connection, not the process.
+    let mut w = Wire::connect(s.port);
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(ApiKey::Metadata as i16).to_be_bytes());
+    frame.extend_from_slice(&1i16.to_be_bytes());
+    frame.extend_from_slice(&2i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.extend_from_slice(&i32::MAX.to_be_bytes());
+    frame.extend_from_slice(&[0, 1, b'a']);
+    w.send_raw(&(frame.len() as i32).to_be_bytes());
+    w.send_raw(&frame);
+    assert!(w.closed_by_server());
+    let mut w = Wire::connect(s.port);
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(ApiKey::Metadata as i16).to_be_bytes());
+    frame.extend_from_slice(&9i16.to_be_bytes());
+    frame.extend_from_slice(&3i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.push(0); // header tagged fields
+    frame.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // varint u32::MAX
+    frame.extend_from_slice(&[2, b'a']);
+    w.send_raw(&(frame.len() as i32).to_be_bytes());
+    w.send_raw(&frame);
+    assert!(w.closed_by_server());
     // Seeded random garbage on many connections.
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     for _ in 0..50 {
