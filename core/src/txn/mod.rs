@@ -41,6 +41,9 @@ pub const MAX_PARTITIONS_PER_TXN: usize = 100_000;
 /// Bound on transactional ids one coordinator holds; beyond it new ids get
 /// COORDINATOR_NOT_AVAILABLE.
 pub const MAX_TXNS_PER_COORDINATOR: usize = 1_000_000;
+/// Bound on records one `tick` returns (timeouts first, then expirations); the rest wait for
+/// the next tick.
+pub const TICK_RECORDS_MAX: usize = 1_000;
 /// Epochs stop below this; the next bump allocates a new producer id (Kafka: `Short.MaxValue - 1`
 /// is the last usable epoch so that an abort can still bump once).
 pub const MAX_PRODUCER_EPOCH: i16 = i16::MAX - 1;
@@ -131,12 +134,16 @@ impl TxnMeta {
 pub struct TxnConfig {
     /// `transaction.max.timeout.ms`
     pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms`: an id with no transaction open and no request for
+    /// this long is forgotten (a tombstone is written).
+    pub id_expiration_ms: i64,
 }
 
 impl Default for TxnConfig {
     fn default() -> Self {
         TxnConfig {
             max_timeout_ms: 900_000,
+            id_expiration_ms: 604_800_000,
         }
     }
 }
@@ -514,17 +521,20 @@ impl TxnCoordinator {
         Some(self.persist(next))
     }
 
-    /// Ongoing transactions past their timeout: the records that fence and abort them
-    /// (PrepareAbort with a bumped epoch, as Kafka does, so the late producer is fenced).
+    /// Timers, at most [`TICK_RECORDS_MAX`] records per call: ongoing transactions past their
+    /// timeout get the record that fences and aborts them (PrepareAbort with a bumped epoch, as
+    /// Kafka does, so the late producer is fenced); ids idle past `id_expiration_ms` with no
+    /// transaction open get a tombstone. Either record is appended like any other.
     pub fn tick(&mut self, now_ms: i64) -> Vec<LogRecord> {
-        let expired: Vec<TxnMeta> = self
+        let timed_out: Vec<TxnMeta> = self
             .txns
             .values()
             .filter(|e| !e.pending && e.meta.state == TxnState::Ongoing)
             .filter(|e| e.meta.start_ms.saturating_add(i64::from(e.meta.timeout_ms)) <= now_ms)
+            .take(TICK_RECORDS_MAX)
             .map(|e| e.meta.clone())
             .collect();
-        expired
+        let mut out: Vec<LogRecord> = timed_out
             .into_iter()
             .map(|mut next| {
                 if next.producer_epoch < MAX_PRODUCER_EPOCH {
@@ -535,7 +545,26 @@ impl TxnCoordinator {
                 next.last_update_ms = now_ms;
                 self.persist(next)
             })
-            .collect()
+            .collect();
+        let expiry = self.cfg.id_expiration_ms;
+        let idle: Vec<String> = self
+            .txns
+            .values()
+            .filter(|e| !e.pending && !e.meta.state.has_partitions())
+            .filter(|e| e.meta.last_update_ms.saturating_add(expiry) <= now_ms)
+            .take(TICK_RECORDS_MAX - out.len())
+            .map(|e| e.meta.transactional_id.clone())
+            .collect();
+        for id in idle {
+            if let Some(e) = self.txns.get_mut(&id) {
+                e.pending = true;
+            }
+            out.push(LogRecord {
+                key: records::key(&id),
+                value: None,
+            });
+        }
+        out
     }
 
     /// The append of a record for `transactional_id` failed: its transition did not happen.

@@ -198,6 +198,7 @@ fn timeouts_abort_with_a_bumped_epoch_and_bad_timeouts_are_refused() {
         0,
         TxnConfig {
             max_timeout_ms: 1_000,
+            ..TxnConfig::default()
         },
     );
     assert_eq!(
@@ -242,6 +243,50 @@ fn timeouts_abort_with_a_bumped_epoch_and_bad_timeouts_are_refused() {
 }
 
 #[test]
+fn idle_ids_expire_with_a_tombstone_but_open_transactions_do_not() {
+    let mut c = TxnCoordinator::new(
+        0,
+        TxnConfig {
+            id_expiration_ms: 10_000,
+            ..TxnConfig::default()
+        },
+    );
+    for (id, pid) in [("idle", 1), ("busy", 2)] {
+        let InitOutcome::Persist { record, .. } =
+            c.init_producer_id(id, 60_000, (-1, -1), 4, Some(pid), 0)
+        else {
+            panic!()
+        };
+        c.apply(&record).unwrap();
+    }
+    let rec = c
+        .add_partitions(
+            "busy",
+            2,
+            0,
+            &parts(&[("t", 0)]),
+            Api::AddPartitionsToTxn,
+            3,
+            5_000,
+        )
+        .unwrap()
+        .unwrap();
+    c.apply(&rec).unwrap();
+    assert!(c.tick(9_999).is_empty());
+    let recs = c.tick(10_000);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(
+        records::decode(&recs[0]).unwrap(),
+        ("idle".to_string(), None)
+    );
+    assert!(c.tick(10_001).is_empty(), "pending: not expired twice");
+    c.apply(&recs[0]).unwrap();
+    assert!(c.get("idle").is_none());
+    assert!(c.get("busy").is_some(), "an open transaction keeps its id");
+    c.check_invariants();
+}
+
+#[test]
 fn a_failed_append_leaves_no_trace() {
     let mut c = coord();
     let InitOutcome::Persist { .. } = c.init_producer_id(T, 1_000, (-1, -1), 4, Some(5), 0) else {
@@ -281,23 +326,55 @@ impl Rng {
 }
 
 /// Random requests from several producers sharing a few transactional ids; appends succeed or
-/// fail at random and the coordinator is sometimes rebuilt from its log. After every step the
+/// fail at random, ids expire, and the coordinator is sometimes rebuilt from its log. After every step the
 /// invariants hold and a replay of the log equals the live state.
 #[test]
 fn seeded_random_operations_keep_the_invariants() {
+    let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
     for seed in 0..40u64 {
-        let result = std::panic::catch_unwind(|| run_random(seed));
-        if let Err(e) = result {
-            eprintln!("failing seed: {seed}");
-            std::panic::resume_unwind(e);
+        match std::panic::catch_unwind(|| run_random(seed)) {
+            Ok(stats) => {
+                for (k, n) in stats {
+                    *seen.entry(k).or_default() += n;
+                }
+            }
+            Err(e) => {
+                eprintln!("failing seed: {seed}");
+                std::panic::resume_unwind(e);
+            }
         }
+    }
+    // The run reached every kind of outcome it is meant to check.
+    for kind in ["committed", "aborted", "timed out", "expired", "fenced"] {
+        assert!(
+            seen.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind} in any seed: {seen:?}"
+        );
     }
 }
 
-fn run_random(seed: u64) {
+/// Applied record kinds of one run, for the coverage check above.
+fn record_kind(rec: &LogRecord) -> &'static str {
+    match records::decode(rec).unwrap().1 {
+        None => "expired",
+        Some(m) => match m.state {
+            TxnState::CompleteCommit => "committed",
+            TxnState::CompleteAbort => "aborted",
+            _ => "other",
+        },
+    }
+}
+
+fn run_random(seed: u64) -> BTreeMap<&'static str, usize> {
+    let mut stats: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut rng = Rng(seed);
     let ids = ["a", "b", "c"];
-    let mut c = coord();
+    // Short id expiry so tombstones happen within the run (~400 s of virtual time).
+    let cfg = TxnConfig {
+        id_expiration_ms: 60_000,
+        ..TxnConfig::default()
+    };
+    let mut c = TxnCoordinator::new(0, cfg.clone());
     let mut log: Vec<LogRecord> = Vec::new();
     let mut next_pid = 0i64;
     // What each client believes it holds, per id.
@@ -346,6 +423,7 @@ fn run_random(seed: u64) {
                         }
                     }
                     InitOutcome::AbortFirst { record } => {
+                        *stats.entry("fenced").or_default() += 1;
                         settle(&mut c, record, &mut log);
                     }
                     InitOutcome::Retry {
@@ -377,12 +455,15 @@ fn run_random(seed: u64) {
                     }
                 }
                 for rec in c.tick(now) {
+                    if records::decode(&rec).unwrap().1.is_some() {
+                        *stats.entry("timed out").or_default() += 1;
+                    }
                     settle(&mut c, rec, &mut log);
                 }
             }
             _ => {
                 // Restart: rebuild from the log; appends in flight are lost.
-                let mut fresh = coord();
+                let mut fresh = TxnCoordinator::new(0, cfg.clone());
                 for r in &log {
                     fresh.apply(r).unwrap();
                 }
@@ -407,4 +488,8 @@ fn run_random(seed: u64) {
             }
         }
     }
+    for rec in &log {
+        *stats.entry(record_kind(rec)).or_default() += 1;
+    }
+    stats
 }

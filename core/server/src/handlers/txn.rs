@@ -48,6 +48,9 @@ const MARKER_ATTEMPTS_MAX: usize = 20;
 const MARKER_RETRY_BACKOFF: Duration = Duration::from_millis(50);
 /// Bound on marker jobs one tick starts per coordinator.
 const MARKER_JOBS_PER_TICK_MAX: usize = 1_000;
+/// InitProducerId decides in at most two rounds: the second has the fresh producer id the
+/// first asked for.
+const INIT_ROUNDS_MAX: usize = 2;
 
 /// A transaction call routed to the coordinator's shard. `group` is the raft group of the
 /// `__transaction_state` partition.
@@ -104,12 +107,10 @@ pub struct TxnCoordinators {
 
 impl TxnCoordinators {
     pub fn open(&self, group: u64, partition: i32, shared: &crate::shared::Shared) {
+        let b = &shared.config.broker;
         let cfg = TxnConfig {
-            max_timeout_ms: shared
-                .config
-                .broker
-                .transaction_max_timeout_ms
-                .min(i32::MAX as u64) as i32,
+            max_timeout_ms: b.transaction_max_timeout_ms.min(i32::MAX as u64) as i32,
+            id_expiration_ms: b.transactional_id_expiration_ms.min(i64::MAX as u64) as i64,
         };
         self.by_group.borrow_mut().insert(
             group,
@@ -343,13 +344,18 @@ pub async fn run_timers(broker: Rc<Broker>) {
             if !leader {
                 continue;
             }
-            let expired = c.tc.borrow_mut().tick(now_ms());
-            for rec in expired {
+            let due = c.tc.borrow_mut().tick(now_ms());
+            for rec in due {
                 let (broker, c) = (broker.clone(), c.clone());
                 glommio::spawn_local(async move {
-                    let Ok((id, _)) = chronik_core::txn::records::decode(&rec) else {
+                    let Ok((id, meta)) = chronik_core::txn::records::decode(&rec) else {
                         return;
                     };
+                    if meta.is_none() {
+                        tracing::debug!(transactional_id = id, "transactional id expired");
+                        let _ = persist(&broker, &c, &id, &rec).await;
+                        return;
+                    }
                     tracing::info!(transactional_id = id, "transaction timed out; aborting");
                     if persist(&broker, &c, &id, &rec).await.is_ok() {
                         drive_markers(&broker, &c, &id).await;
@@ -475,8 +481,7 @@ async fn init(
         producer_epoch: -1,
     };
     let mut fresh = None;
-    // Two rounds at most: the second has the fresh producer id the first asked for.
-    for _ in 0..2 {
+    for _ in 0..INIT_ROUNDS_MAX {
         let outcome =
             c.tc.borrow_mut()
                 .init_producer_id(id, timeout_ms, expected, version, fresh, now_ms());
