@@ -319,3 +319,68 @@ fn transaction_timeout_aborts_and_fences() {
     assert_eq!(lso, 3, "the coordinator aborted the expired transaction");
     assert_eq!(end_txn(&mut w, "tx-to", pid, epoch, true, 3), 90);
 }
+
+/// OffsetFetch v7 for one partition of `group`: (error code, committed offset).
+fn offset_fetch(w: &mut Wire, group: &str, topic: &str, require_stable: bool) -> (i16, i64) {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let req = OffsetFetchRequest::default()
+        .with_group_id(GroupId(s(group)))
+        .with_require_stable(require_stable)
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_indexes(vec![0])]));
+    let r: OffsetFetchResponse = w.call(ApiKey::OffsetFetch, 7, &req);
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.committed_offset)
+}
+
+fn txn_offset_commit(w: &mut Wire, tid: &str, group: &str, pid: i64, epoch: i16, offset: i64) {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let add: AddOffsetsToTxnResponse = w.call(
+        ApiKey::AddOffsetsToTxn,
+        3,
+        &AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(s(tid)))
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch)
+            .with_group_id(GroupId(s(group))),
+    );
+    assert_eq!(add.error_code, 0);
+    let req = TxnOffsetCommitRequest::default()
+        .with_transactional_id(TransactionalId(s(tid)))
+        .with_group_id(GroupId(s(group)))
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_generation_id(-1)
+        .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+            .with_name(TopicName(s("src")))
+            .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)])]);
+    let r: TxnOffsetCommitResponse = w.call(ApiKey::TxnOffsetCommit, 3, &req);
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+}
+
+#[test]
+fn transactional_offsets_are_unstable_until_commit_and_dropped_on_abort() {
+    let server = Server::start_with(ENV);
+    let mut w = Wire::connect(server.port);
+    create_topic(&mut w, "src");
+    let r = init_pid(&mut w, "tx-o", 30_000);
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+
+    // Aborted: the offsets never become the group's.
+    txn_offset_commit(&mut w, "tx-o", "g-o", pid, epoch, 7);
+    assert_eq!(offset_fetch(&mut w, "g-o", "src", true), (88, -1));
+    assert_eq!(offset_fetch(&mut w, "g-o", "src", false), (0, -1));
+    assert_eq!(end_txn(&mut w, "tx-o", pid, epoch, false, 3), 0);
+    assert_eq!(offset_fetch(&mut w, "g-o", "src", true), (0, -1));
+
+    // Committed: unstable while open, then the group's committed offset.
+    txn_offset_commit(&mut w, "tx-o", "g-o", pid, epoch, 9);
+    assert_eq!(offset_fetch(&mut w, "g-o", "src", true), (88, -1));
+    assert_eq!(end_txn(&mut w, "tx-o", pid, epoch, true, 3), 0);
+    assert_eq!(offset_fetch(&mut w, "g-o", "src", true), (0, 9));
+}
