@@ -11,7 +11,8 @@
 //! tiered-storage timestamps); OffsetCommit/OffsetFetch stop before the KIP-848 member-epoch
 //! versions. Transactions: AddPartitionsToTxn stops at v3 (v4+ is the broker-to-broker batched
 //! form of KIP-890), and AddOffsetsToTxn/EndTxn/TxnOffsetCommit at v3 (v4+ add KIP-890's
-//! TRANSACTION_ABORTABLE and implicit partition registration, not implemented).
+//! TRANSACTION_ABORTABLE and implicit partition registration, not implemented). WriteTxnMarkers is
+//! served at v1 only (the codec's only version; Kafka 4 dropped v0).
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -42,6 +43,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
+    (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
@@ -85,6 +87,7 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::AddPartitionsToTxn => "AddPartitionsToTxn",
         ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
         ApiKey::EndTxn => "EndTxn",
+        ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
         ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::DescribeConfigs => "DescribeConfigs",

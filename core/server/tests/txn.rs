@@ -384,3 +384,48 @@ fn transactional_offsets_are_unstable_until_commit_and_dropped_on_abort() {
     assert_eq!(end_txn(&mut w, "tx-o", pid, epoch, true, 3), 0);
     assert_eq!(offset_fetch(&mut w, "g-o", "src", true), (0, 9));
 }
+
+#[test]
+fn write_txn_markers_ends_a_hanging_transaction_per_partition() {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    let server = Server::start_with(ENV);
+    let mut w = Wire::connect(server.port);
+    create_topic(&mut w, "h");
+    let r = init_pid(&mut w, "tx-h", 30_000);
+    let (pid, epoch) = (r.producer_id.0, r.producer_epoch);
+    assert_eq!(add_partition(&mut w, "tx-h", pid, epoch, "h"), 0);
+    assert_eq!(
+        produce(&mut w, "h", Some("tx-h"), batch(pid, epoch, 0, 2, TXN)),
+        (0, 0)
+    );
+    assert_eq!(
+        fetch(&mut w, "h", 1).1,
+        0,
+        "open: LSO at the transaction's start"
+    );
+    // What `kafka-transactions.sh abort` sends to the partition leader.
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+        .with_producer_id(ProducerId(pid))
+        .with_producer_epoch(epoch)
+        .with_transaction_result(false)
+        .with_topics(vec![
+            WritableTxnMarkerTopic::default()
+                .with_name(TopicName(s("h")))
+                .with_partition_indexes(vec![0, 9]),
+            WritableTxnMarkerTopic::default()
+                .with_name(TopicName(s("nope")))
+                .with_partition_indexes(vec![0]),
+        ])]);
+    let r: WriteTxnMarkersResponse = w.call(ApiKey::WriteTxnMarkers, 1, &req);
+    let codes: Vec<Vec<i16>> = r.markers[0]
+        .topics
+        .iter()
+        .map(|t| t.partitions.iter().map(|p| p.error_code).collect())
+        .collect();
+    assert_eq!(codes, vec![vec![0, 3], vec![3]]);
+    let (hw, lso, aborted, _) = fetch(&mut w, "h", 1);
+    assert_eq!((hw, lso), (3, 3));
+    assert_eq!(aborted, Some(vec![(pid, 0)]));
+}

@@ -135,7 +135,8 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
         }
         body @ (RequestKind::AddPartitionsToTxn(_)
         | RequestKind::AddOffsetsToTxn(_)
-        | RequestKind::EndTxn(_)) => match txn::dispatch(&ctx, body).await {
+        | RequestKind::EndTxn(_)
+        | RequestKind::WriteTxnMarkers(_)) => match txn::dispatch(&ctx, body).await {
             Some(body) => body,
             None => return unsupported(key, version, correlation_id),
         },

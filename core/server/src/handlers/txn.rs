@@ -1,6 +1,8 @@
 //! The transaction APIs (KIP-98): InitProducerId with a transactional id (22, v0–4; the
 //! idempotent case stays in [`super::init_producer_id`]), AddPartitionsToTxn (24, v0–3),
-//! AddOffsetsToTxn (25, v0–3) and EndTxn (26, v0–3). TxnOffsetCommit (28) belongs to the group
+//! AddOffsetsToTxn (25, v0–3), EndTxn (26, v0–3) and WriteTxnMarkers (27, v1: what
+//! `kafka-transactions.sh abort` sends to end a hanging transaction; the coordinator itself
+//! writes markers through `Call::WriteMarkers`). TxnOffsetCommit (28) belongs to the group
 //! coordinator ([`super::groups`]); FindCoordinator with key type 1 is answered there too.
 //!
 //! A transactional id's coordinator is the leader of its `__transaction_state` partition
@@ -660,8 +662,89 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                 v,
             )))
         }
+        RequestKind::WriteTxnMarkers(req) => {
+            ResponseKind::WriteTxnMarkers(write_txn_markers(ctx, req).await)
+        }
         _ => return None,
     })
+}
+
+/// WriteTxnMarkers: each marker is appended to each listed partition (routed to the owning
+/// shards, one call per shard and marker); every partition gets its own error code.
+async fn write_txn_markers(ctx: &Ctx<'_>, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    let meta = ctx.broker.meta();
+    let mut markers = Vec::with_capacity(req.markers.len());
+    for m in req.markers {
+        // (topic index, partition index) → error code; routed ones filled in below.
+        let mut codes: Vec<Vec<i16>> = Vec::with_capacity(m.topics.len());
+        let mut by_shard: BTreeMap<usize, Vec<(usize, usize, u64)>> = BTreeMap::new();
+        for (ti, t) in m.topics.iter().enumerate() {
+            let topic = meta.topics.get(t.name.0.as_str());
+            let mut row = Vec::with_capacity(t.partition_indexes.len());
+            for (pi, &p) in t.partition_indexes.iter().enumerate() {
+                let owner =
+                    topic.and_then(|tm| usize::try_from(p).ok().and_then(|i| tm.partitions.get(i)));
+                match owner {
+                    Some(pm) => {
+                        by_shard
+                            .entry(pm.shard as usize)
+                            .or_default()
+                            .push((ti, pi, pm.group));
+                        row.push(ResponseError::NotLeaderOrFollower.code());
+                    }
+                    None => row.push(ResponseError::UnknownTopicOrPartition.code()),
+                }
+            }
+            codes.push(row);
+        }
+        let calls = by_shard.into_iter().map(|(shard, slots)| {
+            let call = Call::WriteMarkers {
+                groups: slots.iter().map(|s| s.2).collect(),
+                producer_id: m.producer_id.0,
+                producer_epoch: m.producer_epoch,
+                commit: m.transaction_result,
+            };
+            async move { (slots, ctx.broker.call(shard, call).await) }
+        });
+        for (slots, reply) in futures::future::join_all(calls).await {
+            if let Some(Reply::Markers(r)) = reply {
+                if r.len() == slots.len() {
+                    for ((ti, pi, _), code) in slots.into_iter().zip(r) {
+                        codes[ti][pi] = code;
+                    }
+                }
+            }
+        }
+        let topics = m
+            .topics
+            .iter()
+            .zip(codes)
+            .map(|(t, row)| {
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partition_indexes
+                            .iter()
+                            .zip(row)
+                            .map(|(&p, code)| {
+                                WritableTxnMarkerPartitionResult::default()
+                                    .with_partition_index(p)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(m.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
 }
 
 async fn add_partitions(
