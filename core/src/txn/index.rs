@@ -9,7 +9,7 @@
 //! the high watermark, and the aborted list holds `(7, first 10, last 14)`, so a consumer
 //! fetching from 0 is told to drop producer 7's batches from offset 10 until its marker.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Bound on aborted transactions remembered per partition; the oldest are forgotten beyond it
 /// (a read_committed consumer reading that far back would then see their records).
@@ -30,6 +30,9 @@ pub struct AbortedTxn {
 pub struct TxnIndex {
     /// producer id → first offset of its open transaction here.
     ongoing: BTreeMap<i64, i64>,
+    /// The same pairs as (first offset, producer id), so the LSO (asked on every fetch) is the
+    /// first element. Invariant: mirrors `ongoing`.
+    by_first: BTreeSet<(i64, i64)>,
     /// Ordered by `last_offset` (markers are appended in offset order).
     aborted: VecDeque<AbortedTxn>,
 }
@@ -49,6 +52,7 @@ impl TxnIndex {
             return false;
         }
         self.ongoing.insert(producer_id, base_offset);
+        self.by_first.insert((base_offset, producer_id));
         true
     }
 
@@ -70,6 +74,7 @@ impl TxnIndex {
         let Some(first) = self.ongoing.remove(&producer_id) else {
             return;
         };
+        self.by_first.remove(&(first, producer_id));
         if !commit {
             if self.aborted.len() >= MAX_ABORTED_TXNS_PER_PARTITION {
                 self.aborted.pop_front();
@@ -84,7 +89,7 @@ impl TxnIndex {
 
     /// The first offset of the oldest open transaction.
     pub fn first_unstable_offset(&self) -> Option<i64> {
-        self.ongoing.values().min().copied()
+        self.by_first.first().map(|&(first, _)| first)
     }
 
     /// Kafka's last stable offset: nothing at or after it may be shown to read_committed.
@@ -118,6 +123,8 @@ impl TxnIndex {
 
     pub fn check_invariants(&self) {
         assert!(self.ongoing.len() <= MAX_ONGOING_TXNS_PER_PARTITION);
+        let mirrored: BTreeSet<(i64, i64)> = self.ongoing.iter().map(|(&p, &f)| (f, p)).collect();
+        assert_eq!(mirrored, self.by_first, "LSO index");
         assert!(self.aborted.len() <= MAX_ABORTED_TXNS_PER_PARTITION);
         for a in &self.aborted {
             assert!(a.first_offset <= a.last_offset, "{a:?}");

@@ -199,6 +199,32 @@ pub struct TxnCoordinator {
     cfg: TxnConfig,
     /// BTreeMap so ticks and marker jobs come in a deterministic order.
     txns: BTreeMap<String, Entry>,
+    /// Timer indexes over the committed metadata (`in_log` entries), kept by `apply` — the only
+    /// place committed state changes — so `tick` and `markers_due` cost O(due), not O(ids).
+    /// Invariant: exactly what `check_invariants` rebuilds from `txns`.
+    /// (timeout deadline, id) of Ongoing transactions.
+    deadlines: BTreeSet<(i64, String)>,
+    /// Ids in PrepareCommit/PrepareAbort.
+    prepared: BTreeSet<String>,
+    /// (last update, id) of ids with no transaction open (expiry candidates).
+    idle: BTreeSet<(i64, String)>,
+}
+
+/// Which timer index a committed metadata belongs in.
+enum Slot {
+    Deadline(i64),
+    Prepared,
+    Idle(i64),
+}
+
+fn slot_of(m: &TxnMeta) -> Slot {
+    match m.state {
+        TxnState::Ongoing => Slot::Deadline(m.start_ms.saturating_add(i64::from(m.timeout_ms))),
+        TxnState::PrepareCommit | TxnState::PrepareAbort => Slot::Prepared,
+        TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
+            Slot::Idle(m.last_update_ms)
+        }
+    }
 }
 
 /// Which API is asking: PRODUCER_FENCED (KIP-588) is only understood from these versions on;
@@ -233,6 +259,9 @@ impl TxnCoordinator {
             partition,
             cfg,
             txns: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            prepared: BTreeSet::new(),
+            idle: BTreeSet::new(),
         }
     }
 
@@ -483,15 +512,10 @@ impl TxnCoordinator {
 
     /// Transactions whose markers are due (Prepare states, not being appended), in id order.
     pub fn markers_due(&self) -> Vec<MarkerJob> {
-        self.txns
-            .values()
+        self.prepared
+            .iter()
+            .filter_map(|id| self.txns.get(id))
             .filter(|e| !e.pending)
-            .filter(|e| {
-                matches!(
-                    e.meta.state,
-                    TxnState::PrepareCommit | TxnState::PrepareAbort
-                )
-            })
             .map(|e| MarkerJob {
                 transactional_id: e.meta.transactional_id.clone(),
                 producer_id: e.meta.producer_id,
@@ -527,10 +551,11 @@ impl TxnCoordinator {
     /// transaction open get a tombstone. Either record is appended like any other.
     pub fn tick(&mut self, now_ms: i64) -> Vec<LogRecord> {
         let timed_out: Vec<TxnMeta> = self
-            .txns
-            .values()
-            .filter(|e| !e.pending && e.meta.state == TxnState::Ongoing)
-            .filter(|e| e.meta.start_ms.saturating_add(i64::from(e.meta.timeout_ms)) <= now_ms)
+            .deadlines
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now_ms)
+            .filter_map(|(_, id)| self.txns.get(id))
+            .filter(|e| !e.pending)
             .take(TICK_RECORDS_MAX)
             .map(|e| e.meta.clone())
             .collect();
@@ -548,12 +573,12 @@ impl TxnCoordinator {
             .collect();
         let expiry = self.cfg.id_expiration_ms;
         let idle: Vec<String> = self
-            .txns
-            .values()
-            .filter(|e| !e.pending && !e.meta.state.has_partitions())
-            .filter(|e| e.meta.last_update_ms.saturating_add(expiry) <= now_ms)
+            .idle
+            .iter()
+            .take_while(|(updated, _)| updated.saturating_add(expiry) <= now_ms)
+            .filter(|(_, id)| self.txns.get(id).is_some_and(|e| !e.pending))
             .take(TICK_RECORDS_MAX - out.len())
-            .map(|e| e.meta.transactional_id.clone())
+            .map(|(_, id)| id.clone())
             .collect();
         for id in idle {
             if let Some(e) = self.txns.get_mut(&id) {
@@ -583,8 +608,14 @@ impl TxnCoordinator {
     /// once it is committed).
     pub fn apply(&mut self, rec: &LogRecord) -> Result<(), RecordError> {
         let (id, meta) = records::decode(rec)?;
+        if let Some(old) = self.txns.get(&id).filter(|e| e.in_log) {
+            let slot = slot_of(&old.meta);
+            self.unindex(&id, slot);
+        }
         match meta {
             Some(meta) => {
+                let slot = slot_of(&meta);
+                self.index(&id, slot);
                 self.txns.insert(
                     id,
                     Entry {
@@ -599,6 +630,22 @@ impl TxnCoordinator {
             }
         }
         Ok(())
+    }
+
+    fn index(&mut self, id: &str, slot: Slot) {
+        match slot {
+            Slot::Deadline(d) => self.deadlines.insert((d, id.to_owned())),
+            Slot::Prepared => self.prepared.insert(id.to_owned()),
+            Slot::Idle(t) => self.idle.insert((t, id.to_owned())),
+        };
+    }
+
+    fn unindex(&mut self, id: &str, slot: Slot) {
+        match slot {
+            Slot::Deadline(d) => self.deadlines.remove(&(d, id.to_owned())),
+            Slot::Prepared => self.prepared.remove(id),
+            Slot::Idle(t) => self.idle.remove(&(t, id.to_owned())),
+        };
     }
 
     /// Ends every pending mark (the partition lost leadership: appends in flight are moot).
@@ -617,6 +664,18 @@ impl TxnCoordinator {
     /// Asserts the state machine's invariants (tests call it after every step).
     pub fn check_invariants(&self) {
         assert!(self.txns.len() <= MAX_TXNS_PER_COORDINATOR);
+        let (mut deadlines, mut prepared, mut idle) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for (id, e) in self.txns.iter().filter(|(_, e)| e.in_log) {
+            match slot_of(&e.meta) {
+                Slot::Deadline(d) => deadlines.insert((d, id.clone())),
+                Slot::Prepared => prepared.insert(id.clone()),
+                Slot::Idle(t) => idle.insert((t, id.clone())),
+            };
+        }
+        assert_eq!(deadlines, self.deadlines, "deadline index");
+        assert_eq!(prepared, self.prepared, "prepared index");
+        assert_eq!(idle, self.idle, "idle index");
         for (id, e) in &self.txns {
             let m = &e.meta;
             assert!(

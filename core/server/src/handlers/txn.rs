@@ -151,8 +151,13 @@ impl TxnCoordinators {
         self.by_group.borrow().get(&group).cloned()
     }
 
-    fn all(&self) -> Vec<Rc<Coord>> {
-        self.by_group.borrow().values().cloned().collect()
+    /// Every coordinator with its state partition's raft group.
+    fn all(&self) -> Vec<(u64, Rc<Coord>)> {
+        self.by_group
+            .borrow()
+            .iter()
+            .map(|(g, c)| (*g, c.clone()))
+            .collect()
     }
 
     /// Committed entries of a `__transaction_state` partition: feed their records to its
@@ -334,16 +339,8 @@ pub async fn run_timers(broker: Rc<Broker>) {
         if broker.shared.is_shutting_down() {
             return;
         }
-        for c in broker.txn_coordinators.all() {
-            if !c.loaded.get() {
-                continue;
-            }
-            let leader = broker
-                .topic(TRANSACTION_STATE_TOPIC)
-                .and_then(|t| t.partitions.get(c.partition as usize).map(|pm| pm.group))
-                .and_then(|g| broker.partition(g))
-                .is_some_and(|p| p.is_leader());
-            if !leader {
+        for (group, c) in broker.txn_coordinators.all() {
+            if !c.loaded.get() || !broker.partition(group).is_some_and(|p| p.is_leader()) {
                 continue;
             }
             let due = c.tc.borrow_mut().tick(now_ms());
