@@ -12,7 +12,8 @@
 //! versions. Transactions: AddPartitionsToTxn stops at v3 (v4+ is the broker-to-broker batched
 //! form of KIP-890), and AddOffsetsToTxn/EndTxn/TxnOffsetCommit at v3 (v4+ add KIP-890's
 //! TRANSACTION_ABORTABLE and implicit partition registration, not implemented). WriteTxnMarkers is
-//! served at v1 only (the codec's only version; Kafka 4 dropped v0).
+//! served at v1 only (the codec's only version; Kafka 4 dropped v0); ListTransactions stops at v1
+//! (v2 adds a transactional-id regex filter).
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -44,6 +45,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
     (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
@@ -88,6 +91,8 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
         ApiKey::EndTxn => "EndTxn",
         ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
+        ApiKey::DescribeTransactions => "DescribeTransactions",
+        ApiKey::ListTransactions => "ListTransactions",
         ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::DescribeConfigs => "DescribeConfigs",

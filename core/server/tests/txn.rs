@@ -405,6 +405,42 @@ fn write_txn_markers_ends_a_hanging_transaction_per_partition() {
         0,
         "open: LSO at the transaction's start"
     );
+    // `kafka-transactions.sh describe / list` see it.
+    let d: DescribeTransactionsResponse = w.call(
+        ApiKey::DescribeTransactions,
+        0,
+        &DescribeTransactionsRequest::default().with_transactional_ids(vec![
+            TransactionalId(s("tx-h")),
+            TransactionalId(s("nobody")),
+        ]),
+    );
+    let t = &d.transaction_states[0];
+    assert_eq!((t.error_code, t.transaction_state.as_str()), (0, "Ongoing"));
+    assert_eq!((t.producer_id.0, t.producer_epoch), (pid, epoch));
+    assert_eq!(t.topics.len(), 1);
+    assert_eq!(
+        (t.topics[0].topic.0.as_str(), &t.topics[0].partitions[..]),
+        ("h", &[0][..])
+    );
+    assert_eq!(
+        d.transaction_states[1].error_code, 105,
+        "TRANSACTIONAL_ID_NOT_FOUND"
+    );
+    let l: ListTransactionsResponse = w.call(
+        ApiKey::ListTransactions,
+        1,
+        &ListTransactionsRequest::default()
+            .with_state_filters(vec![s("Ongoing"), s("Bogus")])
+            .with_duration_filter(-1),
+    );
+    assert_eq!(l.error_code, 0);
+    assert_eq!(l.unknown_state_filters, vec![s("Bogus")]);
+    let listed: Vec<(&str, i64)> = l
+        .transaction_states
+        .iter()
+        .map(|t| (t.transactional_id.0.as_str(), t.producer_id.0))
+        .collect();
+    assert_eq!(listed, vec![("tx-h", pid)]);
     // What `kafka-transactions.sh abort` sends to the partition leader.
     let req = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
         .with_producer_id(ProducerId(pid))

@@ -41,6 +41,8 @@ pub const MAX_PARTITIONS_PER_TXN: usize = 100_000;
 /// Bound on transactional ids one coordinator holds; beyond it new ids get
 /// COORDINATOR_NOT_AVAILABLE.
 pub const MAX_TXNS_PER_COORDINATOR: usize = 1_000_000;
+/// Bound on transactions one ListTransactions answer lists per coordinator.
+pub const LIST_MAX: usize = 100_000;
 /// Bound on records one `tick` returns (timeouts first, then expirations); the rest wait for
 /// the next tick.
 pub const TICK_RECORDS_MAX: usize = 1_000;
@@ -71,6 +73,20 @@ impl TxnState {
             5 => TxnState::CompleteAbort,
             _ => return None,
         })
+    }
+
+    /// Parses Kafka's name (ListTransactions state filters).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [
+            TxnState::Empty,
+            TxnState::Ongoing,
+            TxnState::PrepareCommit,
+            TxnState::PrepareAbort,
+            TxnState::CompleteCommit,
+            TxnState::CompleteAbort,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == name)
     }
 
     /// Kafka's names (DescribeTransactions, logs).
@@ -272,6 +288,36 @@ impl TxnCoordinator {
     /// The metadata of a transactional id, as last committed.
     pub fn get(&self, transactional_id: &str) -> Option<&TxnMeta> {
         self.txns.get(transactional_id).map(|e| &e.meta)
+    }
+
+    /// ListTransactions: (id, producer id, state) of the transactions matching every given
+    /// filter (an empty filter matches all; `min_duration_ms >= 0` keeps only transactions
+    /// open at least that long), in id order, at most [`LIST_MAX`].
+    pub fn list(
+        &self,
+        states: &[TxnState],
+        producer_ids: &[i64],
+        min_duration_ms: i64,
+        now_ms: i64,
+    ) -> Vec<(String, i64, TxnState)> {
+        self.txns
+            .values()
+            .filter(|e| e.in_log)
+            .map(|e| &e.meta)
+            .filter(|m| states.is_empty() || states.contains(&m.state))
+            .filter(|m| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
+            .filter(|m| {
+                min_duration_ms < 0
+                    || (m.start_ms >= 0 && now_ms.saturating_sub(m.start_ms) >= min_duration_ms)
+            })
+            .take(LIST_MAX)
+            .map(|m| (m.transactional_id.clone(), m.producer_id, m.state))
+            .collect()
+    }
+
+    /// A brand-new id whose first record is still being appended (not yet in the log).
+    pub fn is_new(&self, transactional_id: &str) -> bool {
+        self.txns.get(transactional_id).is_some_and(|e| !e.in_log)
     }
 
     pub fn is_pending(&self, transactional_id: &str) -> bool {

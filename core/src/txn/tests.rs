@@ -287,6 +287,46 @@ fn idle_ids_expire_with_a_tombstone_but_open_transactions_do_not() {
 }
 
 #[test]
+fn list_filters_by_state_producer_and_duration() {
+    let mut c = coord();
+    for (id, pid) in [("x", 1), ("y", 2)] {
+        let InitOutcome::Persist { record, .. } =
+            c.init_producer_id(id, 60_000, (-1, -1), 4, Some(pid), 0)
+        else {
+            panic!()
+        };
+        c.apply(&record).unwrap();
+    }
+    let rec = c
+        .add_partitions(
+            "y",
+            2,
+            0,
+            &parts(&[("t", 0)]),
+            Api::AddPartitionsToTxn,
+            3,
+            1_000,
+        )
+        .unwrap()
+        .unwrap();
+    c.apply(&rec).unwrap();
+    let all = c.list(&[], &[], -1, 5_000);
+    assert_eq!(all.len(), 2);
+    assert_eq!(
+        c.list(&[TxnState::Ongoing], &[], -1, 5_000),
+        vec![("y".to_string(), 2, TxnState::Ongoing)]
+    );
+    assert_eq!(c.list(&[], &[1], -1, 5_000)[0].0, "x");
+    assert_eq!(c.list(&[], &[], 4_000, 5_000).len(), 1, "open 4 s");
+    assert!(c.list(&[], &[], 4_001, 5_000).is_empty());
+    assert_eq!(
+        TxnState::from_name("PrepareAbort"),
+        Some(TxnState::PrepareAbort)
+    );
+    assert_eq!(TxnState::from_name("Dead"), None);
+}
+
+#[test]
 fn a_failed_append_leaves_no_trace() {
     let mut c = coord();
     let InitOutcome::Persist { .. } = c.init_producer_id(T, 1_000, (-1, -1), 4, Some(5), 0) else {

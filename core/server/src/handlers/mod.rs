@@ -136,7 +136,9 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
         body @ (RequestKind::AddPartitionsToTxn(_)
         | RequestKind::AddOffsetsToTxn(_)
         | RequestKind::EndTxn(_)
-        | RequestKind::WriteTxnMarkers(_)) => match txn::dispatch(&ctx, body).await {
+        | RequestKind::WriteTxnMarkers(_)
+        | RequestKind::DescribeTransactions(_)
+        | RequestKind::ListTransactions(_)) => match txn::dispatch(&ctx, body).await {
             Some(body) => body,
             None => return unsupported(key, version, correlation_id),
         },

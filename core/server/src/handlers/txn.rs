@@ -4,6 +4,8 @@
 //! `kafka-transactions.sh abort` sends to end a hanging transaction; the coordinator itself
 //! writes markers through `Call::WriteMarkers`). TxnOffsetCommit (28) belongs to the group
 //! coordinator ([`super::groups`]); FindCoordinator with key type 1 is answered there too.
+//! DescribeTransactions (65, v0) and ListTransactions (66, v0–1; v2's id regex is not served)
+//! read the coordinators' state for `kafka-transactions.sh describe / list`.
 //!
 //! A transactional id's coordinator is the leader of its `__transaction_state` partition
 //! (Kafka's `abs(hashCode) % partitions`), so each call is routed to the shard owning that
@@ -24,7 +26,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chronik_core::group::LogRecord;
 use chronik_core::txn::{
-    fenced_error, Api, InitOutcome, TxnConfig, TxnCoordinator, TRANSACTION_STATE_TOPIC,
+    fenced_error, Api, InitOutcome, TxnConfig, TxnCoordinator, TxnState, TRANSACTION_STATE_TOPIC,
 };
 use chronik_raft::raft::eraftpb::Entry;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -32,6 +34,8 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::ResponseError;
+
+use super::str_bytes;
 
 use crate::broker::Broker;
 use crate::calls::{Call, Reply};
@@ -81,6 +85,16 @@ pub enum TxnCall {
         commit: bool,
         version: i16,
     },
+    Describe {
+        group: u64,
+        transactional_id: String,
+    },
+    /// Every coordinator on the shard.
+    List {
+        states: Vec<TxnState>,
+        producer_ids: Vec<i64>,
+        min_duration_ms: i64,
+    },
 }
 
 pub enum TxnReply {
@@ -90,6 +104,8 @@ pub enum TxnReply {
         producer_epoch: i16,
     },
     Done(i16),
+    Describe(describe_transactions_response::TransactionState),
+    List(Vec<list_transactions_response::TransactionState>),
 }
 
 struct Coord {
@@ -379,10 +395,35 @@ pub async fn run_timers(broker: Rc<Broker>) {
 
 /// Handles a transaction call on the shard that owns the coordinator.
 pub async fn handle_local(broker: &Rc<Broker>, call: TxnCall) -> TxnReply {
-    let group = match &call {
-        TxnCall::Init { group, .. } | TxnCall::Add { group, .. } | TxnCall::End { group, .. } => {
-            *group
+    if let TxnCall::List {
+        states,
+        producer_ids,
+        min_duration_ms,
+    } = &call
+    {
+        let mut out = Vec::new();
+        for (group, c) in broker.txn_coordinators.all() {
+            if !c.loaded.get() || !broker.partition(group).is_some_and(|p| p.is_leader()) {
+                continue;
+            }
+            let listed =
+                c.tc.borrow()
+                    .list(states, producer_ids, *min_duration_ms, now_ms());
+            out.extend(listed.into_iter().map(|(id, pid, state)| {
+                list_transactions_response::TransactionState::default()
+                    .with_transactional_id(TransactionalId(str_bytes(id)))
+                    .with_producer_id(ProducerId(pid))
+                    .with_transaction_state(str_bytes(state.as_str()))
+            }));
         }
+        return TxnReply::List(out);
+    }
+    let group = match &call {
+        TxnCall::Init { group, .. }
+        | TxnCall::Add { group, .. }
+        | TxnCall::End { group, .. }
+        | TxnCall::Describe { group, .. } => *group,
+        TxnCall::List { .. } => unreachable!("answered above"),
     };
     let refuse = |code: ResponseError| match &call {
         TxnCall::Init { .. } => TxnReply::Init {
@@ -402,6 +443,37 @@ pub async fn handle_local(broker: &Rc<Broker>, call: TxnCall) -> TxnReply {
         return refuse(ResponseError::CoordinatorLoadInProgress);
     }
     match call {
+        TxnCall::List { .. } => unreachable!("answered above"),
+        TxnCall::Describe {
+            transactional_id: id,
+            ..
+        } => {
+            let tc = c.tc.borrow();
+            let base = describe_transactions_response::TransactionState::default()
+                .with_transactional_id(TransactionalId(str_bytes(id.clone())));
+            TxnReply::Describe(match tc.get(&id).filter(|_| !tc.is_new(&id)) {
+                None => base.with_error_code(ResponseError::TransactionalIdNotFound.code()),
+                Some(m) => {
+                    let mut topics: Vec<describe_transactions_response::TopicData> = Vec::new();
+                    for (t, p) in &m.partitions {
+                        match topics.last_mut() {
+                            Some(last) if last.topic.0.as_str() == t => last.partitions.push(*p),
+                            _ => topics.push(
+                                describe_transactions_response::TopicData::default()
+                                    .with_topic(TopicName(str_bytes(t.clone())))
+                                    .with_partitions(vec![*p]),
+                            ),
+                        }
+                    }
+                    base.with_transaction_state(str_bytes(m.state.as_str()))
+                        .with_transaction_timeout_ms(m.timeout_ms)
+                        .with_transaction_start_time_ms(m.start_ms)
+                        .with_producer_id(ProducerId(m.producer_id))
+                        .with_producer_epoch(m.producer_epoch)
+                        .with_topics(topics)
+                }
+            })
+        }
         TxnCall::Init {
             transactional_id: id,
             timeout_ms,
@@ -563,6 +635,7 @@ fn code_of(r: TxnReply) -> i16 {
     match r {
         TxnReply::Done(c) => c,
         TxnReply::Init { error, .. } => error,
+        TxnReply::Describe(_) | TxnReply::List(_) => ResponseError::UnknownServerError.code(),
     }
 }
 
@@ -593,7 +666,7 @@ pub async fn init_producer_id(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> Init
             producer_id,
             producer_epoch,
         } => (error, producer_id, producer_epoch),
-        TxnReply::Done(c) => (c, -1, -1),
+        other => (code_of(other), -1, -1),
     };
     InitProducerIdResponse::default()
         .with_error_code(map_fenced(error, Api::InitProducerId, version))
@@ -662,8 +735,78 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         RequestKind::WriteTxnMarkers(req) => {
             ResponseKind::WriteTxnMarkers(write_txn_markers(ctx, req).await)
         }
+        RequestKind::DescribeTransactions(req) => {
+            let mut states = Vec::with_capacity(req.transactional_ids.len());
+            for tid in req.transactional_ids {
+                let id = tid.0.as_str().to_string();
+                let r = call(ctx, &id, |group| TxnCall::Describe {
+                    group,
+                    transactional_id: id.clone(),
+                })
+                .await;
+                states.push(match r {
+                    TxnReply::Describe(d) => d,
+                    other => describe_transactions_response::TransactionState::default()
+                        .with_transactional_id(tid)
+                        .with_error_code(code_of(other)),
+                });
+            }
+            ResponseKind::DescribeTransactions(
+                DescribeTransactionsResponse::default().with_transaction_states(states),
+            )
+        }
+        RequestKind::ListTransactions(req) => {
+            ResponseKind::ListTransactions(list_transactions(ctx, req).await)
+        }
         _ => return None,
     })
+}
+
+/// ListTransactions: every shard lists the coordinators it leads; unknown state names are
+/// reported back (Kafka's `unknown_state_filters`) and match nothing.
+async fn list_transactions(
+    ctx: &Ctx<'_>,
+    req: ListTransactionsRequest,
+) -> ListTransactionsResponse {
+    let mut states = Vec::new();
+    let mut unknown = Vec::new();
+    for name in &req.state_filters {
+        match TxnState::from_name(name.as_str()) {
+            Some(s) => states.push(s),
+            None => unknown.push(name.clone()),
+        }
+    }
+    let mut resp = ListTransactionsResponse::default().with_unknown_state_filters(unknown.clone());
+    if !unknown.is_empty() && states.is_empty() {
+        return resp; // only unknown states were asked for: nothing matches
+    }
+    let producer_ids: Vec<i64> = req.producer_id_filters.iter().map(|p| p.0).collect();
+    let min_duration_ms = if ctx.version >= 1 {
+        req.duration_filter
+    } else {
+        -1
+    };
+    let calls = (0..ctx.broker.shared.shards).map(|shard| {
+        let call = Call::Txn(TxnCall::List {
+            states: states.clone(),
+            producer_ids: producer_ids.clone(),
+            min_duration_ms,
+        });
+        async move { ctx.broker.call(shard, call).await }
+    });
+    for r in futures::future::join_all(calls).await {
+        match r {
+            Some(Reply::Txn(TxnReply::List(l))) => resp.transaction_states.extend(l),
+            _ => resp.error_code = ResponseError::CoordinatorNotAvailable.code(),
+        }
+    }
+    resp.transaction_states.sort_by(|a, b| {
+        a.transactional_id
+            .0
+            .as_str()
+            .cmp(b.transactional_id.0.as_str())
+    });
+    resp
 }
 
 /// WriteTxnMarkers: each marker is appended to each listed partition (routed to the owning
