@@ -198,9 +198,18 @@ fn abort_hides_records_from_read_committed_and_fences_old_epochs() {
     // EndTxn with no transaction: INVALID_TXN_STATE; unknown topic: UNKNOWN_TOPIC_OR_PARTITION.
     assert_eq!(end_txn(&mut w, "tx-a", pid, epoch, true, 3), 48);
     assert_eq!(add_partition(&mut w, "tx-a", pid, epoch, "nope"), 3);
-    // Clients cannot produce control batches.
+    // Clients cannot produce control batches; transactional batches need the transactional
+    // id (Kafka: TRANSACTIONAL_ID_AUTHORIZATION_FAILED) and a partition added to the ongoing
+    // transaction (KIP-890 verification: INVALID_TXN_STATE), so nothing hangs the LSO.
+    let control = batch(pid, epoch, -1, 1, chronik_protocol::batch::CONTROL_FLAG);
+    assert_eq!(produce(&mut w, "t", None, control).0, 87);
     let marker = chronik_protocol::batch::encode_control_batch(pid, epoch, true, 0, 1);
-    assert_eq!(produce(&mut w, "t", None, marker).0, 87);
+    assert_eq!(produce(&mut w, "t", None, marker).0, 53);
+    assert_eq!(
+        produce(&mut w, "t", Some("tx-a"), batch(pid, epoch, 0, 1, TXN)).0,
+        48
+    );
+    assert_eq!(latest(&mut w, "t", 0), 0, "nothing was appended");
 
     // offset 0: a plain record; 1–3: the transaction; then its abort marker at 4.
     assert_eq!(produce(&mut w, "t", None, batch(-1, -1, -1, 1, 0)), (0, 0));

@@ -518,6 +518,35 @@ impl TxnCoordinator {
         Ok(Some(self.persist(next)))
     }
 
+    /// Produce of transactional batches (KIP-890 part 1, done at the coordinator since the
+    /// partitions are on this node): the producer must hold the current epoch and every
+    /// partition must already be in its ongoing transaction. Otherwise a late or stray batch
+    /// would open a transaction in the partition that no marker ever ends (a hanging
+    /// transaction pins the LSO). State being appended does not matter: a producer sends data
+    /// only after AddPartitionsToTxn answered, so the committed metadata is what it saw.
+    pub fn verify(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: &[(String, i32)],
+    ) -> Result<(), ResponseError> {
+        let Some(e) = self.txns.get(transactional_id).filter(|e| e.in_log) else {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        };
+        let m = &e.meta;
+        if m.producer_id != producer_id {
+            return Err(ResponseError::InvalidProducerIdMapping);
+        }
+        if m.producer_epoch != producer_epoch {
+            return Err(ResponseError::InvalidProducerEpoch);
+        }
+        if m.state != TxnState::Ongoing || !partitions.iter().all(|p| m.partitions.contains(p)) {
+            return Err(ResponseError::InvalidTxnState);
+        }
+        Ok(())
+    }
+
     /// EndTxn (v0–v3). `Ok(None)`: a retry of an end that already completed; answer success.
     /// `Ok(Some(record))`: append the PrepareCommit/PrepareAbort record; once it is committed the
     /// transaction appears in [`Self::markers_due`].

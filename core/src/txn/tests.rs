@@ -327,6 +327,41 @@ fn list_filters_by_state_producer_and_duration() {
 }
 
 #[test]
+fn verify_accepts_only_added_partitions_of_the_current_epoch() {
+    let mut c = coord();
+    let mut pid = 0;
+    let (p, e) = init(&mut c, (-1, -1), &mut pid);
+    let t0 = parts(&[("t", 0)]);
+    assert_eq!(c.verify(T, p, e, &t0), Err(ResponseError::InvalidTxnState));
+    let rec = c
+        .add_partitions(T, p, e, &t0, Api::AddPartitionsToTxn, 3, 0)
+        .unwrap()
+        .unwrap();
+    c.apply(&rec).unwrap();
+    assert_eq!(c.verify(T, p, e, &t0), Ok(()));
+    assert_eq!(
+        c.verify(T, p, e, &parts(&[("t", 0), ("t", 1)])),
+        Err(ResponseError::InvalidTxnState)
+    );
+    assert_eq!(
+        c.verify(T, p, e + 1, &t0),
+        Err(ResponseError::InvalidProducerEpoch)
+    );
+    assert_eq!(
+        c.verify(T, p + 1, e, &t0),
+        Err(ResponseError::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        c.verify("other", p, e, &t0),
+        Err(ResponseError::InvalidProducerIdMapping)
+    );
+    // After the transaction ends, a late batch for it is refused.
+    let rec = c.end_txn(T, p, e, false, 3, 1).unwrap().unwrap();
+    c.apply(&rec).unwrap();
+    assert_eq!(c.verify(T, p, e, &t0), Err(ResponseError::InvalidTxnState));
+}
+
+#[test]
 fn a_failed_append_leaves_no_trace() {
     let mut c = coord();
     let InitOutcome::Persist { .. } = c.init_producer_id(T, 1_000, (-1, -1), 4, Some(5), 0) else {

@@ -89,6 +89,14 @@ pub enum TxnCall {
         group: u64,
         transactional_id: String,
     },
+    /// Produce of transactional batches: are these partitions in the producer's transaction?
+    Verify {
+        group: u64,
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        partitions: Vec<(String, i32)>,
+    },
     /// Every coordinator on the shard.
     List {
         states: Vec<TxnState>,
@@ -422,7 +430,8 @@ pub async fn handle_local(broker: &Rc<Broker>, call: TxnCall) -> TxnReply {
         TxnCall::Init { group, .. }
         | TxnCall::Add { group, .. }
         | TxnCall::End { group, .. }
-        | TxnCall::Describe { group, .. } => *group,
+        | TxnCall::Describe { group, .. }
+        | TxnCall::Verify { group, .. } => *group,
         TxnCall::List { .. } => unreachable!("answered above"),
     };
     let refuse = |code: ResponseError| match &call {
@@ -444,6 +453,18 @@ pub async fn handle_local(broker: &Rc<Broker>, call: TxnCall) -> TxnReply {
     }
     match call {
         TxnCall::List { .. } => unreachable!("answered above"),
+        TxnCall::Verify {
+            transactional_id: id,
+            producer_id,
+            producer_epoch,
+            partitions,
+            ..
+        } => TxnReply::Done(
+            c.tc.borrow()
+                .verify(&id, producer_id, producer_epoch, &partitions)
+                .err()
+                .map_or(0, |e| e.code()),
+        ),
         TxnCall::Describe {
             transactional_id: id,
             ..
@@ -672,6 +693,26 @@ pub async fn init_producer_id(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> Init
         .with_error_code(map_fenced(error, Api::InitProducerId, version))
         .with_producer_id(ProducerId(pid))
         .with_producer_epoch(epoch)
+}
+
+/// Checks, before transactional batches are appended, that their partitions are in the
+/// producer's ongoing transaction (see `TxnCoordinator::verify`). Returns a Kafka error code.
+pub async fn verify_produce(
+    ctx: &Ctx<'_>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: Vec<(String, i32)>,
+) -> i16 {
+    let r = call(ctx, transactional_id, |group| TxnCall::Verify {
+        group,
+        transactional_id: transactional_id.to_owned(),
+        producer_id,
+        producer_epoch,
+        partitions,
+    })
+    .await;
+    code_of(r)
 }
 
 /// PRODUCER_FENCED is new in KIP-588; older request versions get INVALID_PRODUCER_EPOCH.
