@@ -155,6 +155,16 @@ async fn verify_transactional(ctx: &Ctx<'_>, req: &ProduceRequest) -> i16 {
             "transactional produce refused"
         );
     }
+    // As Kafka does: a coordinator that cannot answer yet is a retriable produce error.
+    let unavailable = [
+        ResponseError::CoordinatorNotAvailable,
+        ResponseError::CoordinatorLoadInProgress,
+        ResponseError::NotCoordinator,
+        ResponseError::ConcurrentTransactions,
+    ];
+    if unavailable.iter().any(|e| e.code() == code) {
+        return ResponseError::NotEnoughReplicas.code();
+    }
     code
 }
 
