@@ -20,6 +20,8 @@ pub struct WalStats {
     /// Spare segment files zero-filled in the background.
     pub segments_prepared: u64,
     pub relocated_records: u64,
+    /// Entries whose payload log compaction replaced (`Wal::replace_payload`).
+    pub replaced_payloads: u64,
     pub cache_bytes: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
