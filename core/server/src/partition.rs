@@ -42,6 +42,8 @@ pub struct Settings {
     pub log_append_time: bool,
     pub retention_ms: i64,
     pub retention_bytes: i64,
+    /// `cleanup.policy` and the compaction settings (see `compaction.rs`).
+    pub compaction: crate::compaction::CompactionSettings,
 }
 
 impl Settings {
@@ -56,6 +58,7 @@ impl Settings {
                 == Some("LogAppendTime"),
             retention_ms: topic_config::effective_i64("retention.ms", overrides, defaults),
             retention_bytes: topic_config::effective_i64("retention.bytes", overrides, defaults),
+            compaction: crate::compaction::CompactionSettings::resolve(overrides, defaults),
         }
     }
 }
@@ -322,6 +325,13 @@ impl Partition {
                 out.error = code(ResponseError::InvalidRecord);
                 out.error_message = Some("transactional batches are not supported".into());
                 return out;
+            }
+            if settings.compaction.compact {
+                if let Err(msg) = crate::compaction::check_keys(bytes) {
+                    out.error = code(ResponseError::InvalidRecord);
+                    out.error_message = Some(msg);
+                    return out;
+                }
             }
             let last_seq = info.base_sequence.wrapping_add(info.last_offset_delta);
             if info.producer_id >= 0 {
@@ -593,7 +603,8 @@ impl Partition {
     /// Retention: drop whole batches older than `retention.ms` or beyond `retention.bytes`.
     pub fn enforce_retention(&self, now_ms: i64) {
         let s = self.settings.borrow().clone();
-        if s.retention_ms < 0 && s.retention_bytes < 0 {
+        // `cleanup.policy=compact` alone keeps data forever (compaction bounds it instead).
+        if !s.compaction.delete || (s.retention_ms < 0 && s.retention_bytes < 0) {
             return;
         }
         let Some(point) =
