@@ -29,6 +29,11 @@
 //! follower may be compacted copies, which is what a Kafka follower fetching a cleaned segment
 //! gets too.
 //!
+//! `segment.ms` / `segment.bytes` have no per-partition meaning here (the WAL's segments are
+//! shared by every partition of a shard); the newest committed batch plays the part of Kafka's
+//! never-cleaned active segment. Tombstones expire at a later pass, so like in Kafka they go
+//! once new writes make the partition dirty enough for another pass.
+//!
 //! The cleaner is one task per shard in a low-share glommio task queue; it yields every
 //! [`CLEANER_SLICE`] of work and reads through the WAL's async read path in chunks of
 //! [`SWEEP_CHUNK_BYTES`], so produce and fetch on the same shard keep their latency.
@@ -263,6 +268,9 @@ pub struct CleanerState {
     passes: VecDeque<(i64, i64)>,
     /// A batch that did not parse was reported (warn once per partition).
     warned: bool,
+    /// The high watermark at which the partition last had nothing to clean: while it stays
+    /// there (and no max lag applies) the cleaner skips the partition without looking at it.
+    idle_at_hw: Option<i64>,
 }
 
 impl CleanerState {
@@ -554,11 +562,19 @@ pub async fn run_cleaner(
             }
             let now = crate::partition::now_ms();
             let st = states.entry(p.group).or_default();
+            let lag_bound = s.max_compaction_lag_ms >= 0 && s.max_compaction_lag_ms < i64::MAX;
+            let hw = p.high_watermark();
+            if st.idle_at_hw == Some(hw) && !lag_bound {
+                continue;
+            }
             if !needs_pass(&p, &wal, st, &s, now).await {
+                st.idle_at_hw = Some(hw);
                 continue;
             }
             match clean_partition(&p, &wal, st, &s, now).await {
-                Ok(r) if r.ran => {
+                Ok(r) if !r.ran => st.idle_at_hw = Some(hw),
+                Ok(r) => {
+                    st.idle_at_hw = None;
                     m.runs.increment(1);
                     m.bytes_removed.increment(r.bytes_removed);
                     tracing::debug!(
@@ -572,7 +588,6 @@ pub async fn run_cleaner(
                         "compaction pass"
                     );
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!(group = p.group, "compaction pass failed: {e}"),
             }
         }
