@@ -74,6 +74,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some(advice) = &report.mount_advice {
         tracing::warn!("{advice}; see linux-only.md");
     }
+    if std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() == "2") {
+        tracing::warn!(
+            "vm.overcommit_memory is 2 (strict): a request with a forged array count can then \
+             abort the broker instead of closing its connection; see linux-only.md"
+        );
+    }
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Suffix("_seconds".into()),
@@ -168,6 +174,7 @@ fn wal_options(config: &Config, shard: usize) -> WalOptions {
     o.sync_interval_ms = s.wal_sync_interval_ms.max(1);
     o.recycle_segments = s.wal_recycle_segments as usize;
     o.prepare_bytes_per_sec = s.wal_prepare_bytes_per_sec;
+    o.cache_bytes = usize::try_from(s.wal_cache_bytes).unwrap_or(usize::MAX);
     o
 }
 
