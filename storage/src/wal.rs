@@ -1495,7 +1495,8 @@ impl Wal {
     }
 
     /// Payload bytes of the group's data entries with `base_offset >= from_offset`, and of all
-    /// its data entries (log compaction's dirty ratio).
+    /// its data entries (log compaction's dirty ratio). Header-only batches count as nothing:
+    /// they hold no record.
     pub fn data_bytes(&self, g: GroupId, from_offset: i64) -> (u64, u64) {
         let inner = self.inner.borrow();
         let Some(grp) = inner.groups.get(&g) else {
@@ -1504,6 +1505,9 @@ impl Wal {
         let (mut from, mut total) = (0u64, 0u64);
         for &(_, index) in grp.data.iter() {
             let Some(e) = grp.get(index) else { continue };
+            if e.payload_len == EMPTY_KAFKA_BATCH_BYTES {
+                continue;
+            }
             total += e.payload_len as u64;
             if e.kafka.is_some_and(|k| k.base_offset >= from_offset) {
                 from += e.payload_len as u64;
@@ -1520,6 +1524,25 @@ impl Wal {
             .get(&g)
             .and_then(|grp| grp.get(index))
             .is_some_and(|e| e.lsn == lsn)
+    }
+
+    /// The Raft index of the group's first data entry that is not a header-only batch, when
+    /// only header-only data entries (and non-data entries) come before it: dropping the log
+    /// before that index loses no record (log compaction emptied it). `None` otherwise.
+    pub fn empty_prefix_end(&self, g: GroupId) -> Option<u64> {
+        let inner = self.inner.borrow();
+        let grp = inner.groups.get(&g)?;
+        // Bounded by the group's data entries (in memory, no I/O).
+        let (skipped, first_full) = grp
+            .data
+            .iter()
+            .enumerate()
+            .find(|(_, &(_, i))| {
+                grp.get(i)
+                    .is_some_and(|e| e.payload_len != EMPTY_KAFKA_BATCH_BYTES)
+            })
+            .map(|(k, &(_, i))| (k, i))?;
+        (skipped > 0).then_some(first_full)
     }
 
     /// First data entry whose `max_timestamp >= ts` (ListOffsets by timestamp).

@@ -20,7 +20,13 @@
 //!    index/term, so the old segment can be reclaimed). A batch left with no record becomes a
 //!    61-byte header-only batch: the Raft entry cannot disappear from the middle of the log and
 //!    its Kafka offsets are read from that header; fetch skips such entries.
-//! 3. The cleaned point moves to the cleanable end.
+//! 3. The cleaned point moves to the cleanable end. In `__consumer_offsets`, a prefix of the log
+//!    left with header-only batches only is then dropped (Raft prefix compaction, the log start
+//!    moves to the first batch with records), so superseded commits stop costing a WAL entry
+//!    each: that partition no longer grows forever. User topics keep their header-only entries
+//!    (61 bytes plus the WAL record header each; fetch skips them) because moving their log
+//!    start would send consumers positioned in the dropped prefix to `auto.offset.reset`, and
+//!    Kafka never moves a log start by compaction.
 //!
 //! A pass runs when `dirty bytes / total bytes >= min.cleanable.dirty.ratio`, or when the oldest
 //! dirty batch is older than `max.compaction.lag.ms`. The cleaned point is not persisted: after
@@ -575,6 +581,12 @@ pub async fn run_cleaner(
                 Ok(r) if !r.ran => st.idle_at_hw = Some(hw),
                 Ok(r) => {
                     st.idle_at_hw = None;
+                    // Only for the internal topic: moving a user topic's log start would send
+                    // consumers whose position lies in the dropped prefix to their reset policy
+                    // (Kafka never moves it by compaction); nobody but the broker reads this one.
+                    if p.topic == chronik_core::meta::CONSUMER_OFFSETS_TOPIC {
+                        p.drop_compacted_prefix();
+                    }
                     m.runs.increment(1);
                     m.bytes_removed.increment(r.bytes_removed);
                     tracing::debug!(

@@ -613,6 +613,21 @@ impl Partition {
         else {
             return;
         };
+        self.drop_prefix_before(point);
+    }
+
+    /// Log compaction emptied a prefix of the log (header-only batches): drop it and move the
+    /// log start to the first batch that still holds records, so a compacted partition stops
+    /// growing by one entry per superseded write.
+    pub fn drop_compacted_prefix(&self) {
+        if let Some(point) = self.wal.empty_prefix_end(self.group) {
+            self.drop_prefix_before(point);
+        }
+    }
+
+    /// Drops the log before Raft index `point` (applied entries only) and moves the log start
+    /// offset to the first batch from there.
+    fn drop_prefix_before(&self, point: u64) {
         // Never drop what is not applied yet.
         let point = point.min(self.applied_index.get() + 1);
         let Some(prev_term) = self.wal.term(self.group, point.saturating_sub(1)) else {

@@ -153,6 +153,7 @@ fn compacted_topic_keeps_the_latest_value_per_key_at_its_offset_across_restart()
         internal < 50,
         "__consumer_offsets still holds {internal} records"
     );
+    eprintln!("300 offset commits compacted to {internal} __consumer_offsets records");
 
     // SIGKILL and restart: recovery takes the compacted copies; nothing comes back.
     s.restart();
