@@ -406,3 +406,45 @@ fn transactional_batches_and_unparsable_batches_are_left_alone() {
     assert!(rewrite_batch(&broken, &map, |_| true).is_err());
     assert!(KeyMap::new(1 << 20).add_batch(&broken).is_err());
 }
+
+/// Measurement, not run by default: `cargo test -p chronik-server --lib measure_pass --
+/// --ignored --nocapture` (one pass over 200k lz4 records, 1000 keys, in memory).
+#[test]
+#[ignore]
+fn measure_pass_throughput() {
+    let log = MemLog::default();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for _ in 0..2000 {
+        let base = log.next_offset();
+        let recs: Vec<Rec> = (0..100)
+            .map(|_| Rec {
+                key: Some(format!("key-{}", rng.gen_range(0..1000)).into_bytes()),
+                value: Some(vec![b'v'; 100]),
+                header: None,
+            })
+            .collect();
+        log.append(build(Compression::Lz4, base, 1, &recs, 0), false);
+    }
+    let bytes: usize = log.entries.borrow().iter().map(|(_, b)| b.len()).sum();
+    let mut st = CleanerState::default();
+    let limits = PassLimits {
+        map_bytes: MAX_KEY_MAP_BYTES,
+        chunk_bytes: SWEEP_CHUNK_BYTES,
+    };
+    let t = std::time::Instant::now();
+    let r = run_sync(clean(
+        &log,
+        1,
+        (log.next_offset(), 0),
+        &mut st,
+        &settings(i64::MAX),
+        limits,
+        1 << 40,
+    ))
+    .unwrap();
+    let el = t.elapsed();
+    // Every key's last record survives; of the newest batch nothing is removed.
+    assert!(r.records_removed >= 200_000 - 1000 - 100, "{r:?}");
+    assert_eq!(r.records_removed as usize + log.records().len(), 200_000);
+    eprintln!("200k records, {bytes} bytes (lz4), 1000 keys: pass {el:?}, {} rewritten, {} removed, {:.0} records/s", r.batches_rewritten, r.records_removed, 200_000.0 / el.as_secs_f64());
+}
