@@ -11,6 +11,8 @@
 //!   decompression bounded before it allocates. Used only off the hot path (compaction).
 //! - [`records`]: record-level parsing of batches of any codec and rebuilding a batch with a
 //!   subset of its records (log compaction), keeping offsets, timestamps and headers.
+//! - [`fetch_frame`]: Fetch responses encoded as parts, the stored batches passed through
+//!   uncopied.
 //! - [`error`]: the crate's error enum.
 //!
 //! Message bodies are encoded and decoded with the `kafka-protocol` crate (generated from Kafka's
@@ -22,6 +24,7 @@ pub mod api;
 pub mod batch;
 pub mod codec;
 pub mod error;
+pub mod fetch_frame;
 pub mod frame;
 pub mod records;
 
