@@ -581,10 +581,14 @@ pub async fn run_cleaner(
                 Ok(r) if !r.ran => st.idle_at_hw = Some(hw),
                 Ok(r) => {
                     st.idle_at_hw = None;
-                    // Only for the internal topic: moving a user topic's log start would send
+                    // Only for the internal topics: moving a user topic's log start would send
                     // consumers whose position lies in the dropped prefix to their reset policy
-                    // (Kafka never moves it by compaction); nobody but the broker reads this one.
-                    if p.topic == chronik_core::meta::CONSUMER_OFFSETS_TOPIC {
+                    // (Kafka never moves it by compaction); nobody but the broker reads these.
+                    // Both replay keyed snapshots (latest record per key wins), so the dropped
+                    // header-only prefix held nothing a replay needs.
+                    if p.topic == chronik_core::meta::CONSUMER_OFFSETS_TOPIC
+                        || p.topic == chronik_core::txn::TRANSACTION_STATE_TOPIC
+                    {
                         p.drop_compacted_prefix();
                     }
                     m.runs.increment(1);
