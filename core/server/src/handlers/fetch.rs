@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use chronik_core::meta::MetaState;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
@@ -63,7 +63,10 @@ struct Slot {
     leader: Option<(i32, i32)>,
 }
 
-pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
+/// The response, and for each of its partitions (in order) the stored batches of its `records`
+/// when there are several of them (empty otherwise): the encoder sends them as they are instead
+/// of joining them (see `chronik_protocol::fetch_frame`).
+pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Vec<Vec<Bytes>>) {
     let start = Instant::now();
     let by_id = ctx.version >= TOPIC_ID_VERSION;
     let requested = requested_partitions(&req, by_id);
@@ -77,7 +80,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
         &forgotten,
     );
     let wanted = match &plan {
-        Plan::Error(code) => return error_response(*code),
+        Plan::Error(code) => return (error_response(*code), Vec::new()),
         Plan::Incremental { partitions, .. } => partitions.as_slice(),
         Plan::Full | Plan::Sessionless => requested.as_slice(),
     };
@@ -115,12 +118,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
                 .collect();
             match sessions.finish(*session_id, *epoch, &answers) {
                 Ok(include) => (*session_id, Some(include)),
-                Err(code) => return error_response(code),
+                Err(code) => return (error_response(code), Vec::new()),
             }
         }
-        Plan::Error(code) => return error_response(*code),
+        Plan::Error(code) => return (error_response(*code), Vec::new()),
     };
-    let mut resp = build(&topics, slots, include.as_deref()).with_session_id(session_id);
+    let mut lists = Vec::new();
+    let mut resp =
+        build(&topics, slots, include.as_deref(), Some(&mut lists)).with_session_id(session_id);
     if resp
         .responses
         .iter()
@@ -129,7 +134,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> FetchResponse {
     {
         resp.node_endpoints = vec![own_endpoint(ctx)];
     }
-    resp
+    (resp, lists)
 }
 
 /// The partitions a request lists, keyed by topic id (v13+) or name, in request order.
@@ -395,8 +400,15 @@ fn error_response(code: i16) -> FetchResponse {
 }
 
 /// The response body: the slots `include` selects (all when `None`), consecutive partitions of
-/// one topic under one topic entry.
-fn build(topics: &[TopicKey], slots: Vec<Slot>, include: Option<&[bool]>) -> FetchResponse {
+/// one topic under one topic entry. With `lists`, a partition with several batches gets an empty
+/// `records` placeholder and its batches are pushed to `lists` (one entry per partition, empty
+/// for the others); without, they are joined into `records`.
+fn build(
+    topics: &[TopicKey],
+    slots: Vec<Slot>,
+    include: Option<&[bool]>,
+    mut lists: Option<&mut Vec<Vec<Bytes>>>,
+) -> FetchResponse {
     let mut responses: Vec<FetchableTopicResponse> = Vec::new();
     let mut last_topic = None;
     for (i, s) in slots.into_iter().enumerate() {
@@ -428,11 +440,22 @@ fn build(topics: &[TopicKey], slots: Vec<Slot>, include: Option<&[bool]>) -> Fet
             ),
             None => Some(Vec::new()),
         };
-        // One batch (the common case for large records) is passed on as it is; several are
-        // joined once.
-        let records = match &o.batches[..] {
-            [one] => one.clone(),
-            many => {
+        // One batch (the common case for large records) is passed on as it is; several go to
+        // the encoder as a list, or are joined once when there is no list to give them to.
+        let mut batches = o.batches;
+        let records = match (&batches[..], lists.as_deref_mut()) {
+            ([one], _) => {
+                let one = one.clone();
+                if let Some(l) = lists.as_deref_mut() {
+                    l.push(Vec::new());
+                }
+                one
+            }
+            (_, Some(l)) => {
+                l.push(std::mem::take(&mut batches));
+                Bytes::new()
+            }
+            (many, None) => {
                 let mut joined = BytesMut::with_capacity(o.bytes);
                 for b in many {
                     joined.extend_from_slice(b);
@@ -560,7 +583,7 @@ mod tests {
         let wanted = vec![want(TopicKey::Id(0x1234), 0), want(TopicKey::Id(0x1234), 1)];
         let (topics, slots) = resolve(&meta, &meta.id_index(), &wanted, 0);
         let slots: Vec<Slot> = slots.into_iter().map(|s| with_bytes(s, 5)).collect();
-        let resp = build(&topics, slots, Some(&[false, true]));
+        let resp = build(&topics, slots, Some(&[false, true]), None);
         assert_eq!(resp.responses.len(), 1);
         let t = &resp.responses[0];
         assert_eq!(t.topic_id, uuid::Uuid::from_u128(0x1234));
@@ -580,7 +603,7 @@ mod tests {
         let (topics, mut slots) = resolve(&meta, &meta.id_index(), &[want(TopicKey::Id(9), 0)], 0);
         slots[0].outcome = failed(ResponseError::NotLeaderOrFollower.code());
         slots[0].leader = Some((1, 4));
-        let mut resp = build(&topics, slots, None);
+        let mut resp = build(&topics, slots, None, None);
         let p = &resp.responses[0].partitions[0];
         assert_eq!(p.error_code, 6);
         assert_eq!(

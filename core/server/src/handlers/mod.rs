@@ -105,13 +105,14 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
             ResponseKind::Produce(resp)
         }
         RequestKind::Fetch(r) => {
-            let resp = fetch::handle(&ctx, r).await;
+            let (resp, batches) = fetch::handle(&ctx, r).await;
             let mut parts = Vec::new();
-            return match chronik_protocol::fetch_frame::encode_fetch_response_parts(
+            return match chronik_protocol::fetch_frame::encode_fetch_response_batches(
                 &mut parts,
                 correlation_id,
                 version,
                 resp,
+                batches,
                 splice_nonce(),
             ) {
                 Ok(()) => Outcome::RespondParts(parts),
