@@ -14,7 +14,9 @@ use chronik_storage::Wal;
 use futures::channel::oneshot;
 use kafka_protocol::ResponseError;
 
-use crate::calls::{Call, FetchOutcome, OffsetLookup, PartitionOffsets, ProduceOutcome, Reply};
+use crate::calls::{
+    Call, FetchOutcome, OffsetLookup, PartitionOffsets, PartitionReport, ProduceOutcome, Reply,
+};
 use crate::handlers::groups::Coordinators;
 use crate::partition::{with_timeout, Partition, Settings};
 use crate::shared::Shared;
@@ -291,6 +293,18 @@ impl Broker {
             }
             Call::Group(gc) => Reply::Group(crate::handlers::groups::handle_local(&self, gc).await),
             Call::AllocateProducerIds => Reply::ProducerIds(self.allocate_pid_block_local().await),
+            Call::Report { groups, producers } => Reply::Report(
+                groups
+                    .into_iter()
+                    .map(|g| match self.partition(g) {
+                        Some(p) => p.report(producers),
+                        None => PartitionReport {
+                            error: ResponseError::NotLeaderOrFollower.code(),
+                            ..Default::default()
+                        },
+                    })
+                    .collect(),
+            ),
         }
     }
 

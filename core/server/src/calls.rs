@@ -89,6 +89,27 @@ impl OffsetLookup {
     }
 }
 
+/// One idempotent producer as a partition's producer table remembers it (DescribeProducers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerReport {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Last sequence of its last appended batch (-1 if none is remembered).
+    pub last_sequence: i32,
+    /// Max timestamp of its last appended batch (-1 if none is remembered).
+    pub last_timestamp_ms: i64,
+}
+
+/// What the admin APIs DescribeLogDirs and DescribeProducers read from a partition's owner.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionReport {
+    pub error: i16,
+    /// Payload bytes of the partition's live entries in this shard's WAL.
+    pub size_bytes: u64,
+    /// Tracked idempotent producers (only when asked for; empty otherwise).
+    pub producers: Vec<ProducerReport>,
+}
+
 pub enum Call {
     /// Produce to several partitions owned by one shard (one call per shard per request).
     Produce {
@@ -124,6 +145,11 @@ pub enum Call {
     Group(crate::handlers::groups::GroupCall),
     /// Allocate a block of producer ids (shard 0).
     AllocateProducerIds,
+    /// Size (and, if `producers`, idempotent-producer state) of partitions owned by this shard.
+    Report {
+        groups: Vec<u64>,
+        producers: bool,
+    },
 }
 
 pub enum Reply {
@@ -142,4 +168,5 @@ pub enum Reply {
     Reconciled,
     Group(crate::handlers::groups::GroupReply),
     ProducerIds(Result<i64, MetaError>),
+    Report(Vec<PartitionReport>),
 }

@@ -244,3 +244,29 @@ fn kafkajs_two_member_group_consumes_everything_once_and_resumes() {
 fn kafkajs_consumer_seek_pause_resume_manual_commit() {
     kafkajs_command("consumer", Duration::from_secs(180));
 }
+
+#[test]
+fn confluent_admin_group_offsets_records_elections_acls() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "admin-apis"],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("OK admin-apis"), "{out}");
+}
+
+#[test]
+fn kafka_python_admin_log_dirs_producers_reassignments_acls() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let out = run_client(
+        &py,
+        "kafka_python_suite.py",
+        &[&s.bootstrap(), "admin"],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("OK kafka-python admin"), "{out}");
+}

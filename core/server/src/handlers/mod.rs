@@ -10,13 +10,20 @@ use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use crate::broker::Broker;
 
+pub mod acls;
+pub mod admin;
 pub mod api_versions;
 pub mod configs;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
+pub mod describe_log_dirs;
+pub mod describe_producers;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod fetch_session;
 pub mod groups;
@@ -24,6 +31,7 @@ pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
+pub mod partition_reassignments;
 pub mod produce;
 
 /// What handlers keep about one client connection between its requests; it dies with the
@@ -132,12 +140,15 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(&ctx, r).await)
         }
-        other => match groups::dispatch(&ctx, other).await {
-            Some(body) => body,
-            None => {
-                tracing::warn!(api = ?key, "request kind without a handler");
-                return unsupported(key, version, correlation_id);
-            }
+        other => match admin::dispatch(&ctx, other).await {
+            Ok(body) => body,
+            Err(other) => match groups::dispatch(&ctx, other).await {
+                Some(body) => body,
+                None => {
+                    tracing::warn!(api = ?key, "request kind without a handler");
+                    return unsupported(key, version, correlation_id);
+                }
+            },
         },
     };
     let mut out = BytesMut::with_capacity(256);

@@ -11,7 +11,16 @@ const assert = require('assert')
 const crypto = require('crypto')
 
 const kafkajs = require(process.env.KAFKAJS_PATH || 'kafkajs')
-const { Kafka, logLevel, CompressionTypes, ConfigResourceTypes } = kafkajs
+const {
+  Kafka,
+  logLevel,
+  CompressionTypes,
+  ConfigResourceTypes,
+  AclResourceTypes,
+  AclOperationTypes,
+  AclPermissionTypes,
+  ResourcePatternTypes,
+} = kafkajs
 
 const BOOT = process.argv[2]
 const COMMAND = process.argv[3]
@@ -234,6 +243,54 @@ async function cmdAdmin() {
   assert.strictEqual(del[0].errorCode, 0)
   assert.ok(!(await admin.listGroups()).groups.some((g) => g.groupId === group), 'group not deleted')
   await expectReject('deleting an unknown group', admin.deleteGroups([`nope-${uid()}`]))
+
+  // Reassignments: none in progress; this node's own replica set is accepted as a no-op,
+  // another broker is rejected (it is not registered).
+  const me = cluster.brokers[0].nodeId
+  const listed = await admin.listPartitionReassignments({ topics: [{ topic, partitions: [0, 1] }] })
+  assert.deepStrictEqual(listed.topics, [])
+  await admin.alterPartitionReassignments({
+    topics: [{ topic, partitionAssignment: [{ partition: 0, replicas: [me] }] }],
+  })
+  await expectReject(
+    'reassignment to an unknown broker',
+    admin.alterPartitionReassignments({
+      topics: [{ topic, partitionAssignment: [{ partition: 1, replicas: [me, me + 1] }] }],
+    }),
+    (e) => {
+      assert.strictEqual(e.errors.length, 1, e.message)
+      assert.strictEqual(e.errors[0].type, 'INVALID_REPLICA_ASSIGNMENT', e.errors[0].message)
+      assert.strictEqual(e.errors[0].partition, 1)
+    },
+  )
+  step('ACLs without an authorizer: SECURITY_DISABLED')
+  await expectReject(
+    'describeAcls',
+    admin.describeAcls({
+      resourceType: AclResourceTypes.ANY,
+      resourcePatternType: ResourcePatternTypes.ANY,
+      operation: AclOperationTypes.ANY,
+      permissionType: AclPermissionTypes.ANY,
+    }),
+    (e) => assert.strictEqual(e.type, 'SECURITY_DISABLED', e.message),
+  )
+  await expectReject(
+    'createAcls',
+    admin.createAcls({
+      acl: [
+        {
+          resourceType: AclResourceTypes.TOPIC,
+          resourceName: topic,
+          resourcePatternType: ResourcePatternTypes.LITERAL,
+          principal: 'User:alice',
+          host: '*',
+          operation: AclOperationTypes.READ,
+          permissionType: AclPermissionTypes.ALLOW,
+        },
+      ],
+    }),
+    (e) => assert.strictEqual(e.type, 'SECURITY_DISABLED', e.message),
+  )
 
   await admin.deleteTopics({ topics: [topic], timeout: 30000 })
   await until('topic gone', async () => !(await admin.listTopics()).includes(topic))
