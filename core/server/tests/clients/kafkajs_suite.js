@@ -518,9 +518,55 @@ async function cmdGroups() {
   await c3.disconnect()
   assert.deepStrictEqual(resumed.sort(), more.map((m) => m.value).sort())
 
+  step('A member that dies without leaving: the survivor takes over after the session timeout')
+  const child = require('child_process').spawn(
+    process.execPath,
+    [__filename, BOOT, 'member', topic, group],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  )
+  try {
+    await until('the child member', async () => {
+      const d = await admin.describeGroups([group])
+      return d.groups[0].state === 'Stable' && d.groups[0].members.length === 1
+    })
+  } catch (e) {
+    child.kill('SIGKILL')
+    throw e
+  }
+  const c4 = k.consumer({ groupId: group, maxWaitTimeInMs: 100, heartbeatInterval: 300, sessionTimeout: 6000 })
+  let held = []
+  c4.on(c4.events.GROUP_JOIN, (e) => {
+    held = e.payload.memberAssignment[topic] || []
+  })
+  await c4.connect()
+  await c4.subscribe({ topic, fromBeginning: true })
+  const after = []
+  await c4.run({
+    eachMessage: async ({ message }) => {
+      after.push(message.value.toString())
+    },
+  })
+  await until('the survivor shares the partitions', async () => {
+    const d = await admin.describeGroups([group])
+    return d.groups[0].state === 'Stable' && d.groups[0].members.length === 2 && held.length === 2
+  })
+  child.kill('SIGKILL')
+  const killedAt = Date.now()
+  await until('the survivor holds every partition', () => held.length === 4, 30000)
+  const tookMs = Date.now() - killedAt
+  const last = []
+  for (let i = N + 100; i < N + 200; i++) last.push({ key: `k${i}`, value: `m${i}` })
+  await producer.send({ topic, acks: -1, messages: last })
+  await until('the survivor consumed the new records', () => after.length >= 100)
+  await sleep(300)
+  await c4.disconnect()
+  assert.deepStrictEqual(after.sort(), last.map((m) => m.value).sort())
+
   await producer.disconnect()
   await admin.disconnect()
-  console.log(`OK groups ${N}+100 messages, members a=${byMember.a} b=${byMember.b}`)
+  console.log(
+    `OK groups ${N}+200 messages, members a=${byMember.a} b=${byMember.b}, takeover ${tookMs} ms`,
+  )
 }
 
 // ---- seek, pause/resume, manual commit -------------------------------------------------------
@@ -594,12 +640,44 @@ async function cmdConsumer() {
   await c2.disconnect()
   assert.deepStrictEqual(got2, Array.from({ length: 10 }, (_, i) => 110 + i))
 
+  step('A committed offset below the log start is out of range: reset to the earliest')
+  await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '115' }] })
+  const c3 = k.consumer({ groupId: group, maxWaitTimeInMs: 100, heartbeatInterval: 300 })
+  await c3.connect()
+  await c3.subscribe({ topic, fromBeginning: true })
+  const got3 = []
+  await c3.run({
+    autoCommit: false,
+    eachMessage: async ({ message }) => {
+      got3.push(Number(message.value.toString()))
+    },
+  })
+  await until('records after the reset', () => got3.length >= 5)
+  await sleep(300)
+  await c3.disconnect()
+  assert.deepStrictEqual(got3, [115, 116, 117, 118, 119])
+
   await producer.disconnect()
   await admin.disconnect()
   console.log('OK consumer seek pause resume commit')
 }
 
+// A group member that consumes until it is killed (used by `groups`).
+async function cmdMember(topic, group) {
+  const c = kafka('kafkajs-member').consumer({
+    groupId: group,
+    maxWaitTimeInMs: 100,
+    heartbeatInterval: 300,
+    sessionTimeout: 6000,
+  })
+  await c.connect()
+  await c.subscribe({ topic, fromBeginning: true })
+  await c.run({ eachMessage: async () => {} })
+  await sleep(WAIT_MS * 3)
+}
+
 const COMMANDS = {
+  member: cmdMember,
   admin: cmdAdmin,
   produce: cmdProduce,
   groups: cmdGroups,
@@ -615,7 +693,7 @@ if (!COMMANDS[COMMAND]) {
   console.error(`unknown command ${COMMAND}; one of ${Object.keys(COMMANDS).join(', ')}`)
   process.exit(2)
 }
-COMMANDS[COMMAND]()
+COMMANDS[COMMAND](...process.argv.slice(4))
   .then(() => {
     clearTimeout(overall)
     process.exit(0)
