@@ -59,7 +59,15 @@ pub struct Handles {
     cache_hits: metrics::Counter,
     cache_misses: metrics::Counter,
     io_errors: metrics::Counter,
+    /// Distribution of fdatasync latencies (seconds; the broker renders it as a histogram).
+    pub fsync_seconds: metrics::Histogram,
+    /// Distribution of write latencies, one per segment written in a round (seconds).
+    pub write_seconds: metrics::Histogram,
 }
+
+/// Histogram names exported by this crate (recorded once per I/O, never per append).
+pub const FSYNC_SECONDS: &str = "chronik_wal_fsync_seconds";
+pub const WRITE_SECONDS: &str = "chronik_wal_write_seconds";
 
 impl Handles {
     /// Registers the handles with the installed recorder (no-op handles if none is installed).
@@ -82,6 +90,8 @@ impl Handles {
             cache_hits: metrics::counter!("chronik_wal_cache_hits_total", &l()),
             cache_misses: metrics::counter!("chronik_wal_cache_misses_total", &l()),
             io_errors: metrics::counter!("chronik_wal_io_errors_total", &l()),
+            fsync_seconds: metrics::histogram!(FSYNC_SECONDS, &l()),
+            write_seconds: metrics::histogram!(WRITE_SECONDS, &l()),
         }
     }
 

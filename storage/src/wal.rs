@@ -302,13 +302,34 @@ impl Inner {
         hits: &Cell<u64>,
         misses: &Cell<u64>,
     ) -> Result<Bytes> {
+        match self.plan_read(g, index, hits, misses)? {
+            PlannedRead::Cached(b) => Ok(b),
+            PlannedRead::Disk(d) => {
+                let mut buf = vec![0u8; d.len];
+                let n = read_full(&*d.file, d.off, &mut buf)
+                    .map_err(|err| StorageError::io("read", &d.path, Some(d.off), err))?;
+                buf.truncate(n);
+                d.verify(buf)
+            }
+        }
+    }
+
+    /// Where entry `index` of group `g` is: in the cache, or at a file position to read and
+    /// verify (without holding the WAL borrowed while the read is in flight).
+    fn plan_read(
+        &self,
+        g: GroupId,
+        index: u64,
+        hits: &Cell<u64>,
+        misses: &Cell<u64>,
+    ) -> Result<PlannedRead> {
         let grp = self.group(g)?;
         let e = grp
             .get(index)
             .ok_or_else(|| StorageError::invalid(format!("group {g} has no entry {index}")))?;
         if let Some(b) = &e.cached {
             hits.set(hits.get() + 1);
-            return Ok(b.clone());
+            return Ok(PlannedRead::Cached(b.clone()));
         }
         misses.set(misses.get() + 1);
         let k = seg_pos(&self.segments, e.lsn).expect("entry lsn inside a segment");
@@ -316,37 +337,76 @@ impl Inner {
         let Some(file) = &seg.file else {
             unreachable!("an uncached entry was written, so its segment file exists")
         };
-        let off = e.lsn - seg.base;
-        let len = e.record_len() as usize;
-        let mut buf = vec![0u8; len];
-        let n = read_full(&**file, off, &mut buf)
-            .map_err(|err| StorageError::io("read", &seg.path, Some(off), err))?;
-        let bad = |why: String| StorageError::Corrupt {
+        Ok(PlannedRead::Disk(DiskRead {
+            file: file.clone(),
             path: seg.path.clone(),
-            position: off,
-            reason: why,
-        };
-        if n != len {
-            return Err(bad(format!("short read: {n} of {len} bytes")));
-        }
-        let (h, payload) = format::decode_record(seg.seed, &buf)
-            .map_err(|err| bad(format!("read back: {err}")))?;
-        if h.rtype != RecordType::Entry
-            || h.group != g
-            || h.index != index
-            || h.term != e.term
-            || payload.len() != e.payload_len as usize
-        {
-            return Err(bad(format!(
-                "read back: record is not group {g} entry {index}"
-            )));
-        }
-        Ok(Bytes::from(buf).slice(RECORD_HEADER_BYTES..))
+            seed: seg.seed,
+            off: e.lsn - seg.base,
+            len: e.record_len() as usize,
+            group: g,
+            index,
+            term: e.term,
+            lsn: e.lsn,
+            payload_len: e.payload_len as usize,
+        }))
     }
 
     fn pinned(&self, k: usize) -> bool {
         let s = &self.segments[k];
         s.live_entries > 0 || self.groups.values().any(|g| g.pins.contains(&Some(s.base)))
+    }
+}
+
+/// An entry's payload as `Inner::plan_read` found it.
+enum PlannedRead {
+    Cached(Bytes),
+    Disk(DiskRead),
+}
+
+/// A record to read back from its segment file and check before its payload is served.
+struct DiskRead {
+    file: Rc<dyn SegmentFile>,
+    path: PathBuf,
+    seed: u32,
+    off: u64,
+    len: usize,
+    group: GroupId,
+    index: u64,
+    term: u64,
+    /// Identifies this copy of the entry: a relocation or a truncation changes it.
+    lsn: u64,
+    payload_len: usize,
+}
+
+impl DiskRead {
+    /// Checks that `buf` (the bytes read at `off`) is this exact record and returns its payload.
+    fn verify(&self, buf: Vec<u8>) -> Result<Bytes> {
+        let bad = |why: String| StorageError::Corrupt {
+            path: self.path.clone(),
+            position: self.off,
+            reason: why,
+        };
+        if buf.len() != self.len {
+            return Err(bad(format!(
+                "short read: {} of {} bytes",
+                buf.len(),
+                self.len
+            )));
+        }
+        let (h, payload) = format::decode_record(self.seed, &buf)
+            .map_err(|err| bad(format!("read back: {err}")))?;
+        if h.rtype != RecordType::Entry
+            || h.group != self.group
+            || h.index != self.index
+            || h.term != self.term
+            || payload.len() != self.payload_len
+        {
+            return Err(bad(format!(
+                "read back: record is not group {} entry {}",
+                self.group, self.index
+            )));
+        }
+        Ok(Bytes::from(buf).slice(RECORD_HEADER_BYTES..))
     }
 }
 
@@ -1049,8 +1109,10 @@ impl Wal {
             f.fdatasync()
                 .await
                 .map_err(|e| StorageError::io("fdatasync", &path, None, e))?;
-            let us = t.elapsed().as_micros() as u64;
-            if t.elapsed() >= SLOW_IO {
+            let took = t.elapsed();
+            let us = took.as_micros() as u64;
+            self.metric_handles.fsync_seconds.record(took.as_secs_f64());
+            if took >= SLOW_IO {
                 tracing::warn!(path = ?path, ms = us / 1000, "slow wal fdatasync");
             }
             let mut inner = self.inner.borrow_mut();
@@ -1111,6 +1173,9 @@ impl Wal {
                 }
             });
             futures::future::try_join_all(writes).await?;
+            self.metric_handles
+                .write_seconds
+                .record(t2.elapsed().as_secs_f64());
             let bytes: u64 = ops[i..j].iter().map(|o| o.buf.len() as u64).sum();
             let took = t0.elapsed();
             if took >= SLOW_IO {
@@ -1254,23 +1319,62 @@ impl Wal {
         upto_offset: i64,
         max_bytes: usize,
     ) -> Result<Vec<Bytes>> {
-        let inner = self.inner.borrow();
-        let grp = inner.group(g)?;
-        let mut out = Vec::new();
-        let mut total = 0usize;
-        let start = grp.data_from_offset(from_offset);
-        for &(last, index) in grp.data.iter().skip(start).take(MAX_FETCH_BATCHES) {
-            if last >= upto_offset {
-                break;
+        let planned = {
+            let inner = self.inner.borrow();
+            let grp = inner.group(g)?;
+            let mut planned = Vec::new();
+            let mut total = 0usize;
+            let start = grp.data_from_offset(from_offset);
+            for &(last, index) in grp.data.iter().skip(start).take(MAX_FETCH_BATCHES) {
+                if last >= upto_offset {
+                    break;
+                }
+                let e = grp.get(index).expect("data index points at a live entry");
+                total += e.payload_len as usize;
+                if !planned.is_empty() && total > max_bytes {
+                    break;
+                }
+                planned.push(inner.plan_read(g, index, &self.cache_hits, &self.cache_misses)?);
             }
-            let e = grp.get(index).expect("data index points at a live entry");
-            total += e.payload_len as usize;
-            if !out.is_empty() && total > max_bytes {
-                break;
+            planned
+        };
+        // Cache misses (catch-up readers) are read through io_uring, all at once: a blocking
+        // read here would stall every partition of the shard for the disk's latency.
+        let reads = planned.iter().map(|p| async move {
+            match p {
+                PlannedRead::Cached(_) => Ok(Vec::new()),
+                PlannedRead::Disk(d) => d
+                    .file
+                    .read_at_async(d.off, d.len)
+                    .await
+                    .map_err(|err| StorageError::io("read", &d.path, Some(d.off), err)),
             }
-            out.push(inner.read_payload(g, index, &self.cache_hits, &self.cache_misses)?);
+        });
+        let bufs = futures::future::try_join_all(reads).await?;
+        let mut out = Vec::with_capacity(planned.len());
+        for (p, buf) in planned.into_iter().zip(bufs) {
+            match p {
+                PlannedRead::Cached(b) => out.push(b),
+                PlannedRead::Disk(d) => match d.verify(buf) {
+                    Ok(b) => out.push(b),
+                    // While the read was in flight, retention or truncation may have dropped the
+                    // entry and its segment been recycled: serve what came before it.
+                    Err(_) if !self.still_at(d.group, d.index, d.lsn) => break,
+                    Err(e) => return Err(e),
+                },
+            }
         }
         Ok(out)
+    }
+
+    /// True while entry `index` of `g` is live at `lsn`.
+    fn still_at(&self, g: GroupId, index: u64, lsn: u64) -> bool {
+        let inner = self.inner.borrow();
+        inner
+            .groups
+            .get(&g)
+            .and_then(|grp| grp.get(index))
+            .is_some_and(|e| e.lsn == lsn)
     }
 
     /// First data entry whose `max_timestamp >= ts` (ListOffsets by timestamp).

@@ -147,9 +147,14 @@ fn request_task(
             let broker = broker.clone();
             let peer = peer.to_string();
             let state = state.clone();
+            let started = std::time::Instant::now();
             Some(
                 glommio::spawn_local(async move {
-                    crate::handlers::dispatch(broker, req, &peer, &state).await
+                    let out = crate::handlers::dispatch(broker, req, &peer, &state).await;
+                    if let Some(h) = request_histogram(head.api_key) {
+                        h.record(started.elapsed().as_secs_f64());
+                    }
+                    out
                 })
                 .detach(),
             )
@@ -162,6 +167,33 @@ fn request_task(
             None
         }
     }
+}
+
+/// Name of the per-API histogram of request handling time: from the decoded frame to the
+/// response ready to send (Kafka's `TotalTimeMs` less the network queueing), in seconds.
+pub const REQUEST_SECONDS: &str = "chronik_request_seconds";
+
+/// The request-time histogram of an API key served by this broker, registered once per process
+/// (after the metrics recorder is installed; handles are lock-free to record into).
+fn request_histogram(api_key: i16) -> Option<&'static metrics::Histogram> {
+    static HISTOGRAMS: std::sync::OnceLock<Vec<Option<metrics::Histogram>>> =
+        std::sync::OnceLock::new();
+    let all = HISTOGRAMS.get_or_init(|| {
+        let top = chronik_protocol::api::SUPPORTED
+            .iter()
+            .map(|(k, _, _)| *k as i16)
+            .max()
+            .unwrap_or(0);
+        (0..=top)
+            .map(|key| {
+                let key = kafka_protocol::messages::ApiKey::try_from(key).ok()?;
+                chronik_protocol::api::supported(key)?;
+                let name = chronik_protocol::api::name(key);
+                Some(metrics::histogram!(REQUEST_SECONDS, "api" => name))
+            })
+            .collect()
+    });
+    all.get(usize::try_from(api_key).ok()?)?.as_ref()
 }
 
 fn unsupported(head: RequestHead) -> Bytes {

@@ -1,6 +1,7 @@
 //! The Chronik broker: request handlers, per-shard broker state, and the `chronik-server` binary.
 //!
 //! Module map (what goes where):
+//! - [`alloc`]: the global allocator that keeps forged array counts from aborting the process.
 //! - [`node`]: process start-up and shutdown: config, host checks, one shard per core.
 //! - [`shared`]: the little state all shards share read-mostly (config, metadata image).
 //! - [`broker`]: one [`broker::Broker`] per shard: its WAL, its Raft groups, its partitions, and
@@ -14,6 +15,7 @@
 //! [`broker::Broker::call`], which is a direct call for local partitions and a mesh call for the
 //! others. Only the owning shard touches a partition's state.
 
+pub mod alloc;
 pub mod broker;
 pub mod calls;
 pub mod conn;

@@ -8,6 +8,10 @@
 
 use std::path::PathBuf;
 
+/// See `chronik_server::alloc`: a forged element count in a request must not abort the broker.
+#[global_allocator]
+static GLOBAL: chronik_server::alloc::GuardedAlloc = chronik_server::alloc::GuardedAlloc;
+
 use chronik_core::config::Config;
 use clap::{Parser, Subcommand};
 

@@ -149,6 +149,32 @@ fn hostile_frames_close_only_their_connection() {
     w.send_raw(&(frame.len() as i32).to_be_bytes());
     w.send_raw(&frame);
     assert!(w.closed_by_server());
+    // Forged element counts: a tiny body declaring 2^31 - 1 topics (Metadata v1, Int32 count)
+    // and 2^32 - 2 topics (Metadata v9, compact varint count). The decoder pre-sizes its array
+    // from the count (~150 GB): this must cost a closed connection, not the process.
+    let mut w = Wire::connect(s.port);
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(ApiKey::Metadata as i16).to_be_bytes());
+    frame.extend_from_slice(&1i16.to_be_bytes());
+    frame.extend_from_slice(&2i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.extend_from_slice(&i32::MAX.to_be_bytes());
+    frame.extend_from_slice(&[0, 1, b'a']);
+    w.send_raw(&(frame.len() as i32).to_be_bytes());
+    w.send_raw(&frame);
+    assert!(w.closed_by_server());
+    let mut w = Wire::connect(s.port);
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&(ApiKey::Metadata as i16).to_be_bytes());
+    frame.extend_from_slice(&9i16.to_be_bytes());
+    frame.extend_from_slice(&3i32.to_be_bytes());
+    frame.extend_from_slice(&(-1i16).to_be_bytes());
+    frame.push(0); // header tagged fields
+    frame.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]); // varint u32::MAX
+    frame.extend_from_slice(&[2, b'a']);
+    w.send_raw(&(frame.len() as i32).to_be_bytes());
+    w.send_raw(&frame);
+    assert!(w.closed_by_server());
     // Seeded random garbage on many connections.
     let mut x: u64 = 0x2545_F491_4F6C_DD1D;
     for _ in 0..50 {
@@ -319,6 +345,9 @@ fn message_too_large_and_topic_configs_apply() {
 #[test]
 fn http_is_served_on_both_ports() {
     let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    let _: ApiVersionsResponse = w.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    drop(w);
     let (status, body) = s.http_get(s.port, "/metrics");
     assert!(status.contains("200"), "{status}");
     assert!(body.contains("chronik_cluster_nodes"), "{body}");
@@ -334,6 +363,15 @@ fn http_is_served_on_both_ports() {
     assert!(
         body.contains("chronik_shard_stalls_total{shard=\"0\"}"),
         "stall detector registered: {body}"
+    );
+    // Latencies are histograms with buckets (the request above, the WAL's start-up fsyncs).
+    assert!(
+        body.contains("chronik_request_seconds_bucket{api=\"ApiVersions\",le=\"0.001\"}"),
+        "request latency histogram: {body}"
+    );
+    assert!(
+        body.contains("chronik_wal_fsync_seconds_bucket{shard=\"0\",le=\"0.01\"}"),
+        "fsync latency histogram per shard: {body}"
     );
     let (status, body) = s.http_get(s.http_port, "/health");
     assert!(status.contains("200"), "{status}");

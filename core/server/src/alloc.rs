@@ -1,0 +1,154 @@
+//! The broker's global allocator: the system allocator, except that allocations of
+//! [`HUGE_ALLOCATION_BYTES`] or more are anonymous mappings made with `MAP_NORESERVE`.
+//!
+//! Why: the `kafka-protocol` decoders (0.18, the newest release) pre-size every array with
+//! `Vec::with_capacity(count)` where `count` is read off the wire. A 20-byte request declaring
+//! 2^31 elements asks for ~150 GB before a single element is decoded; the system allocator
+//! refuses (more than RAM + swap), and Rust aborts the process on a failed allocation. A broker
+//! that any client can kill with one frame is not acceptable, and the decoder cannot be told the
+//! frame length. With `MAP_NORESERVE` the kernel grants the address space without committing
+//! memory (overcommit heuristics do not count such mappings); the decoder then touches only the
+//! pages of the elements it really decodes (bounded by the frame, itself bounded by
+//! `socket.request.max.bytes`), fails on the missing bytes, and the mapping is unmapped. The
+//! connection is closed as for any malformed frame.
+//!
+//! No legitimate allocation in the broker comes near 1 GiB (the largest are request frames,
+//! capped far below it), so the fast path is the system allocator plus one comparison.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+
+/// Allocations at least this large are served by `mmap(MAP_NORESERVE)`.
+pub const HUGE_ALLOCATION_BYTES: usize = 1 << 30;
+/// Alignment an anonymous mapping always has (the smallest page size).
+const PAGE_BYTES: usize = 4096;
+
+/// See the module documentation.
+pub struct GuardedAlloc;
+
+fn is_huge(size: usize, align: usize) -> bool {
+    size >= HUGE_ALLOCATION_BYTES && align <= PAGE_BYTES
+}
+
+/// A fresh zero-filled private mapping of `size` bytes, or null.
+fn map(size: usize) -> *mut u8 {
+    // SAFETY: an anonymous private mapping at an address of the kernel's choosing touches no
+    // existing memory; failure is reported as MAP_FAILED and turned into null.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        std::ptr::null_mut()
+    } else {
+        p.cast()
+    }
+}
+
+// SAFETY: every block is either the system allocator's (small or over-aligned layouts) or a
+// mapping of exactly `layout.size()` bytes (page-aligned, so any alignment up to a page holds);
+// `dealloc` and `realloc` tell the two apart by the same size and alignment test `alloc` used,
+// which the `GlobalAlloc` contract guarantees are the allocation's own.
+unsafe impl GlobalAlloc for GuardedAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if is_huge(layout.size(), layout.align()) {
+            return map(layout.size());
+        }
+        // SAFETY: forwarded with the caller's guarantees (non-zero size).
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if is_huge(layout.size(), layout.align()) {
+            return map(layout.size()); // anonymous mappings read as zero
+        }
+        // SAFETY: as in `alloc`.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if is_huge(layout.size(), layout.align()) {
+            // SAFETY: `ptr` is a mapping of `layout.size()` bytes made by `map`.
+            unsafe { libc::munmap(ptr.cast(), layout.size()) };
+            return;
+        }
+        // SAFETY: `ptr` came from `System` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let align = layout.align();
+        if !is_huge(layout.size(), align) && !is_huge(new_size, align) {
+            // SAFETY: forwarded with the caller's guarantees.
+            return unsafe { System.realloc(ptr, layout, new_size) };
+        }
+        // SAFETY: the caller guarantees `new_size`, rounded up to `align`, does not overflow.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, align) };
+        // SAFETY: non-zero size (realloc's contract).
+        let new = unsafe { self.alloc(new_layout) };
+        if !new.is_null() {
+            // SAFETY: both blocks are live, distinct, and at least `min(old, new)` bytes long.
+            unsafe {
+                std::ptr::copy_nonoverlapping(ptr, new, layout.size().min(new_size));
+                self.dealloc(ptr, layout);
+            }
+        }
+        new
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_and_huge_blocks_round_trip() {
+        let a = GuardedAlloc;
+        for size in [
+            16usize,
+            4096,
+            1 << 20,
+            HUGE_ALLOCATION_BYTES,
+            3 * HUGE_ALLOCATION_BYTES,
+        ] {
+            let layout = Layout::from_size_align(size, 8).unwrap();
+            // SAFETY: non-zero layout; the block is written within bounds and freed once.
+            unsafe {
+                let p = a.alloc_zeroed(layout);
+                assert!(!p.is_null(), "{size}");
+                assert_eq!(*p, 0);
+                assert_eq!(*p.add(size - 1), 0);
+                *p = 7;
+                *p.add(size - 1) = 9;
+                // Grow across the threshold and back: contents survive.
+                let q = a.realloc(p, layout, size + HUGE_ALLOCATION_BYTES);
+                assert!(!q.is_null());
+                assert_eq!((*q, *q.add(size - 1)), (7, 9));
+                let grown = Layout::from_size_align(size + HUGE_ALLOCATION_BYTES, 8).unwrap();
+                let r = a.realloc(q, grown, 64);
+                assert!(!r.is_null());
+                assert_eq!(*r, 7);
+                a.dealloc(r, Layout::from_size_align(64, 8).unwrap());
+            }
+        }
+    }
+
+    /// The allocation a forged array count asks for (2^31 elements of 72 bytes, ~155 GB) is
+    /// granted as address space, not refused: the process does not abort.
+    #[test]
+    fn forged_count_sized_allocation_is_granted_without_committing_memory() {
+        let layout = Layout::from_size_align((1usize << 31) * 72, 8).unwrap();
+        // SAFETY: only the first page is touched; freed with the same layout.
+        unsafe {
+            let p = GuardedAlloc.alloc(layout);
+            assert!(!p.is_null());
+            *p = 1;
+            GuardedAlloc.dealloc(p, layout);
+        }
+    }
+}
