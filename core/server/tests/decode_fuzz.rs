@@ -52,14 +52,14 @@ fn sample(key: ApiKey) -> Option<RequestKind> {
                     list_offsets_request::ListOffsetsPartition::default(),
                 ])],
         )),
-        ApiKey::Metadata => RequestKind::Metadata(
-            MetadataRequest::default().with_topics(Some(vec![
+        ApiKey::Metadata => {
+            RequestKind::Metadata(MetadataRequest::default().with_topics(Some(vec![
                 metadata_request::MetadataRequestTopic::default()
                     .with_name(Some(TopicName(s("a")))),
                 metadata_request::MetadataRequestTopic::default()
                     .with_name(Some(TopicName(s("b")))),
-            ])),
-        ),
+            ])))
+        }
         ApiKey::OffsetCommit => RequestKind::OffsetCommit(
             OffsetCommitRequest::default()
                 .with_group_id(GroupId(s("g")))
@@ -232,6 +232,11 @@ fn sample(key: ApiKey) -> Option<RequestKind> {
         ApiKey::DescribeTopicPartitions => {
             RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default())
         }
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                describe_user_scram_credentials_request::UserName::default().with_name(s("u")),
+            ])),
+        ),
         ApiKey::DescribeTransactions => {
             RequestKind::DescribeTransactions(DescribeTransactionsRequest::default())
         }

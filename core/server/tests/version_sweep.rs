@@ -665,6 +665,17 @@ fn every_advertised_version_answers_with_a_complete_response() {
         );
         assert_eq!(r.topics[0].partitions.len(), 2, "v{v}");
     });
+    each_version!(ApiKey::DescribeUserScramCredentials, |v| {
+        use describe_user_scram_credentials_request::UserName;
+        let r: DescribeUserScramCredentialsResponse = call(
+            &mut w,
+            ApiKey::DescribeUserScramCredentials,
+            v,
+            &DescribeUserScramCredentialsRequest::default()
+                .with_users(Some(vec![UserName::default().with_name(s("alice"))])),
+        );
+        assert_eq!(r.results[0].error_code, 91, "v{v}");
+    });
     each_version!(ApiKey::DeleteTopics, |v| {
         let name = format!("{T}-{}", v + 2);
         let req = if v >= 6 {

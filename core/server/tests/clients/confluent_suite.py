@@ -448,6 +448,14 @@ def cmd_admin_apis():
             raise AssertionError("delete_acls succeeded without an authorizer")
         except KafkaException as e:
             assert e.args[0].code() == KafkaError.SECURITY_DISABLED, e
+    # No SCRAM credentials are stored: none listed, a named user is RESOURCE_NOT_FOUND.
+    assert a.describe_user_scram_credentials().result(timeout=10) == {}
+    for fut in a.describe_user_scram_credentials(["alice"]).values():
+        try:
+            fut.result(timeout=10)
+            raise AssertionError("credentials described for a user that has none")
+        except KafkaException as e:
+            assert e.args[0].code() == KafkaError.RESOURCE_NOT_FOUND, e
     print("OK admin-apis")
 
 

@@ -136,6 +136,11 @@ def admin_main():
     r = admin.create_acls([acl])
     assert r == {"succeeded": [], "failed": [SecurityDisabledError]}, r
 
+    # No SCRAM credentials are stored: none listed, a named user is not found.
+    assert admin.describe_user_scram_credentials() == {}
+    r = admin.describe_user_scram_credentials(["alice"])
+    assert r["alice"]["credential_infos"] == [] and "does not exist" in r["alice"]["error"], r
+
     # DeleteRecords moves the log start.
     r = admin.delete_records({TopicPartition(topic, 0): 5})
     assert r[TopicPartition(topic, 0)]["low_watermark"] == 5, r
