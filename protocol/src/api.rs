@@ -56,6 +56,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
 ];
 
 /// The advertised `(min, max)` range of a key, if served.
@@ -106,6 +107,7 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::DescribeProducers => "DescribeProducers",
         ApiKey::DescribeTopicPartitions => "DescribeTopicPartitions",
         ApiKey::DescribeUserScramCredentials => "DescribeUserScramCredentials",
+        ApiKey::DescribeQuorum => "DescribeQuorum",
         _ => "Other",
     }
 }

@@ -293,6 +293,21 @@ impl Broker {
             }
             Call::Group(gc) => Reply::Group(crate::handlers::groups::handle_local(&self, gc).await),
             Call::AllocateProducerIds => Reply::ProducerIds(self.allocate_pid_block_local().await),
+            Call::QuorumStatus => {
+                Reply::QuorumStatus(self.raft.group_status(META_GROUP).map(|st| {
+                    crate::calls::QuorumStatus {
+                        term: st.term,
+                        commit: st.commit,
+                        last_index: st.last_index,
+                        leader: st.leader,
+                        voters: self
+                            .wal
+                            .group_state(META_GROUP)
+                            .map(|g| g.conf_state.voters)
+                            .unwrap_or_default(),
+                    }
+                }))
+            }
             Call::Report { groups, producers } => Reply::Report(
                 groups
                     .into_iter()

@@ -110,6 +110,18 @@ pub struct PartitionReport {
     pub producers: Vec<ProducerReport>,
 }
 
+/// The Raft state of the metadata group as shard 0 sees it (DescribeQuorum).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuorumStatus {
+    pub term: u64,
+    pub commit: u64,
+    pub last_index: u64,
+    /// Whether this node leads the metadata group.
+    pub leader: bool,
+    /// Raft ids of the voters (this node's id among them).
+    pub voters: Vec<u64>,
+}
+
 pub enum Call {
     /// Produce to several partitions owned by one shard (one call per shard per request).
     Produce {
@@ -150,6 +162,8 @@ pub enum Call {
         groups: Vec<u64>,
         producers: bool,
     },
+    /// To shard 0: the metadata group's Raft state.
+    QuorumStatus,
 }
 
 pub enum Reply {
@@ -169,4 +183,5 @@ pub enum Reply {
     Group(crate::handlers::groups::GroupReply),
     ProducerIds(Result<i64, MetaError>),
     Report(Vec<PartitionReport>),
+    QuorumStatus(Option<QuorumStatus>),
 }

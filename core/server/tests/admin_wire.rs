@@ -458,3 +458,44 @@ fn describe_topic_partitions_pages_with_a_cursor() {
             .any(|x| x.name.as_ref().unwrap().0.as_str() == t));
     }
 }
+
+#[test]
+fn describe_quorum_reports_the_metadata_raft_group() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    let me = node_id(&mut w);
+    let req = |t: &str, p: i32| {
+        DescribeQuorumRequest::default().with_topics(vec![
+            describe_quorum_request::TopicData::default()
+                .with_topic_name(name(t))
+                .with_partitions(vec![
+                    describe_quorum_request::PartitionData::default().with_partition_index(p)
+                ]),
+        ])
+    };
+    let before: DescribeQuorumResponse =
+        w.call(ApiKey::DescribeQuorum, 2, &req("__cluster_metadata", 0));
+    assert_eq!(before.error_code, 0);
+    let p = &before.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{before:?}");
+    assert_eq!(p.leader_id.0, me);
+    assert!(p.leader_epoch >= 1);
+    assert_eq!(p.current_voters.len(), 1);
+    assert_eq!(p.current_voters[0].replica_id.0, me);
+    assert!(p.current_voters[0].log_end_offset >= p.high_watermark);
+    assert!(p.observers.is_empty());
+    assert_eq!(before.nodes.len(), 1);
+    assert_eq!(before.nodes[0].listeners[0].port, s.port);
+    // A metadata change (creating a topic) moves the high watermark.
+    create_topic(&mut w, "dq", 1);
+    let after: DescribeQuorumResponse =
+        w.call(ApiKey::DescribeQuorum, 1, &req("__cluster_metadata", 0));
+    let q = &after.topics[0].partitions[0];
+    assert!(q.high_watermark > p.high_watermark, "{p:?} then {q:?}");
+    assert!(q.current_voters[0].last_fetch_timestamp > 0);
+    // Anything but the metadata partition is a top-level error.
+    for (t, i) in [("__cluster_metadata", 1), ("other", 0)] {
+        let r: DescribeQuorumResponse = w.call(ApiKey::DescribeQuorum, 0, &req(t, i));
+        assert_eq!(r.error_code, 3, "{t}-{i}");
+    }
+}

@@ -237,6 +237,13 @@ fn sample(key: ApiKey) -> Option<RequestKind> {
                 describe_user_scram_credentials_request::UserName::default().with_name(s("u")),
             ])),
         ),
+        ApiKey::DescribeQuorum => {
+            RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(TopicName(s("__cluster_metadata")))
+                    .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+            ]))
+        }
         ApiKey::DescribeTransactions => {
             RequestKind::DescribeTransactions(DescribeTransactionsRequest::default())
         }

@@ -676,6 +676,20 @@ fn every_advertised_version_answers_with_a_complete_response() {
         );
         assert_eq!(r.results[0].error_code, 91, "v{v}");
     });
+    each_version!(ApiKey::DescribeQuorum, |v| {
+        let r: DescribeQuorumResponse = call(
+            &mut w,
+            ApiKey::DescribeQuorum,
+            v,
+            &DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(topic("__cluster_metadata"))
+                    .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+            ]),
+        );
+        assert_eq!(r.error_code, 0, "v{v}");
+        assert_eq!(r.topics[0].partitions[0].error_code, 0, "v{v} {r:?}");
+    });
     each_version!(ApiKey::DeleteTopics, |v| {
         let name = format!("{T}-{}", v + 2);
         let req = if v >= 6 {

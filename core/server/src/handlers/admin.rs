@@ -1,6 +1,6 @@
 //! Routing for the cluster-administration APIs that have no state of their own to keep in a
 //! single-node broker (log dirs, producers, reassignments, elections, ACLs, quotas, topic
-//! partition descriptions, SCRAM credentials), and the one cross-shard read they share: [`report_partitions`].
+//! partition descriptions, SCRAM credentials, the metadata quorum), and the one cross-shard read they share: [`report_partitions`].
 //!
 //! Kept apart from `mod.rs`'s dispatch so adding an API here touches one match arm there.
 
@@ -13,8 +13,9 @@ use crate::broker::Broker;
 use crate::calls::{Call, PartitionReport, Reply};
 
 use super::{
-    acls, describe_client_quotas, describe_log_dirs, describe_producers, describe_topic_partitions,
-    describe_user_scram_credentials, elect_leaders, partition_reassignments, Ctx,
+    acls, describe_client_quotas, describe_log_dirs, describe_producers, describe_quorum,
+    describe_topic_partitions, describe_user_scram_credentials, elect_leaders,
+    partition_reassignments, Ctx,
 };
 
 /// Answers `req` if it is one of the admin APIs routed here; gives it back otherwise.
@@ -44,6 +45,9 @@ pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Result<ResponseKind, R
         }
         RequestKind::DescribeUserScramCredentials(r) => {
             ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(r))
+        }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(ctx, r).await)
         }
         other => return Err(other),
     })

@@ -22,6 +22,7 @@ pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_log_dirs;
 pub mod describe_producers;
+pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_user_scram_credentials;
 pub mod elect_leaders;

@@ -141,6 +141,12 @@ def admin_main():
     r = admin.describe_user_scram_credentials(["alice"])
     assert r["alice"]["credential_infos"] == [] and "does not exist" in r["alice"]["error"], r
 
+    # The metadata quorum: this node leads and is the only voter.
+    q = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]
+    assert q["error"] is None and q["leader_id"] == me, q
+    assert [v["replica_id"] for v in q["current_voters"]] == [me], q
+    assert q["current_voters"][0]["log_end_offset"] >= q["high_watermark"] > 0, q
+
     # DeleteRecords moves the log start.
     r = admin.delete_records({TopicPartition(topic, 0): 5})
     assert r[TopicPartition(topic, 0)]["low_watermark"] == 5, r
