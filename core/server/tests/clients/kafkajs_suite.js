@@ -139,6 +139,20 @@ async function cmdAdmin() {
   })
   cfg = await describe()
   assert.strictEqual(cfg['retention.ms'], '7200000')
+  // Synonyms: the topic override, then the broker config it falls back to.
+  const syn = await admin.describeConfigs({
+    resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['retention.ms'] }],
+    includeSynonyms: true,
+  })
+  const entry = syn.resources[0].configEntries[0]
+  assert.strictEqual(entry.configSource, 1, JSON.stringify(entry))
+  assert.deepStrictEqual(
+    entry.configSynonyms.map((x) => [x.configName, x.configSource]),
+    [
+      ['retention.ms', 1],
+      ['log.retention.ms', 4],
+    ],
+  )
   // A broker resource answers too.
   step('A broker resource answers too.')
   const br = await admin.describeConfigs({
