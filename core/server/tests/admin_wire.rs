@@ -499,3 +499,68 @@ fn describe_quorum_reports_the_metadata_raft_group() {
         assert_eq!(r.error_code, 3, "{t}-{i}");
     }
 }
+
+#[test]
+fn delete_topics_v6_by_id() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "del-id", 1);
+    let md: MetadataResponse = w.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(name("del-id"))),
+        ])),
+    );
+    let id = md.topics[0].topic_id;
+    assert!(!id.is_nil());
+    use delete_topics_request::DeleteTopicState;
+    let unknown = uuid::Uuid::from_u128(42);
+    let r: DeleteTopicsResponse = w.call(
+        ApiKey::DeleteTopics,
+        6,
+        &DeleteTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                DeleteTopicState::default()
+                    .with_name(None)
+                    .with_topic_id(id),
+                DeleteTopicState::default()
+                    .with_name(None)
+                    .with_topic_id(unknown),
+                DeleteTopicState::default()
+                    .with_name(Some(name("del-id")))
+                    .with_topic_id(id),
+            ]),
+    );
+    let mut got: Vec<(Option<String>, uuid::Uuid, i16)> = r
+        .responses
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_ref().map(|n| n.0.to_string()),
+                t.topic_id,
+                t.error_code,
+            )
+        })
+        .collect();
+    got.sort_by_key(|x| x.2);
+    assert_eq!(
+        got,
+        vec![
+            (Some("del-id".to_string()), id, 0),
+            (Some("del-id".to_string()), id, 42),
+            (None, unknown, 100),
+        ]
+    );
+    let md: MetadataResponse = w.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(name("del-id")))])),
+    );
+    assert_eq!(md.topics[0].error_code, 3);
+}

@@ -691,7 +691,19 @@ fn every_advertised_version_answers_with_a_complete_response() {
         assert_eq!(r.topics[0].partitions[0].error_code, 0, "v{v} {r:?}");
     });
     each_version!(ApiKey::DeleteTopics, |v| {
-        let name = format!("{T}-{}", v + 2);
+        let name = format!("{T}-del-{v}");
+        let created: CreateTopicsResponse = call(
+            &mut w,
+            ApiKey::CreateTopics,
+            7,
+            &CreateTopicsRequest::default()
+                .with_topics(vec![create_topics_request::CreatableTopic::default()
+                    .with_name(topic(&name))
+                    .with_num_partitions(1)
+                    .with_replication_factor(1)])
+                .with_timeout_ms(10_000),
+        );
+        assert_eq!(created.topics[0].error_code, 0);
         let req = if v >= 6 {
             DeleteTopicsRequest::default()
                 .with_topics(vec![delete_topics_request::DeleteTopicState::default()
