@@ -328,6 +328,23 @@ fn every_advertised_version_answers_with_a_complete_response() {
                 .any(|g| g.group_id.0.as_str() == "sweep-g-0"),
             "v{v}"
         );
+        if v >= 5 {
+            assert!(r.groups.iter().all(|g| g.group_type.as_str() == "classic"));
+            let none: ListGroupsResponse = call(
+                &mut w,
+                ApiKey::ListGroups,
+                v,
+                &ListGroupsRequest::default().with_types_filter(vec![s("consumer")]),
+            );
+            assert!(none.groups.is_empty(), "{none:?}");
+            let some: ListGroupsResponse = call(
+                &mut w,
+                ApiKey::ListGroups,
+                v,
+                &ListGroupsRequest::default().with_types_filter(vec![s("Classic")]),
+            );
+            assert_eq!(some.groups.len(), r.groups.len());
+        }
     });
     each_version!(ApiKey::OffsetCommit, |v| {
         use offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
