@@ -546,6 +546,18 @@ fn every_advertised_version_answers_with_a_complete_response() {
         );
         assert_eq!(r.error_code, 0, "v{v}");
         assert_eq!(r.brokers.len(), 1);
+        assert!(!r.brokers[0].is_fenced);
+        // Asking a broker endpoint for the controllers: Kafka's endpoint-type error (v1+, where
+        // the request can say so).
+        if v >= 1 {
+            let wrong: DescribeClusterResponse = call(
+                &mut w,
+                ApiKey::DescribeCluster,
+                v,
+                &DescribeClusterRequest::default().with_endpoint_type(2),
+            );
+            assert_eq!(wrong.error_code, 114, "v{v}");
+        }
     });
     each_version!(ApiKey::DescribeLogDirs, |v| {
         let r: DescribeLogDirsResponse = call(
