@@ -32,7 +32,7 @@ start_server() {
   echo "server did not start" >&2; return 1
 }
 stop_server() { kill $SPID 2>/dev/null; wait $SPID 2>/dev/null; }
-for w in ${WORKLOADS:-ingest-1k latency-1k many-partitions fanout large-4m}; do
+for w in ${WORKLOADS:-ingest-1k latency-1k many-partitions fanout large-4m catchup-1k}; do
   start_server $w || continue
   timeout 300 $PERF run perf/workloads/$w.toml --bootstrap 127.0.0.1:$PORT --broker-pid $SPID \
     --warmup $WARMUP --duration $DURATION --disk-result $OUT/disk.json --output $OUT/$w.json > $OUT/$w.txt 2>&1

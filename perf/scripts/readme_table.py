@@ -54,6 +54,19 @@ def main(argv):
         print(f"| {r['workload']['name']} | {target} | {ph['msgs_per_s']:.0f} | {ph['mb_per_s']:.1f} | {pct} "
               f"| {lat['p50']:.2f} / {lat['p99']:.2f} / {lat['p999']:.2f} | {e2e_s} | {deliv} | {broker} "
               f"| {r['harness']['cpu_cores']:.2f} | {la} |")
+    # Catch-up: the fastest second of consumption while the consumer was behind the producer.
+    for path in argv[2:]:
+        r = json.load(open(path))
+        delay = r["workload"].get("consumers", {}).get("delay_s", 0)
+        if not delay:
+            continue
+        tl = r["timeline"]
+        peak = max((t["consumed_msgs_per_s"] for t in tl), default=0)
+        produced = r["phases"]["measure"]["msgs_per_s"]
+        size = r["workload"]["producers"]["message_size"]
+        mb = f"{peak * size / 1e6:.1f} MB/s, " if isinstance(size, int) else ""
+        print(f"\n{r['workload']['name']}: consumer started {delay} s late; peak catch-up "
+              f"{peak:.0f} msg/s ({mb}{peak / produced:.2f}x the produce rate).")
 
 
 if __name__ == "__main__":

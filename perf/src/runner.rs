@@ -548,10 +548,20 @@ struct ConsumerThread {
     stats: Arc<Mutex<ConsumerStats>>,
     unique: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    delay_s: u64,
 }
 
 impl ConsumerThread {
     fn run(self, consumer: BaseConsumer<ConsumerCtx>) {
+        // A delayed consumer stays assigned (librdkafka keeps its group membership alive in the
+        // background) but reads nothing until then: a backlog builds up on the broker.
+        if self.delay_s > 0 {
+            sleep_until(
+                &self.clock,
+                self.phases.start_ns + self.delay_s * 1_000_000_000,
+                &self.stop,
+            );
+        }
         while !self.stop.load(Ordering::Relaxed) {
             match consumer.poll(CONSUMER_POLL) {
                 None => {}
@@ -898,6 +908,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
             stats,
             unique,
             stop: stop.clone(),
+            delay_s: w.consumers.delay_s,
         };
         consumer_handles.push(
             std::thread::Builder::new()

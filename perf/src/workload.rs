@@ -38,6 +38,8 @@ use crate::payload::HEADER_LEN;
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 /// Most producer threads (each is one librdkafka client with its own threads).
 pub const MAX_PRODUCERS: u32 = 64;
+/// Longest consumer start delay: a group member that does not poll for 300 s is evicted.
+pub const MAX_CONSUMER_DELAY_S: u64 = 240;
 /// Most consumer groups, and consumers per group.
 pub const MAX_CONSUMER_GROUPS: u32 = 16;
 pub const MAX_CONSUMERS_PER_GROUP: u32 = 64;
@@ -130,6 +132,11 @@ pub struct ConsumerSpec {
     pub per_group: u32,
     #[serde(default)]
     pub mode: ConsumerMode,
+    /// Seconds after the first message before consumers start polling (0: at once). Their
+    /// partitions are assigned from the start, so they then read a backlog: the catch-up rate,
+    /// with reads the broker no longer holds in memory.
+    #[serde(default)]
+    pub delay_s: u64,
     /// Extra librdkafka consumer properties, passed through verbatim.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -141,6 +148,7 @@ impl Default for ConsumerSpec {
             groups: default_groups(),
             per_group: default_per_group(),
             mode: ConsumerMode::default(),
+            delay_s: 0,
             config: BTreeMap::new(),
         }
     }
@@ -411,6 +419,11 @@ impl Workload {
         if c.config.len() > MAX_EXTRA_CONFIG {
             return bad("consumers.config has too many entries".into());
         }
+        if c.delay_s > MAX_CONSUMER_DELAY_S {
+            return bad(format!(
+                "consumers.delay_s must be at most {MAX_CONSUMER_DELAY_S} (librdkafka's default max.poll.interval.ms)"
+            ));
+        }
         Ok(())
     }
 
@@ -457,6 +470,7 @@ mod tests {
         groups = 4
         per_group = 2
         mode = "assigned"
+        delay_s = 12
     "#;
 
     #[test]
@@ -485,6 +499,13 @@ mod tests {
         assert_eq!(w.consumers.groups, 4);
         assert_eq!(w.consumers.per_group, 2);
         assert_eq!(w.consumers.mode, ConsumerMode::Assigned);
+        assert_eq!(w.consumers.delay_s, 12);
+        let mut late = w.clone();
+        late.consumers.delay_s = MAX_CONSUMER_DELAY_S + 1;
+        assert!(
+            late.validate().is_err(),
+            "a delay beyond the poll interval is refused"
+        );
     }
 
     #[test]
@@ -569,6 +590,7 @@ mod tests {
         assert_eq!(
             seen,
             [
+                "catchup-1k",
                 "fanout",
                 "ingest-1k",
                 "large-4m",

@@ -7,6 +7,8 @@
 //!   the error responses for unknown keys and versions.
 //! - [`batch`]: zero-copy views of v2 record batches: validation (lengths, magic, CRC32C, counts)
 //!   and in-place patching of base offset, leader epoch and timestamps.
+//! - [`fetch_frame`]: Fetch responses encoded as parts, the stored batches passed through
+//!   uncopied.
 //! - [`error`]: the crate's error enum.
 //!
 //! Message bodies are encoded and decoded with the `kafka-protocol` crate (generated from Kafka's
@@ -17,6 +19,7 @@
 pub mod api;
 pub mod batch;
 pub mod error;
+pub mod fetch_frame;
 pub mod frame;
 
 pub use error::{ProtocolError, Result};

@@ -30,6 +30,10 @@ pub const ELECTION_TICKS: usize = 10;
 pub const HEARTBEAT_TICKS: usize = 1;
 /// Bound on groups handled in one round; the rest wait for the next round.
 pub const MAX_GROUPS_PER_ROUND: usize = 4096;
+/// Entries at least this large are cached as the very buffer raft handed over (no copy); smaller
+/// ones are copied into the cache's shared arenas, which hold many small batches in one
+/// allocation.
+pub const SHARED_PAYLOAD_MIN_BYTES: usize = 64 * 1024;
 
 /// Receives committed entries, in order, per group.
 pub trait Applier {
@@ -381,7 +385,9 @@ impl MultiRaft {
         if !committed.is_empty() {
             applier.apply(gid, &committed);
         }
-        for e in rd.entries() {
+        // Owned entries (raft hands out a copy of its unstable log): a large payload goes into
+        // the batch cache as it is, without a second copy.
+        for e in rd.take_entries() {
             let kafka = if g.kafka_log && !e.data.is_empty() {
                 kafka_meta(&e.data)
             } else {
@@ -399,7 +405,12 @@ impl MultiRaft {
                     self.wal.truncate_suffix(gid, e.index)?;
                 }
             }
-            self.wal.append(gid, meta, &e.data)?;
+            if e.data.len() >= SHARED_PAYLOAD_MIN_BYTES {
+                self.wal
+                    .append_shared(gid, meta, bytes::Bytes::from(e.data))?;
+            } else {
+                self.wal.append(gid, meta, &e.data)?;
+            }
         }
         if let Some(hs) = rd.hs() {
             self.wal.set_hard_state(gid, &from_raft_hard_state(hs))?;

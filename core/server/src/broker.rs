@@ -220,9 +220,11 @@ impl Broker {
                 Reply::Produce(out)
             }
             Call::Fetch(parts) => {
-                let mut out = Vec::with_capacity(parts.len());
-                for part in parts {
-                    out.push(match self.partition(part.group) {
+                // The partitions are read concurrently: a catch-up read goes to disk, and one
+                // partition's read must not wait behind another's.
+                let this = &self;
+                let reads = parts.into_iter().map(|part| async move {
+                    match this.partition(part.group) {
                         Some(p) => p.fetch(part.offset, part.max_bytes).await,
                         None => FetchOutcome {
                             error: ResponseError::NotLeaderOrFollower.code(),
@@ -231,8 +233,9 @@ impl Broker {
                             log_start_offset: -1,
                             ..Default::default()
                         },
-                    });
-                }
+                    }
+                });
+                let out = futures::future::join_all(reads).await;
                 let bytes: usize = out.iter().map(|o| o.bytes).sum();
                 self.metrics.fetch_bytes.increment(bytes as u64);
                 Reply::Fetch(out)

@@ -89,6 +89,15 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
                         return;
                     }
                 }
+                // Parts at least as large as the buffer bypass it (no copy); small ones are
+                // gathered into it.
+                Some(Outcome::RespondParts(parts)) => {
+                    for part in parts {
+                        if w.write_all(&part).await.is_err() {
+                            return;
+                        }
+                    }
+                }
                 Some(Outcome::Silent) => {}
                 // Close: shut the connection with whatever is unanswered (fault injection);
                 // the client sees EOF at once and retries on a new connection.

@@ -237,6 +237,8 @@ keys! {
         "deleted WAL segment files kept per shard for reuse (0..=64; 0 unlinks them)"
     "cluster.storage.wal_prepare_bytes_per_sec" "CHRONIK_WAL_PREPARE_BYTES_PER_SEC" u64 = cluster.storage.wal_prepare_bytes_per_sec;
         "pace of zero-filling new WAL segments in the background (0: fallocate only; fresh extents make every fdatasync commit the ext4 journal)"
+    "cluster.storage.wal_cache_bytes" "CHRONIK_WAL_CACHE_BYTES" u64 = cluster.storage.wal_cache_bytes;
+        "per-shard memory for recent record batches (tail reads never touch the disk; older ones are read back through io_uring)"
     "cluster.storage.snapshot_compression" "CHRONIK_SNAPSHOT_COMPRESSION" SnapshotCompression = cluster.storage.snapshot_compression;
         "none or zstd (gzip is not built in)"
     "cluster.storage.snapshot_compression_level" "CHRONIK_SNAPSHOT_COMPRESSION_LEVEL" u32 = cluster.storage.snapshot_compression_level;

@@ -406,10 +406,18 @@ fn build(topics: &[TopicKey], slots: Vec<Slot>, include: Option<&[bool]>) -> Fet
             });
         }
         let o = s.outcome;
-        let mut records = BytesMut::with_capacity(o.bytes);
-        for b in &o.batches {
-            records.extend_from_slice(b);
-        }
+        // One batch (the common case for large records) is passed on as it is; several are
+        // joined once.
+        let records = match &o.batches[..] {
+            [one] => one.clone(),
+            many => {
+                let mut joined = BytesMut::with_capacity(o.bytes);
+                for b in many {
+                    joined.extend_from_slice(b);
+                }
+                joined.freeze()
+            }
+        };
         let mut data = PartitionData::default()
             .with_partition_index(s.partition)
             .with_error_code(o.error)
@@ -418,7 +426,7 @@ fn build(topics: &[TopicKey], slots: Vec<Slot>, include: Option<&[bool]>) -> Fet
             .with_log_start_offset(o.log_start_offset)
             .with_aborted_transactions(Some(Vec::new()))
             .with_preferred_read_replica(BrokerId(-1))
-            .with_records(Some(records.freeze()));
+            .with_records(Some(records));
         if let Some((leader, epoch)) = s.leader {
             data = data.with_current_leader(
                 LeaderIdAndEpoch::default()

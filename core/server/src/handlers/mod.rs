@@ -71,6 +71,9 @@ pub struct Ctx<'a> {
 pub enum Outcome {
     /// Send this response frame.
     Respond(Bytes),
+    /// Send this response frame, given as parts to write in order (a Fetch response whose
+    /// stored batches are passed through uncopied).
+    RespondParts(Vec<Bytes>),
     /// Send nothing (produce with acks=0).
     Silent,
     /// Close the connection without answering (fault injection only).
@@ -110,7 +113,23 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
             }
             ResponseKind::Produce(resp)
         }
-        RequestKind::Fetch(r) => ResponseKind::Fetch(fetch::handle(&ctx, r).await),
+        RequestKind::Fetch(r) => {
+            let resp = fetch::handle(&ctx, r).await;
+            let mut parts = Vec::new();
+            return match chronik_protocol::fetch_frame::encode_fetch_response_parts(
+                &mut parts,
+                correlation_id,
+                version,
+                resp,
+                splice_nonce(),
+            ) {
+                Ok(()) => Outcome::RespondParts(parts),
+                Err(e) => {
+                    tracing::error!(api = ?key, version, "encoding response failed: {e}");
+                    unsupported(key, version, correlation_id)
+                }
+            };
+        }
         RequestKind::ListOffsets(r) => {
             ResponseKind::ListOffsets(list_offsets::handle(&ctx, r).await)
         }
@@ -162,6 +181,22 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
             unsupported(key, version, correlation_id)
         }
     }
+}
+
+/// A fresh nonce for splicing one Fetch response: a per-thread random start, then a counter
+/// (uniqueness between responses is what matters; see `chronik_protocol::fetch_frame`).
+fn splice_nonce() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static NEXT: std::cell::Cell<u64> = std::cell::Cell::new(
+            std::collections::hash_map::RandomState::new().build_hasher().finish(),
+        );
+    }
+    NEXT.with(|n| {
+        let v = n.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
+        n.set(v);
+        v
+    })
 }
 
 /// The UNSUPPORTED_VERSION answer for a request (see `frame::encode_unsupported`).
