@@ -163,57 +163,6 @@ fn kafka_python_group_consumer_with_auto_commit() {
     assert!(out.contains("OK kafka-python"), "{out}");
 }
 
-/// Every acknowledged (partition, offset, value) in `acked_path` is in topic "dur".
-fn verify_acked(py: &std::path::Path, s: &Server, acked_path: &std::path::Path) {
-    let out = run_client(
-        py,
-        "confluent_suite.py",
-        &[
-            &s.bootstrap(),
-            "verify",
-            "dur",
-            acked_path.to_str().unwrap(),
-        ],
-        Duration::from_secs(180),
-    );
-    assert!(out.contains("OK verified 20000"), "{out}");
-}
-
-#[test]
-fn acked_writes_and_committed_offsets_survive_kill9() {
-    let Some(py) = python() else { return };
-    let mut s = Server::start();
-    let acked = run_client(
-        &py,
-        "confluent_suite.py",
-        &[&s.bootstrap(), "produce-acked", "dur", "20000"],
-        Duration::from_secs(180),
-    );
-    let acked_path = s.dir.path().join("acked.txt");
-    std::fs::write(&acked_path, &acked).unwrap();
-    assert_eq!(acked.lines().count(), 20000);
-    let committed = run_client(
-        &py,
-        "confluent_suite.py",
-        &[&s.bootstrap(), "commit", "dur", "dur-group"],
-        Duration::from_secs(120),
-    );
-    assert_eq!(committed.trim(), "20000");
-    // kill -9 right after the acknowledgements: nothing acknowledged may be lost.
-    s.restart();
-    verify_acked(&py, &s, &acked_path);
-    let out = run_client(
-        &py,
-        "confluent_suite.py",
-        &[&s.bootstrap(), "committed", "dur", "dur-group", "20000"],
-        Duration::from_secs(60),
-    );
-    assert!(out.contains("OK committed 20000"), "{out}");
-    // And once more, with a second crash before anything else happens.
-    s.restart();
-    verify_acked(&py, &s, &acked_path);
-}
-
 /// Runs one command of `kafkajs_suite.js` against a fresh server and checks its OK line.
 fn kafkajs_command(command: &str, timeout: Duration) -> Option<String> {
     let js = kafkajs()?;
@@ -269,4 +218,55 @@ fn kafka_python_admin_log_dirs_producers_reassignments_acls() {
         Duration::from_secs(120),
     );
     assert!(out.contains("OK kafka-python admin"), "{out}");
+}
+
+/// Every acknowledged (partition, offset, value) in `acked_path` is in topic "dur".
+fn verify_acked(py: &std::path::Path, s: &Server, acked_path: &std::path::Path) {
+    let out = run_client(
+        py,
+        "confluent_suite.py",
+        &[
+            &s.bootstrap(),
+            "verify",
+            "dur",
+            acked_path.to_str().unwrap(),
+        ],
+        Duration::from_secs(180),
+    );
+    assert!(out.contains("OK verified 20000"), "{out}");
+}
+
+#[test]
+fn acked_writes_and_committed_offsets_survive_kill9() {
+    let Some(py) = python() else { return };
+    let mut s = Server::start();
+    let acked = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "produce-acked", "dur", "20000"],
+        Duration::from_secs(180),
+    );
+    let acked_path = s.dir.path().join("acked.txt");
+    std::fs::write(&acked_path, &acked).unwrap();
+    assert_eq!(acked.lines().count(), 20000);
+    let committed = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "commit", "dur", "dur-group"],
+        Duration::from_secs(120),
+    );
+    assert_eq!(committed.trim(), "20000");
+    // kill -9 right after the acknowledgements: nothing acknowledged may be lost.
+    s.restart();
+    verify_acked(&py, &s, &acked_path);
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "committed", "dur", "dur-group", "20000"],
+        Duration::from_secs(60),
+    );
+    assert!(out.contains("OK committed 20000"), "{out}");
+    // And once more, with a second crash before anything else happens.
+    s.restart();
+    verify_acked(&py, &s, &acked_path);
 }

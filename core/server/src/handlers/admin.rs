@@ -2,7 +2,8 @@
 //! single-node broker (log dirs, producers, reassignments, elections, ACLs, quotas, topic
 //! partition descriptions, SCRAM credentials, the metadata quorum), and the one cross-shard read they share: [`report_partitions`].
 //!
-//! Kept apart from `mod.rs`'s dispatch so adding an API here touches one match arm there.
+//! Kept apart from `mod.rs`'s dispatch so adding an API here touches [`routes`] and
+//! [`dispatch`], not the main match.
 
 use std::rc::Rc;
 
@@ -17,6 +18,25 @@ use super::{
     describe_topic_partitions, describe_user_scram_credentials, elect_leaders,
     partition_reassignments, Ctx,
 };
+
+/// Whether `req` is one of the admin APIs [`dispatch`] answers.
+pub fn routes(req: &RequestKind) -> bool {
+    matches!(
+        req,
+        RequestKind::DescribeLogDirs(_)
+            | RequestKind::DescribeProducers(_)
+            | RequestKind::ListPartitionReassignments(_)
+            | RequestKind::AlterPartitionReassignments(_)
+            | RequestKind::ElectLeaders(_)
+            | RequestKind::DescribeAcls(_)
+            | RequestKind::CreateAcls(_)
+            | RequestKind::DeleteAcls(_)
+            | RequestKind::DescribeClientQuotas(_)
+            | RequestKind::DescribeTopicPartitions(_)
+            | RequestKind::DescribeUserScramCredentials(_)
+            | RequestKind::DescribeQuorum(_)
+    )
+}
 
 /// Answers `req` if it is one of the admin APIs routed here; gives it back otherwise.
 pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Result<ResponseKind, RequestKind> {

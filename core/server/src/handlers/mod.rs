@@ -101,6 +101,10 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
     let key = req.api_key;
     let body: ResponseKind = match req.body {
         RequestKind::ApiVersions(r) => ResponseKind::ApiVersions(api_versions::handle(&ctx, r)),
+        body if admin::routes(&body) => match admin::dispatch(&ctx, body).await {
+            Ok(body) => body,
+            Err(_) => return unsupported(key, version, correlation_id),
+        },
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(&ctx, r).await),
         RequestKind::Produce(r) => {
             let acks = r.acks;
@@ -161,15 +165,12 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(&ctx, r).await)
         }
-        other => match admin::dispatch(&ctx, other).await {
-            Ok(body) => body,
-            Err(other) => match groups::dispatch(&ctx, other).await {
-                Some(body) => body,
-                None => {
-                    tracing::warn!(api = ?key, "request kind without a handler");
-                    return unsupported(key, version, correlation_id);
-                }
-            },
+        other => match groups::dispatch(&ctx, other).await {
+            Some(body) => body,
+            None => {
+                tracing::warn!(api = ?key, "request kind without a handler");
+                return unsupported(key, version, correlation_id);
+            }
         },
     };
     let mut out = BytesMut::with_capacity(256);

@@ -478,6 +478,7 @@ def cmd_member(topic, group):
 
 
 COMMANDS = {
+    "admin-apis": cmd_admin_apis,
     "member": cmd_member,
     "roundtrip": cmd_roundtrip,
     "produce-acked": cmd_produce_acked,
@@ -487,7 +488,6 @@ COMMANDS = {
     "committed": cmd_committed,
     "idempotent": cmd_idempotent,
     "admin": cmd_admin,
-    "admin-apis": cmd_admin_apis,
 }
 
 if __name__ == "__main__":

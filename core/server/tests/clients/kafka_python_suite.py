@@ -1,80 +1,35 @@
-"""kafka-python checks against a running Chronik broker.
+"""kafka-python checks against a running Chronik broker: a group consumer with auto commit.
 
-Usage: kafka_python_suite.py BOOTSTRAP           a group consumer with auto commit
-       kafka_python_suite.py BOOTSTRAP admin     the cluster-administration APIs
+Usage: kafka_python_suite.py BOOTSTRAP
 """
 
 import sys
 import time
 import uuid
 
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import (
-    ACL,
-    ACLFilter,
-    ACLOperation,
-    ACLPermissionType,
-    ACLResourcePatternType,
-    KafkaAdminClient,
-    NewTopic,
-    ResourcePattern,
-    ResourcePatternFilter,
-    ResourceType,
-)
-from kafka.errors import InvalidReplicationAssignmentError, SecurityDisabledError
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
 
 BOOT = sys.argv[1]
 
 
-def main():
-    topic = f"kp-{uuid.uuid4().hex[:8]}"
-    group = f"kpg-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=BOOT)
-    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
-    admin.close()
-    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all", compression_type="gzip")
-    for i in range(300):
-        prod.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode())
-    prod.flush(timeout=30)
-    prod.close()
-
-    def consume(expect, timeout=45):
-        c = KafkaConsumer(
-            topic,
-            bootstrap_servers=BOOT,
-            group_id=group,
-            auto_offset_reset="earliest",
-            enable_auto_commit=True,
-            auto_commit_interval_ms=200,
-            consumer_timeout_ms=3000,
-        )
-        got = []
-        deadline = time.time() + timeout
-        while len(got) < expect and time.time() < deadline:
-            for m in c:
-                got.append(m.value)
-                if len(got) >= expect:
-                    break
-        time.sleep(0.5)  # let the auto commit run
-        c.close(autocommit=True)
-        return got
-
-    got = consume(300)
-    assert len(got) == 300, f"first consumer got {len(got)}"
-    assert len(set(got)) == 300
-    # Auto-committed: a second consumer in the group sees only new messages.
-    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all")
-    prod.send(topic, value=b"fresh")
-    prod.flush(timeout=30)
-    prod.close()
-    got = consume(1, timeout=30)
-    assert got == [b"fresh"], f"after auto commit: {got[:5]}"
-    print("OK kafka-python group consumer with auto commit")
-
-
 def admin_main():
-    """Log dirs, producers, elections, reassignments, ACLs, records: each answered from the
-    broker's real state, checked against what this script did."""
+    """Log dirs, producers, elections, reassignments, ACLs, SCRAM, the metadata quorum, records:
+    each answered from the broker's real state, checked against what this script did.
+    (`kafka_python_suite.py BOOTSTRAP admin`)"""
+    from kafka import TopicPartition
+    from kafka.admin import (
+        ACL,
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+    from kafka.errors import InvalidReplicationAssignmentError, SecurityDisabledError
+
     topic = f"kpa-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=BOOT)
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
@@ -154,8 +109,53 @@ def admin_main():
     print("OK kafka-python admin")
 
 
-if __name__ == "__main__":
+def main():
     if len(sys.argv) > 2 and sys.argv[2] == "admin":
-        admin_main()
-    else:
-        main()
+        return admin_main()
+    topic = f"kp-{uuid.uuid4().hex[:8]}"
+    group = f"kpg-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=BOOT)
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])
+    admin.close()
+    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all", compression_type="gzip")
+    for i in range(300):
+        prod.send(topic, key=f"k{i}".encode(), value=f"v{i}".encode())
+    prod.flush(timeout=30)
+    prod.close()
+
+    def consume(expect, timeout=45):
+        c = KafkaConsumer(
+            topic,
+            bootstrap_servers=BOOT,
+            group_id=group,
+            auto_offset_reset="earliest",
+            enable_auto_commit=True,
+            auto_commit_interval_ms=200,
+            consumer_timeout_ms=3000,
+        )
+        got = []
+        deadline = time.time() + timeout
+        while len(got) < expect and time.time() < deadline:
+            for m in c:
+                got.append(m.value)
+                if len(got) >= expect:
+                    break
+        time.sleep(0.5)  # let the auto commit run
+        c.close(autocommit=True)
+        return got
+
+    got = consume(300)
+    assert len(got) == 300, f"first consumer got {len(got)}"
+    assert len(set(got)) == 300
+    # Auto-committed: a second consumer in the group sees only new messages.
+    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all")
+    prod.send(topic, value=b"fresh")
+    prod.flush(timeout=30)
+    prod.close()
+    got = consume(1, timeout=30)
+    assert got == [b"fresh"], f"after auto commit: {got[:5]}"
+    print("OK kafka-python group consumer with auto commit")
+
+
+if __name__ == "__main__":
+    main()
