@@ -6,6 +6,8 @@
 //! - `topic_config`: topic-level configs, their broker defaults and validation.
 //! - `group`: the consumer-group coordinator state machine (`__consumer_offsets`).
 //! - `producer_state`: idempotent-producer sequence tracking per partition.
+//! - `txn`: the transaction coordinator state machine (`__transaction_state`, KIP-98) and the
+//!   per-partition transaction index (ongoing transactions, LSO, aborted transactions).
 //!
 //! Time is always passed in (`now_ms`) so these state machines are deterministic under test.
 
@@ -14,3 +16,4 @@ pub mod group;
 pub mod meta;
 pub mod producer_state;
 pub mod topic_config;
+pub mod txn;

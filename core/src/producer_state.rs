@@ -55,7 +55,7 @@ pub struct BatchMeta {
 struct ProducerEntry {
     epoch: i16,
     /// Oldest first. Invariant: len <= BATCHES_PER_PRODUCER; consecutive batches are in
-    /// sequence and in offset order.
+    /// sequence and in offset order; empty only after `fence_epoch`.
     batches: VecDeque<BatchMeta>,
     last_timestamp_ms: i64,
 }
@@ -272,6 +272,18 @@ impl ProducerStateTable {
         }
     }
 
+    /// A transaction marker of `producer_id` written with `epoch`: when the coordinator bumped
+    /// the epoch to fence a producer (an abort on InitProducerId or on timeout), batches of the
+    /// older epoch are refused from now on, and the new epoch starts its sequence at 0.
+    pub fn fence_epoch(&mut self, producer_id: i64, epoch: i16) {
+        if let Some(e) = self.producers.get_mut(&producer_id) {
+            if epoch > e.epoch {
+                e.epoch = epoch;
+                e.batches.clear();
+            }
+        }
+    }
+
     /// Forgets producers idle for more than `max_idle_ms` (Kafka `producer.id.expiration.ms`,
     /// default one day). Returns how many were removed.
     pub fn expire(&mut self, now_ms: i64, max_idle_ms: i64) -> usize {
@@ -352,7 +364,7 @@ impl ProducerStateTable {
             let epoch = i16::from_be_bytes([ep[0], ep[1]]);
             let last_ts = be_i64(take(8, &mut pos)?);
             let n = take(1, &mut pos)?[0] as usize;
-            if pid < 0 || n == 0 || n > BATCHES_PER_PRODUCER || t.producers.contains_key(&pid) {
+            if pid < 0 || n > BATCHES_PER_PRODUCER || t.producers.contains_key(&pid) {
                 return Err(ProducerStateError::CorruptSnapshot {
                     reason: "producer entry",
                     pos: at,
@@ -407,7 +419,8 @@ impl ProducerStateTable {
                 self.by_age.contains(&(e.last_timestamp_ms, *pid)),
                 "age index for {pid}"
             );
-            assert!(!e.batches.is_empty() && e.batches.len() <= BATCHES_PER_PRODUCER);
+            // Empty only after `fence_epoch` moved the producer to a new epoch.
+            assert!(e.batches.len() <= BATCHES_PER_PRODUCER);
             for w in e.batches.iter().collect::<Vec<_>>().windows(2) {
                 assert!(
                     w[0].last_offset < w[1].base_offset,
@@ -485,6 +498,17 @@ mod tests {
         }
         t.check_invariants();
         t
+    }
+
+    #[test]
+    fn a_marker_with_a_bumped_epoch_fences_the_old_one() {
+        let mut t = table_with(&[(0, 0, 4)]);
+        t.fence_epoch(PID, 0); // same epoch (a plain commit/abort): nothing changes
+        assert_eq!(t.check(PID, 0, 5, 5), Check::New);
+        t.fence_epoch(PID, 1);
+        assert_eq!(t.check(PID, 0, 5, 5), Check::Fenced { current_epoch: 1 });
+        assert_eq!(t.check(PID, 1, 0, 0), Check::New);
+        t.check_invariants();
     }
 
     #[test]

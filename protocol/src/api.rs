@@ -9,7 +9,11 @@
 //! sessions from v7 on), v16 adds leader endpoints to NOT_LEADER answers, and v15/v17/v18 only
 //! add follower-side fields that a consumer never sends. ListOffsets stops at v7 (v8+ add
 //! tiered-storage timestamps); OffsetCommit/OffsetFetch stop before the KIP-848 member-epoch
-//! versions.
+//! versions. Transactions: AddPartitionsToTxn stops at v3 (v4+ is the broker-to-broker batched
+//! form of KIP-890), and AddOffsetsToTxn/EndTxn/TxnOffsetCommit at v3 (v4+ add KIP-890's
+//! TRANSACTION_ABORTABLE and implicit partition registration, not implemented). WriteTxnMarkers is
+//! served at v1 only (the codec's only version; Kafka 4 dropped v0); ListTransactions stops at v1
+//! (v2 adds a transactional-id regex filter).
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -37,6 +41,13 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 6),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
@@ -88,6 +99,13 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::DeleteTopics => "DeleteTopics",
         ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::AddPartitionsToTxn => "AddPartitionsToTxn",
+        ApiKey::AddOffsetsToTxn => "AddOffsetsToTxn",
+        ApiKey::EndTxn => "EndTxn",
+        ApiKey::WriteTxnMarkers => "WriteTxnMarkers",
+        ApiKey::DescribeTransactions => "DescribeTransactions",
+        ApiKey::ListTransactions => "ListTransactions",
+        ApiKey::TxnOffsetCommit => "TxnOffsetCommit",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::AlterConfigs => "AlterConfigs",

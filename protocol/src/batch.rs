@@ -211,6 +211,8 @@ pub struct BatchInfo {
     pub producer_epoch: i16,
     pub base_sequence: i32,
     pub transactional: bool,
+    /// A control batch (transaction marker); clients cannot produce these.
+    pub control: bool,
     pub compression: i16,
 }
 
@@ -225,6 +227,7 @@ impl BatchHeader {
             producer_epoch: self.producer_epoch.get(),
             base_sequence: self.base_sequence.get(),
             transactional: attrs & TRANSACTIONAL_FLAG != 0,
+            control: attrs & CONTROL_FLAG != 0,
             compression: attrs & COMPRESSION_MASK,
         }
     }
@@ -367,6 +370,83 @@ pub fn encode_batch(records: &[KeyValue<'_>], timestamp: i64) -> Vec<u8> {
     b
 }
 
+/// Control record type of an abort marker (Kafka `ControlRecordType.ABORT`).
+pub const CONTROL_ABORT: i16 = 0;
+/// Control record type of a commit marker (Kafka `ControlRecordType.COMMIT`).
+pub const CONTROL_COMMIT: i16 = 1;
+
+/// Encodes a transaction marker: a control batch of one record whose key is Kafka's
+/// `ControlRecordType` (`version i16 = 0, type i16`) and whose value is an `EndTransactionMarker`
+/// (`version i16 = 0, coordinator_epoch i32`), flagged transactional + control, carrying the
+/// producer's id and epoch and no sequence. Base offset 0: the appending partition assigns it.
+pub fn encode_control_batch(
+    producer_id: i64,
+    producer_epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> Vec<u8> {
+    let mut key = Vec::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    let kind = if commit {
+        CONTROL_COMMIT
+    } else {
+        CONTROL_ABORT
+    };
+    key.extend_from_slice(&kind.to_be_bytes());
+    let mut value = Vec::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut b = encode_batch(&[(Some(&key), Some(&value))], timestamp);
+    set_producer(
+        &mut b,
+        producer_id,
+        producer_epoch,
+        -1,
+        TRANSACTIONAL_FLAG | CONTROL_FLAG,
+    );
+    b
+}
+
+/// Stamps a batch built by [`encode_batch`] with a producer (id, epoch, base sequence) and
+/// extra attribute bits, and recomputes its CRC (all of these are CRC-covered).
+pub fn set_producer(
+    b: &mut [u8],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+    attributes: i16,
+) {
+    {
+        let h = header_mut(b).expect("a batch built by encode_batch");
+        h.producer_id.set(producer_id);
+        h.producer_epoch.set(producer_epoch);
+        h.base_sequence.set(base_sequence);
+        h.attributes.set(h.attributes.get() | attributes);
+    }
+    let crc = crc32c::crc32c(&b[CRC_START..]);
+    header_mut(b).expect("checked above").crc.set(crc);
+}
+
+/// For a control batch, whether it is a commit (`Some(true)`) or abort (`Some(false)`)
+/// marker; `None` for data batches, other control records, or bytes that do not parse.
+pub fn control_marker(b: &[u8]) -> Option<bool> {
+    let h = header(b).ok()?;
+    if h.attributes.get() & CONTROL_FLAG == 0 {
+        return None;
+    }
+    let recs = parse_records(b)?;
+    let key = recs.first()?.key?;
+    if key.len() < 4 {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        CONTROL_COMMIT => Some(true),
+        CONTROL_ABORT => Some(false),
+        _ => None,
+    }
+}
+
 /// Decodes the keys and values of an uncompressed batch. `None` if the batch is compressed or
 /// its records do not parse.
 pub fn decode_records(b: &[u8]) -> Option<Vec<KeyValue<'_>>> {
@@ -485,5 +565,31 @@ pub mod tests {
     fn error_codes() {
         assert_eq!(BatchError::TooShort(1).kafka_code(), 2);
         assert_eq!(BatchError::Count { count: 0, delta: 0 }.kafka_code(), 87);
+    }
+
+    #[test]
+    fn control_batches_round_trip_and_data_batches_are_not_markers() {
+        for commit in [true, false] {
+            let b = encode_control_batch(42, 3, commit, 0, 1000);
+            let h = validate(&b).unwrap();
+            let i = h.info();
+            assert!(i.transactional && i.control);
+            assert_eq!(
+                (i.producer_id, i.producer_epoch, i.base_sequence),
+                (42, 3, -1)
+            );
+            assert_eq!(control_marker(&b), Some(commit));
+            // Kafka's exact key and value bytes.
+            let kv = decode_records(&b).unwrap();
+            let kind: &[u8] = if commit { &[0, 0, 0, 1] } else { &[0, 0, 0, 0] };
+            assert_eq!(kv[0].0, Some(kind));
+            assert_eq!(kv[0].1, Some(&[0u8, 0, 0, 0, 0, 0][..]));
+        }
+        assert_eq!(control_marker(&make_batch(1, 0)), None);
+        let mut b = encode_batch(&[(Some(b"k"), Some(b"v"))], 5);
+        set_producer(&mut b, 7, 1, 0, TRANSACTIONAL_FLAG);
+        let i = validate(&b).unwrap().info();
+        assert!(i.transactional && !i.control);
+        assert_eq!(control_marker(&b), None);
     }
 }

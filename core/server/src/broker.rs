@@ -18,6 +18,7 @@ use crate::calls::{
     Call, FetchOutcome, OffsetLookup, PartitionOffsets, PartitionReport, ProduceOutcome, Reply,
 };
 use crate::handlers::groups::Coordinators;
+use crate::handlers::txn::TxnCoordinators;
 use crate::partition::{with_timeout, Partition, Settings};
 use crate::shared::Shared;
 
@@ -66,6 +67,8 @@ pub struct Broker {
     /// Producer ids this shard may hand out: `[next, end)`.
     pid_block: Cell<(i64, i64)>,
     pub coordinators: Coordinators,
+    /// Transaction coordinators of the `__transaction_state` partitions this shard owns.
+    pub txn_coordinators: TxnCoordinators,
     /// Requests being handled on this shard (drained before shutdown).
     inflight: Cell<usize>,
     pub metrics: ShardMetrics,
@@ -96,6 +99,7 @@ impl Broker {
             meta_applied: Cell::new(0),
             pid_block: Cell::new((0, 0)),
             coordinators: Coordinators::default(),
+            txn_coordinators: TxnCoordinators::default(),
             inflight: Cell::new(0),
             metrics,
             shutdown_waiters: RefCell::new(Vec::new()),
@@ -225,7 +229,7 @@ impl Broker {
                 let this = &self;
                 let reads = parts.into_iter().map(|part| async move {
                     match this.partition(part.group) {
-                        Some(p) => p.fetch(part.offset, part.max_bytes).await,
+                        Some(p) => p.fetch(part.offset, part.max_bytes, part.isolation).await,
                         None => FetchOutcome {
                             error: ResponseError::NotLeaderOrFollower.code(),
                             high_watermark: -1,
@@ -247,9 +251,9 @@ impl Broker {
                 let (tx, shutdown) = oneshot::channel();
                 self.shutdown_waiters.borrow_mut().push(tx);
                 let mut rxs = vec![shutdown];
-                for (group, offset) in parts {
+                for (group, offset, isolation) in parts {
                     if let Some(p) = self.partition(group) {
-                        match p.watch(offset) {
+                        match p.watch(offset, isolation) {
                             Some(rx) => rxs.push(rx),
                             None => return Reply::Waited,
                         }
@@ -266,12 +270,14 @@ impl Broker {
                 Some(p) => p.offsets(),
                 None => PartitionOffsets::failed(ResponseError::NotLeaderOrFollower.code()),
             }),
-            Call::ListOffsets { group, timestamp } => {
-                Reply::ListOffsets(match self.partition(group) {
-                    Some(p) if p.is_leader() => p.list_offset(timestamp).await,
-                    _ => OffsetLookup::failed(ResponseError::NotLeaderOrFollower.code()),
-                })
-            }
+            Call::ListOffsets {
+                group,
+                timestamp,
+                isolation,
+            } => Reply::ListOffsets(match self.partition(group) {
+                Some(p) if p.is_leader() => p.list_offset(timestamp, isolation).await,
+                _ => OffsetLookup::failed(ResponseError::NotLeaderOrFollower.code()),
+            }),
             Call::DeleteRecords { group, offset } => {
                 Reply::DeleteRecords(match self.partition(group) {
                     Some(p) => p.delete_records(offset).await,
@@ -295,6 +301,37 @@ impl Broker {
                 Reply::Reconciled
             }
             Call::Group(gc) => Reply::Group(crate::handlers::groups::handle_local(&self, gc).await),
+            Call::Txn(tc) => {
+                // Boxed: a coordinator calls other shards (markers), which may be this one.
+                let fut: std::pin::Pin<Box<dyn std::future::Future<Output = _>>> =
+                    Box::pin(crate::handlers::txn::handle_local(&self, tc));
+                Reply::Txn(fut.await)
+            }
+            Call::WriteMarkers {
+                groups,
+                producer_id,
+                producer_epoch,
+                commit,
+            } => {
+                let futs = groups.into_iter().map(|g| {
+                    let p = self.partition(g);
+                    async move {
+                        match p {
+                            Some(p) => {
+                                p.write_marker(
+                                    producer_id,
+                                    producer_epoch,
+                                    commit,
+                                    crate::handlers::txn::MARKER_TIMEOUT_MS,
+                                )
+                                .await
+                            }
+                            None => ResponseError::NotLeaderOrFollower.code(),
+                        }
+                    }
+                });
+                Reply::Markers(futures::future::join_all(futs).await)
+            }
             Call::AllocateProducerIds => Reply::ProducerIds(self.allocate_pid_block_local().await),
             Call::QuorumStatus => {
                 Reply::QuorumStatus(self.raft.group_status(META_GROUP).map(|st| {
@@ -441,6 +478,24 @@ impl Broker {
             .await
             .map_err(|e| anyhow::anyhow!("creating {offsets}: {e}"))?;
         }
+        let txn_state = chronik_core::txn::TRANSACTION_STATE_TOPIC;
+        if !self.meta_state.borrow().topics.contains_key(txn_state) {
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            self.propose_meta_local(MetaCommand::CreateTopic {
+                name: txn_state.to_string(),
+                id: uuid::Uuid::new_v4().as_u128(),
+                partitions: self
+                    .shared
+                    .config
+                    .broker
+                    .transaction_state_log_num_partitions
+                    .max(1) as i32,
+                configs,
+            })
+            .await
+            .map_err(|e| anyhow::anyhow!("creating {txn_state}: {e}"))?;
+        }
         self.reconcile_all().await;
         Ok(())
     }
@@ -471,6 +526,7 @@ impl Broker {
                 p.close();
             }
             self.coordinators.remove(g);
+            self.txn_coordinators.remove(g);
             if let Err(e) = self.raft.remove_group(g) {
                 tracing::warn!(group = g, "removing group: {e}");
             }
@@ -487,7 +543,11 @@ impl Broker {
                 continue;
             }
             let is_offsets = topic == chronik_core::meta::CONSUMER_OFFSETS_TOPIC;
-            if let Err(e) = self.raft.open_group(g, &[node], true, is_offsets) {
+            let is_txn_state = topic == chronik_core::txn::TRANSACTION_STATE_TOPIC;
+            if let Err(e) = self
+                .raft
+                .open_group(g, &[node], true, is_offsets || is_txn_state)
+            {
                 tracing::error!(group = g, topic, index, "cannot open partition: {e}");
                 continue;
             }
@@ -496,6 +556,11 @@ impl Broker {
                 self.coordinators.open(g, index, &self.shared);
                 let last = self.wal.group_state(g).map_or(0, |s| s.last_index);
                 self.coordinators.set_load_target(g, last);
+            }
+            if is_txn_state {
+                self.txn_coordinators.open(g, index, &self.shared);
+                let last = self.wal.group_state(g).map_or(0, |s| s.last_index);
+                self.txn_coordinators.set_load_target(g, last);
             }
             self.partitions.borrow_mut().insert(g, p);
         }
@@ -561,6 +626,7 @@ impl Applier for Broker {
             p.apply(entries);
         }
         self.coordinators.apply(group, entries);
+        self.txn_coordinators.apply(group, entries);
     }
 
     fn storage_failed(&self, error: &chronik_raft::RaftError) {
@@ -586,6 +652,7 @@ impl Applier for Broker {
         if let Some(p) = self.partition(group) {
             p.role_changed(term, leader);
         }
+        self.txn_coordinators.role_changed(group);
     }
 }
 

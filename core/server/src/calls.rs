@@ -46,6 +46,9 @@ pub struct FetchOutcome {
     pub log_start_offset: i64,
     pub batches: Vec<Bytes>,
     pub bytes: usize,
+    /// read_committed: `(producer id, first offset)` of aborted transactions overlapping the
+    /// batches; `None` for read_uncommitted.
+    pub aborted: Option<Vec<(i64, i64)>>,
 }
 
 /// Offsets of a partition as its owner sees them.
@@ -131,14 +134,24 @@ pub enum Call {
     },
     Fetch(Vec<FetchPart>),
     /// Resolve when any listed partition has data past the given offset, or after `timeout_ms`.
+    /// Each part: (raft group, offset, isolation level).
     WaitForData {
-        parts: Vec<(u64, i64)>,
+        parts: Vec<(u64, i64, i8)>,
         timeout_ms: u64,
     },
     Offsets(u64),
     ListOffsets {
         group: u64,
         timestamp: i64,
+        /// 1 = read_committed: latest is the last stable offset.
+        isolation: i8,
+    },
+    /// Append a transaction marker to each listed partition (raft groups owned by the shard).
+    WriteMarkers {
+        groups: Vec<u64>,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
     },
     DeleteRecords {
         group: u64,
@@ -155,6 +168,8 @@ pub enum Call {
     Reconcile,
     /// A consumer-group call for the coordinator that owns the group's offsets partition.
     Group(crate::handlers::groups::GroupCall),
+    /// A transaction-coordinator call for the owner of the id's `__transaction_state` partition.
+    Txn(crate::handlers::txn::TxnCall),
     /// Allocate a block of producer ids (shard 0).
     AllocateProducerIds,
     /// Size (and, if `producers`, idempotent-producer state) of partitions owned by this shard.
@@ -181,6 +196,9 @@ pub enum Reply {
     Meta(Result<(), MetaError>),
     Reconciled,
     Group(crate::handlers::groups::GroupReply),
+    Txn(crate::handlers::txn::TxnReply),
+    /// One error code per partition of a `WriteMarkers` call.
+    Markers(Vec<i16>),
     ProducerIds(Result<i64, MetaError>),
     Report(Vec<PartitionReport>),
     QuorumStatus(Option<QuorumStatus>),

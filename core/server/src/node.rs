@@ -236,6 +236,7 @@ async fn shard_main(
         glommio::spawn_local(wal.clone().run_periodic_sync()).detach();
     }
     glommio::spawn_local(crate::handlers::groups::run_timers(broker.clone())).detach();
+    glommio::spawn_local(crate::handlers::txn::run_timers(broker.clone())).detach();
     {
         let shared = shared.clone();
         glommio::spawn_local(chronik_shard::executor::watch_stalls(

@@ -4,7 +4,10 @@
 //! (base offset, leader epoch, LogAppendTime), propose it to the partition's Raft group, and wait
 //! until the entry is committed (acks=all, and acks=1: a leader's append is durable only with the
 //! same flush that commits a single-voter group). Fetch: serve stored batch bytes below the high
-//! watermark. Invariants: `log_start_offset <= high_watermark <= next_offset`.
+//! watermark (read_uncommitted) or the last stable offset (read_committed). Transactions: the
+//! `txn` index tracks open transactions and aborted ones from transactional data batches and
+//! the markers [`Partition::write_marker`] appends. Invariants: `log_start_offset <=
+//! last_stable_offset <= high_watermark <= next_offset`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -14,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chronik_core::producer_state::{Check as SequenceCheck, ProducerStateTable};
 use chronik_core::topic_config;
+use chronik_core::txn::index::TxnIndex;
 use chronik_protocol::batch;
 use chronik_raft::raft::eraftpb::Entry;
 use chronik_raft::MultiRaft;
@@ -78,6 +82,8 @@ pub struct Partition {
     waiter_count: Cell<usize>,
     watchers: RefCell<Vec<oneshot::Sender<()>>>,
     producers: RefCell<ProducerStateTable>,
+    /// Open and aborted transactions of this partition (KIP-98).
+    txn: RefCell<TxnIndex>,
     pub settings: RefCell<Settings>,
 }
 
@@ -119,6 +125,7 @@ impl Partition {
             waiter_count: Cell::new(0),
             watchers: RefCell::new(Vec::new()),
             producers: RefCell::new(ProducerStateTable::default()),
+            txn: RefCell::new(TxnIndex::new()),
             settings: RefCell::new(settings),
         });
         // The high watermark is the end of the last batch at or below the persisted commit index;
@@ -140,10 +147,11 @@ impl Partition {
         p
     }
 
-    /// Replays batch headers to rebuild idempotent-producer state (last five batches per id).
-    /// Only the newest [`PRODUCER_REBUILD_ENTRIES_MAX`] entries are read, so start-up does not
-    /// scan a whole partition; a producer idle for longer is treated as new (Kafka 2.5+ accepts
-    /// an unknown producer at any sequence).
+    /// Replays batch headers to rebuild idempotent-producer state (last five batches per id)
+    /// and the transaction index. Only the newest [`PRODUCER_REBUILD_ENTRIES_MAX`] entries are
+    /// read, so start-up does not scan a whole partition; a producer idle for longer is treated
+    /// as new (Kafka 2.5+ accepts an unknown producer at any sequence), and a transaction
+    /// aborted before that window is forgotten (read_committed would show its records).
     fn rebuild_producer_state(&self, first: u64) {
         let Some(st) = self.wal.group_state(self.group) else {
             return;
@@ -151,6 +159,7 @@ impl Partition {
         let first = first.max((st.last_index + 1).saturating_sub(PRODUCER_REBUILD_ENTRIES_MAX));
         let metas = self.wal.entry_metas(self.group, first, st.last_index + 1);
         let mut table = self.producers.borrow_mut();
+        let mut txn = self.txn.borrow_mut();
         for m in metas.iter().filter(|m| m.kafka.is_some()) {
             let Ok(read) = self
                 .wal
@@ -161,6 +170,17 @@ impl Partition {
             for (_, payload) in read {
                 if let Ok(h) = batch::header(&payload) {
                     let i = h.info();
+                    let base = h.base_offset.get();
+                    if i.control {
+                        if let Some(commit) = batch::control_marker(&payload) {
+                            txn.on_marker(i.producer_id, commit, base);
+                            table.fence_epoch(i.producer_id, i.producer_epoch);
+                        }
+                        continue;
+                    }
+                    if i.transactional && i.producer_id >= 0 {
+                        txn.on_data(i.producer_id, base);
+                    }
                     if i.producer_id >= 0 {
                         let base = h.base_offset.get();
                         table.record(
@@ -184,6 +204,22 @@ impl Partition {
 
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset.get()
+    }
+
+    /// The last stable offset: below it every transaction is decided.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.txn
+            .borrow()
+            .last_stable_offset(self.high_watermark.get())
+    }
+
+    /// Where a reader with `isolation` (1 = read_committed) must stop.
+    fn visible_end(&self, isolation: i8) -> i64 {
+        if isolation == 1 {
+            self.last_stable_offset()
+        } else {
+            self.high_watermark.get()
+        }
     }
 
     pub fn leader_epoch(&self) -> i32 {
@@ -351,9 +387,18 @@ impl Partition {
                 return out;
             }
             let info = batch::header(bytes).expect("validated").info();
-            if info.transactional {
+            if info.control {
                 out.error = code(ResponseError::InvalidRecord);
-                out.error_message = Some("transactional batches are not supported".into());
+                out.error_message = Some(batch::BatchError::Control.to_string());
+                return out;
+            }
+            if info.transactional && info.producer_id < 0 {
+                out.error = code(ResponseError::InvalidRecord);
+                out.error_message = Some("transactional batch without a producer id".into());
+                return out;
+            }
+            if info.transactional && !self.txn.borrow().can_track(info.producer_id) {
+                out.error = code(ResponseError::ConcurrentTransactions);
                 return out;
             }
             let last_seq = info.base_sequence.wrapping_add(info.last_offset_delta);
@@ -403,6 +448,11 @@ impl Partition {
                 }
             }
             let last = base + info.last_offset_delta as i64;
+            if info.transactional {
+                // Checked by can_track above, on this same task with no await in between.
+                let tracked = self.txn.borrow_mut().on_data(info.producer_id, base);
+                debug_assert!(tracked);
+            }
             if info.producer_id >= 0 {
                 self.producers.borrow_mut().record(
                     info.producer_id,
@@ -442,32 +492,140 @@ impl Partition {
         out
     }
 
-    /// Reads batches from `offset` below the high watermark.
-    pub async fn fetch(&self, offset: i64, max_bytes: usize) -> FetchOutcome {
+    /// Appends a transaction marker (commit or abort control batch) of `producer_id` and waits
+    /// until it is committed. Returns a Kafka error code (0 = written).
+    pub async fn write_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        timeout_ms: i32,
+    ) -> i16 {
+        if self
+            .producers
+            .borrow()
+            .epoch(producer_id)
+            .is_some_and(|e| e > producer_epoch)
+        {
+            // A newer epoch already wrote here: this marker is from a fenced attempt.
+            return code(ResponseError::InvalidProducerEpoch);
+        }
+        let data = batch::encode_control_batch(producer_id, producer_epoch, commit, 0, now_ms());
+        self.append_internal(data, timeout_ms).await
+    }
+
+    /// Appends a batch the broker built itself (a transaction marker, or transactional offset
+    /// commits on `__consumer_offsets`): no sequence check, the transaction index is updated,
+    /// and the call waits until the batch is committed. Returns a Kafka error code.
+    pub async fn append_internal(&self, mut data: Vec<u8>, timeout_ms: i32) -> i16 {
+        if !self.leader.get() {
+            return code(ResponseError::NotLeaderOrFollower);
+        }
+        if self.wal.is_failed() {
+            return code(ResponseError::KafkaStorageError);
+        }
+        if self.waiter_count.get() >= MAX_WAITERS_PER_PARTITION {
+            return code(ResponseError::RequestTimedOut);
+        }
+        let Ok(info) = batch::header(&data).map(|h| h.info()) else {
+            return code(ResponseError::CorruptMessage);
+        };
+        let marker = batch::control_marker(&data);
+        if info.transactional && marker.is_none() && !self.txn.borrow().can_track(info.producer_id)
+        {
+            return code(ResponseError::ConcurrentTransactions);
+        }
+        let base = self.next_offset.get();
+        if let Err(e) = batch::patch_for_append(&mut data, base, self.leader_epoch.get(), None) {
+            return e.kafka_code();
+        }
+        let index = match self.raft.propose(self.group, data) {
+            Ok(p) => p.index,
+            Err(chronik_raft::RaftError::NotLeader { .. }) => {
+                return code(ResponseError::NotLeaderOrFollower)
+            }
+            Err(e) => {
+                tracing::error!(group = self.group, "propose failed: {e}");
+                return code(ResponseError::KafkaStorageError);
+            }
+        };
+        self.next_offset
+            .set(base + info.last_offset_delta as i64 + 1);
+        match marker {
+            Some(commit) => {
+                self.txn
+                    .borrow_mut()
+                    .on_marker(info.producer_id, commit, base);
+                self.producers
+                    .borrow_mut()
+                    .fence_epoch(info.producer_id, info.producer_epoch);
+            }
+            None if info.transactional => {
+                self.txn.borrow_mut().on_data(info.producer_id, base);
+            }
+            None => {}
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().entry(index).or_default().push(tx);
+        self.waiter_count.set(self.waiter_count.get() + 1);
+        let timeout = Duration::from_millis(timeout_ms.clamp(1, 300_000) as u64);
+        match with_timeout(rx, timeout).await {
+            Some(Ok(err)) => err,
+            Some(Err(_)) => code(ResponseError::KafkaStorageError),
+            None => code(ResponseError::RequestTimedOut),
+        }
+    }
+
+    /// Reads batches from `offset` below the high watermark (`isolation` 0) or the last
+    /// stable offset (1, read_committed: with the aborted transactions the batches overlap).
+    pub async fn fetch(&self, offset: i64, max_bytes: usize, isolation: i8) -> FetchOutcome {
         let hw = self.high_watermark.get();
         let ls = self.log_start_offset.get();
+        let lso = self.last_stable_offset();
         let mut out = FetchOutcome {
             error: 0,
             high_watermark: hw,
-            last_stable_offset: hw,
+            last_stable_offset: lso,
             log_start_offset: ls,
             batches: Vec::new(),
             bytes: 0,
+            aborted: None,
         };
         if offset < ls || offset > hw {
             out.error = code(ResponseError::OffsetOutOfRange);
             return out;
         }
-        if offset == hw {
+        let end = if isolation == 1 { lso } else { hw };
+        if isolation == 1 {
+            out.aborted = Some(Vec::new());
+        }
+        if offset >= end {
             return out;
         }
         match self
             .wal
-            .read_batches(self.group, offset, hw, max_bytes.max(1))
+            .read_batches(self.group, offset, end, max_bytes.max(1))
             .await
         {
             Ok(batches) => {
                 out.bytes = batches.iter().map(|b| b.len()).sum();
+                if isolation == 1 {
+                    // The aborted transactions that overlap what is returned.
+                    let upto = batches
+                        .last()
+                        .and_then(|b| batch::header(b).ok())
+                        .map_or(offset, |h| {
+                            h.base_offset.get() + h.last_offset_delta.get() as i64 + 1
+                        });
+                    out.aborted = Some(
+                        self.txn
+                            .borrow()
+                            .aborted_between(offset, upto)
+                            .into_iter()
+                            .map(|a| (a.producer_id, a.first_offset))
+                            .collect(),
+                    );
+                }
                 out.batches = batches;
             }
             Err(e) => {
@@ -478,9 +636,10 @@ impl Partition {
         out
     }
 
-    /// A receiver that fires when the high watermark moves past `offset` (or at once if it has).
-    pub fn watch(&self, offset: i64) -> Option<oneshot::Receiver<()>> {
-        if self.high_watermark.get() > offset {
+    /// A receiver that fires when the high watermark (or, for read_committed, the last stable
+    /// offset) may have moved past `offset`; `None` if it already has.
+    pub fn watch(&self, offset: i64, isolation: i8) -> Option<oneshot::Receiver<()>> {
+        if self.visible_end(isolation) > offset {
             return None;
         }
         let mut w = self.watchers.borrow_mut();
@@ -494,8 +653,9 @@ impl Partition {
         Some(rx)
     }
 
-    /// ListOffsets for one timestamp (-1 latest, -2 earliest, -3 max timestamp).
-    pub async fn list_offset(&self, timestamp: i64) -> OffsetLookup {
+    /// ListOffsets for one timestamp (-1 latest, -2 earliest, -3 max timestamp); latest is the
+    /// last stable offset for read_committed (`isolation` 1).
+    pub async fn list_offset(&self, timestamp: i64, isolation: i8) -> OffsetLookup {
         let mut out = OffsetLookup {
             error: 0,
             offset: -1,
@@ -504,7 +664,7 @@ impl Partition {
         };
         let hw = self.high_watermark.get();
         match timestamp {
-            -1 => out.offset = hw,
+            -1 => out.offset = self.visible_end(isolation),
             -2 | -4 => out.offset = self.log_start_offset.get(),
             -3 => {
                 // The record with the largest timestamp: the batch with the largest max timestamp.
@@ -587,6 +747,7 @@ impl Partition {
                 return out;
             }
             self.log_start_offset.set(target);
+            self.txn.borrow_mut().truncate_before(target);
         }
         out.log_start_offset = self.log_start_offset.get();
         out
@@ -658,6 +819,7 @@ impl Partition {
             return;
         }
         self.log_start_offset.set(new_start);
+        self.txn.borrow_mut().truncate_before(new_start);
     }
 
     /// Wakes everything parked on this partition (shutdown, deletion).

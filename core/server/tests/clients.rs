@@ -270,3 +270,61 @@ fn acked_writes_and_committed_offsets_survive_kill9() {
     s.restart();
     verify_acked(&py, &s, &acked_path);
 }
+
+/// Few `__transaction_state` partitions keep start-up quick in the transaction tests.
+const TXN_ENV: &[(&str, &str)] = &[("CHRONIK_TRANSACTION_STATE_LOG_NUM_PARTITIONS", "5")];
+
+#[test]
+fn confluent_transactions_commit_abort_and_consume_transform_produce() {
+    let Some(py) = python() else { return };
+    let s = Server::start_with(TXN_ENV);
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "transactions"],
+        Duration::from_secs(180),
+    );
+    assert!(out.contains("OK transactions committed=15 all=25"), "{out}");
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "txn-timeout", "txn-timeout"],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("OK txn-timeout"), "{out}");
+}
+
+#[test]
+fn confluent_open_transaction_across_kill9_is_aborted_by_the_next_producer() {
+    let Some(py) = python() else { return };
+    let mut s = Server::start_with(TXN_ENV);
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "txn-open", "txk", "txk-id"],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("OK txn-open"), "{out}");
+    // kill -9 with the transaction open; the new producer's InitProducerId must abort it.
+    s.restart();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "txn-resume", "txk", "txk-id"],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("OK txn-resume"), "{out}");
+}
+
+#[test]
+fn kafka_python_transactions() {
+    let Some(py) = python() else { return };
+    let s = Server::start_with(TXN_ENV);
+    let out = run_client(
+        &py,
+        "kafka_python_suite.py",
+        &[&s.bootstrap(), "transactions"],
+        Duration::from_secs(180),
+    );
+    assert!(out.contains("OK kafka-python transactions"), "{out}");
+}

@@ -140,6 +140,10 @@ keys! {
         "most members per consumer group"
     "broker.transactional_id_expiration_ms" "CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS" u64 = broker.transactional_id_expiration_ms;
         "transactional ids expire after this long unused"
+    "broker.transaction_state_log_num_partitions" "CHRONIK_TRANSACTION_STATE_LOG_NUM_PARTITIONS" u32 = broker.transaction_state_log_num_partitions;
+        "partitions of __transaction_state"
+    "broker.transaction_max_timeout_ms" "CHRONIK_TRANSACTION_MAX_TIMEOUT_MS" u64 = broker.transaction_max_timeout_ms;
+        "largest transaction.timeout.ms a producer may ask for"
     "broker.producer_id_expiration_ms" "CHRONIK_PRODUCER_ID_EXPIRATION_MS" u64 = broker.producer_id_expiration_ms;
         "idempotent producer state expires after this long unused"
     "broker.max_incremental_fetch_session_cache_slots" "CHRONIK_MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS" u32 = broker.max_incremental_fetch_session_cache_slots;

@@ -140,6 +140,11 @@ pub struct BrokerConfig {
     pub group_max_size: u32,
     /// Transactional ids expire after this long without use.
     pub transactional_id_expiration_ms: u64,
+    /// Partitions of `__transaction_state` (Kafka `transaction.state.log.num.partitions`).
+    pub transaction_state_log_num_partitions: u32,
+    /// Largest `transaction.timeout.ms` a producer may ask for (Kafka
+    /// `transaction.max.timeout.ms`); InitProducerId above it gets INVALID_TRANSACTION_TIMEOUT.
+    pub transaction_max_timeout_ms: u64,
     /// Idempotent producer state expires after this long without use.
     pub producer_id_expiration_ms: u64,
     /// Incremental fetch sessions kept per broker.
@@ -175,6 +180,8 @@ impl Default for BrokerConfig {
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: 2_147_483_647,
             transactional_id_expiration_ms: 604_800_000,
+            transaction_state_log_num_partitions: 50,
+            transaction_max_timeout_ms: 900_000,
             producer_id_expiration_ms: 86_400_000,
             max_incremental_fetch_session_cache_slots: 1_000,
             unclean_leader_election_enable: false,

@@ -203,6 +203,14 @@ impl Config {
             "broker.offsets_topic_num_partitions",
         );
         v.positive(
+            u64::from(b.transaction_state_log_num_partitions),
+            "broker.transaction_state_log_num_partitions",
+        );
+        v.positive(
+            b.transaction_max_timeout_ms,
+            "broker.transaction_max_timeout_ms",
+        );
+        v.positive(
             u64::from(b.offsets_topic_replication_factor),
             "broker.offsets_topic_replication_factor",
         );

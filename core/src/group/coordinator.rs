@@ -89,6 +89,8 @@ pub struct GroupCoordinator {
     serving: bool,
     member_id_counter: u64,
     next_retention_check_ms: Option<i64>,
+    /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id.
+    pub(super) pending_txn: super::txn_offsets::PendingTxnOffsets,
 }
 
 fn splitmix64(mut z: u64) -> u64 {
@@ -158,6 +160,7 @@ impl GroupCoordinator {
             serving: false,
             member_id_counter: 0,
             next_retention_check_ms: None,
+            pending_txn: Default::default(),
         }
     }
 

@@ -6,6 +6,8 @@
 //!   structs; timers are driven by [`GroupCoordinator::tick`] with a caller-supplied `now_ms`.
 //! - `state`: the per-group and per-member data and the transitions between group states.
 //! - [`records`]: the `__consumer_offsets` key/value codec (Kafka's own schemas).
+//! - `txn_offsets`: TxnOffsetCommit: offsets held per producer id until its transaction's
+//!   commit marker (materialized) or abort marker (dropped) reaches this partition.
 //! - `tests`: scenario tests with a virtual clock and a seeded random-operation test.
 //!
 //! No I/O, no clocks, no async here: the broker owns the log and the sockets.
@@ -71,6 +73,7 @@ pub mod records;
 mod state;
 #[cfg(test)]
 mod tests;
+mod txn_offsets;
 
 pub use coordinator::{Completion, GroupCoordinator, Output, Reply};
 pub use records::{LogRecord, RecordError};

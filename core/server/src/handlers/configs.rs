@@ -104,6 +104,16 @@ fn broker_configs(ctx: &Ctx<'_>) -> Vec<(&'static str, String, ConfigType)> {
             ConfigType::Int,
         ),
         (
+            "transaction.state.log.num.partitions",
+            b.transaction_state_log_num_partitions.to_string(),
+            ConfigType::Int,
+        ),
+        (
+            "transaction.max.timeout.ms",
+            b.transaction_max_timeout_ms.to_string(),
+            ConfigType::Int,
+        ),
+        (
             "group.initial.rebalance.delay.ms",
             b.group_initial_rebalance_delay_ms.to_string(),
             ConfigType::Int,

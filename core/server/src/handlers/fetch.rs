@@ -13,6 +13,9 @@
 //!   epoch when known, and the response the leader's endpoint (this node's advertised address),
 //!   so the client can retry without a metadata round trip.
 //!
+//! Isolation: read_committed (`isolation_level` 1) reads below the last stable offset and gets
+//! the aborted transactions overlapping what is returned; both levels are told the LSO.
+//!
 //! Long-poll: when less than `min_bytes` is available the request parks on the owning shards'
 //! partitions (no polling) until data arrives or `max_wait_ms` passes; an incremental fetch waits
 //! on every partition of its session. As in Kafka, a partition that cannot be resolved (unknown
@@ -25,9 +28,9 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use chronik_core::meta::MetaState;
 use kafka_protocol::messages::fetch_response::{
-    FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
+    AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
 };
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, ProducerId, TopicName};
 use kafka_protocol::ResponseError;
 
 use crate::calls::{Call, FetchOutcome, FetchPart, Reply};
@@ -296,14 +299,20 @@ async fn read_all(ctx: &Ctx<'_>, slots: &mut [Slot]) {
 }
 
 async fn wait_for_data(ctx: &Ctx<'_>, slots: &[Slot], left: Duration) {
-    let mut by_shard: BTreeMap<usize, Vec<(u64, i64)>> = BTreeMap::new();
+    let mut by_shard: BTreeMap<usize, Vec<(u64, i64, i8)>> = BTreeMap::new();
     for s in slots {
         if let (Some(shard), Some(p)) = (s.shard, &s.part) {
-            // Wait for the high watermark to pass what we already have.
+            // Wait for the high watermark (read_committed: the last stable offset) to pass what
+            // we already have.
+            let seen = if p.isolation == 1 {
+                s.outcome.last_stable_offset
+            } else {
+                s.outcome.high_watermark
+            };
             by_shard
                 .entry(shard)
                 .or_default()
-                .push((p.group, s.outcome.high_watermark.max(p.offset)));
+                .push((p.group, seen.max(p.offset), p.isolation));
         }
     }
     if by_shard.is_empty() {
@@ -406,6 +415,19 @@ fn build(topics: &[TopicKey], slots: Vec<Slot>, include: Option<&[bool]>) -> Fet
             });
         }
         let o = s.outcome;
+        let aborted = match o.aborted {
+            // read_committed: the list (possibly empty), as Kafka sends it.
+            Some(list) => Some(
+                list.into_iter()
+                    .map(|(pid, first)| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(pid))
+                            .with_first_offset(first)
+                    })
+                    .collect(),
+            ),
+            None => Some(Vec::new()),
+        };
         // One batch (the common case for large records) is passed on as it is; several are
         // joined once.
         let records = match &o.batches[..] {
@@ -424,7 +446,7 @@ fn build(topics: &[TopicKey], slots: Vec<Slot>, include: Option<&[bool]>) -> Fet
             .with_high_watermark(o.high_watermark)
             .with_last_stable_offset(o.last_stable_offset)
             .with_log_start_offset(o.log_start_offset)
-            .with_aborted_transactions(Some(Vec::new()))
+            .with_aborted_transactions(aborted)
             .with_preferred_read_replica(BrokerId(-1))
             .with_records(Some(records));
         if let Some((leader, epoch)) = s.leader {

@@ -9,6 +9,10 @@
 //! group metadata) are appended to the partition through the ordinary produce path; an
 //! OffsetCommit is answered only once its records are committed, and the coordinator learns
 //! committed records through `apply`, which is also how it rebuilds its state after a restart.
+//!
+//! TxnOffsetCommit (28, v0–3) goes the same way, except that its records are written in a
+//! transactional batch of the producer: `apply` hands such records to the coordinator as pending
+//! and materializes (or drops) them when the producer's commit (abort) marker is applied.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -78,6 +82,12 @@ pub enum GroupCall {
         group: u64,
         req: OffsetFetchRequestGroup,
         version: i16,
+        require_stable: bool,
+    },
+    TxnCommit {
+        group: u64,
+        req: TxnOffsetCommitRequest,
+        version: i16,
     },
     Describe {
         group: u64,
@@ -107,6 +117,7 @@ pub enum GroupReply {
     Commit(OffsetCommitResponse),
     Fetch(OffsetFetchResponse),
     FetchGroup(OffsetFetchResponseGroup),
+    TxnCommit(TxnOffsetCommitResponse),
     Describe(DescribedGroup),
     List(Vec<ListedGroup>),
     Delete(DeletableGroupResult),
@@ -208,6 +219,17 @@ impl Coordinators {
                 if e.data.is_empty() {
                     continue;
                 }
+                let info = match chronik_protocol::batch::header(&e.data) {
+                    Ok(h) => h.info(),
+                    Err(_) => continue, // not a record batch (e.g. a Raft config entry)
+                };
+                if info.control {
+                    // A transaction marker: the producer's pending offsets commit or vanish.
+                    if let Some(commit) = chronik_protocol::batch::control_marker(&e.data) {
+                        gc.complete_txn(info.producer_id, commit, now);
+                    }
+                    continue;
+                }
                 let Some(records) = chronik_protocol::batch::decode_records(&e.data) else {
                     tracing::warn!(
                         group,
@@ -222,7 +244,12 @@ impl Coordinators {
                         key: Bytes::copy_from_slice(k),
                         value: v.map(Bytes::copy_from_slice),
                     };
-                    if let Err(err) = gc.apply(&rec, now) {
+                    let applied = if info.transactional {
+                        gc.apply_txn_record(info.producer_id, &rec)
+                    } else {
+                        gc.apply(&rec, now)
+                    };
+                    if let Err(err) = applied {
                         tracing::debug!(group, "skipping __consumer_offsets record: {err}");
                     }
                 }
@@ -308,6 +335,40 @@ async fn append_records(
     Ok(())
 }
 
+/// Appends transactional offset commits of a producer to a `__consumer_offsets` partition
+/// owned by this shard (one transactional batch); waits for commit. Returns a Kafka error code.
+async fn append_txn_records(
+    broker: &Rc<Broker>,
+    partition: i32,
+    records: &[LogRecord],
+    producer_id: i64,
+    producer_epoch: i16,
+) -> i16 {
+    let Some(topic) = broker.topic(chronik_core::meta::CONSUMER_OFFSETS_TOPIC) else {
+        return ResponseError::CoordinatorNotAvailable.code();
+    };
+    let Some(p) = topic
+        .partitions
+        .get(partition as usize)
+        .and_then(|pm| broker.partition(pm.group))
+    else {
+        return ResponseError::NotCoordinator.code();
+    };
+    let kvs: Vec<chronik_protocol::batch::KeyValue<'_>> = records
+        .iter()
+        .map(|r| (Some(&r.key[..]), r.value.as_deref()))
+        .collect();
+    let mut batch = chronik_protocol::batch::encode_batch(&kvs, now_ms());
+    chronik_protocol::batch::set_producer(
+        &mut batch,
+        producer_id,
+        producer_epoch,
+        -1,
+        chronik_protocol::batch::TRANSACTIONAL_FLAG,
+    );
+    p.append_internal(batch, COMMIT_TIMEOUT_MS).await
+}
+
 /// Handles a group call on the shard that owns the coordinator.
 pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
     let group = match &call {
@@ -318,6 +379,7 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
         | GroupCall::Commit { group, .. }
         | GroupCall::Fetch { group, .. }
         | GroupCall::FetchGroup { group, .. }
+        | GroupCall::TxnCommit { group, .. }
         | GroupCall::Describe { group, .. }
         | GroupCall::Delete { group, .. }
         | GroupCall::OffsetDelete { group, .. } => Some(*group),
@@ -415,10 +477,49 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
             GroupReply::Commit(resp)
         }
         GroupCall::Fetch { req, version, .. } => {
-            GroupReply::Fetch(c.gc.borrow().offset_fetch(&req, version))
+            let gc = c.gc.borrow();
+            let mut r = gc.offset_fetch(&req, version);
+            if version >= 7 && req.require_stable {
+                gc.mark_unstable(req.group_id.0.as_str(), &mut r);
+            }
+            GroupReply::Fetch(r)
         }
-        GroupCall::FetchGroup { req, version, .. } => {
-            GroupReply::FetchGroup(c.gc.borrow().offset_fetch_group(&req, version))
+        GroupCall::FetchGroup {
+            req,
+            version,
+            require_stable,
+            ..
+        } => {
+            let gc = c.gc.borrow();
+            let mut r = gc.offset_fetch_group(&req, version);
+            if require_stable {
+                gc.mark_unstable_group(&mut r);
+            }
+            GroupReply::FetchGroup(r)
+        }
+        GroupCall::TxnCommit { req, version, .. } => {
+            let (records, mut resp) = c.gc.borrow_mut().txn_offset_commit(&req, version, now);
+            drain(broker, &c);
+            if !records.is_empty() {
+                let code = append_txn_records(
+                    broker,
+                    c.partition,
+                    &records,
+                    req.producer_id.0,
+                    req.producer_epoch,
+                )
+                .await;
+                if code != 0 {
+                    for t in &mut resp.topics {
+                        for p in &mut t.partitions {
+                            if p.error_code == 0 {
+                                p.error_code = code;
+                            }
+                        }
+                    }
+                }
+            }
+            GroupReply::TxnCommit(resp)
         }
         GroupCall::Describe {
             group_id, version, ..
@@ -565,6 +666,22 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
             )
         }
         RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(offset_fetch(ctx, req).await),
+        RequestKind::TxnOffsetCommit(req) => {
+            let gid = req.group_id.0.as_str().to_string();
+            let fallback = req.clone();
+            ResponseKind::TxnOffsetCommit(
+                match call(ctx, &gid, |group| GroupCall::TxnCommit {
+                    group,
+                    req,
+                    version: v,
+                })
+                .await
+                {
+                    GroupReply::TxnCommit(r) => r,
+                    other => txn_commit_error(&fallback, error_of(other)),
+                },
+            )
+        }
         RequestKind::DescribeGroups(req) => {
             let mut groups = Vec::with_capacity(req.groups.len());
             for g in req.groups {
@@ -693,9 +810,35 @@ fn commit_error(req: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {
     )
 }
 
+fn txn_commit_error(req: &TxnOffsetCommitRequest, code: i16) -> TxnOffsetCommitResponse {
+    use kafka_protocol::messages::txn_offset_commit_response::{
+        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    };
+    TxnOffsetCommitResponse::default().with_topics(
+        req.topics
+            .iter()
+            .map(|t| {
+                TxnOffsetCommitResponseTopic::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(
+                        t.partitions
+                            .iter()
+                            .map(|p| {
+                                TxnOffsetCommitResponsePartition::default()
+                                    .with_partition_index(p.partition_index)
+                                    .with_error_code(code)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}
+
 async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let v = ctx.version;
     if v >= 8 {
+        let require_stable = req.require_stable;
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in req.groups {
             let gid = g.group_id.0.as_str().to_string();
@@ -705,6 +848,7 @@ async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResp
                     group,
                     req: g,
                     version: v,
+                    require_stable,
                 })
                 .await
                 {
@@ -741,16 +885,14 @@ fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinat
         vec![req.key.as_str().to_string()]
     };
     let answer = |key: &str| -> (i16, Option<String>) {
-        if req.key_type != 0 {
-            return (
-                ResponseError::CoordinatorNotAvailable.code(),
-                Some("transaction coordinators are not supported".into()),
-            );
-        }
-        if key.is_empty() {
-            return (ResponseError::InvalidGroupId.code(), None);
-        }
-        match route(ctx.broker, key) {
+        let routed = match req.key_type {
+            0 if key.is_empty() => return (ResponseError::InvalidGroupId.code(), None),
+            0 => route(ctx.broker, key),
+            1 if key.is_empty() => return (ResponseError::InvalidRequest.code(), None),
+            1 => super::txn::route(ctx.broker, key),
+            _ => return (ResponseError::InvalidRequest.code(), None),
+        };
+        match routed {
             Some(_) => (0, None),
             None => (ResponseError::CoordinatorNotAvailable.code(), None),
         }

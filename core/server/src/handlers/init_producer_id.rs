@@ -1,8 +1,8 @@
 //! InitProducerId (key 22), versions 0–4: idempotent producers get a fresh producer id with
-//! epoch 0. Transactional ids are refused (transactions are not supported yet).
+//! epoch 0; requests with a transactional id go to its transaction coordinator
+//! ([`super::txn::init_producer_id`]).
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
-use kafka_protocol::ResponseError;
 
 use super::Ctx;
 
@@ -11,7 +11,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerId
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     if req.transactional_id.is_some() {
-        return resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+        return super::txn::init_producer_id(ctx, req).await;
     }
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 {
         // KIP-360: an idempotent producer bumping its epoch after an error keeps its id.

@@ -1,5 +1,6 @@
 //! ListOffsets (key 2), versions 1–7: latest (-1), earliest (-2), max timestamp (-3, v7) and
-//! by timestamp.
+//! by timestamp. With `isolation_level` 1 (read_committed, v2+) latest is the last stable
+//! offset.
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -31,6 +32,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                         let call = Call::ListOffsets {
                             group: o.group,
                             timestamp: p.timestamp,
+                            isolation: req.isolation_level,
                         };
                         match ctx.broker.call(o.shard as usize, call).await {
                             Some(Reply::ListOffsets(l)) => {

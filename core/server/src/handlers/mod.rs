@@ -35,6 +35,7 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod partition_reassignments;
 pub mod produce;
+pub mod txn;
 
 /// What handlers keep about one client connection between its requests; it dies with the
 /// connection.
@@ -165,6 +166,15 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(init_producer_id::handle(&ctx, r).await)
         }
+        body @ (RequestKind::AddPartitionsToTxn(_)
+        | RequestKind::AddOffsetsToTxn(_)
+        | RequestKind::EndTxn(_)
+        | RequestKind::WriteTxnMarkers(_)
+        | RequestKind::DescribeTransactions(_)
+        | RequestKind::ListTransactions(_)) => match txn::dispatch(&ctx, body).await {
+            Some(body) => body,
+            None => return unsupported(key, version, correlation_id),
+        },
         other => match groups::dispatch(&ctx, other).await {
             Some(body) => body,
             None => {

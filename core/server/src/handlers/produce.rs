@@ -2,6 +2,12 @@
 //! each shard gets one call, handled concurrently; the owner validates every batch (length,
 //! magic, CRC32C, counts), assigns offsets and answers when the batch is committed (acks=1/all)
 //! or at once (acks=0: no response is sent).
+//!
+//! Transactional batches (read from the first batch header of each partition; v3+ requests carry
+//! one batch per partition) need the request's transactional id (else
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka answers) and are verified with the
+//! transaction coordinator first: every such partition must be in the producer's ongoing
+//! transaction (KIP-890 part 1), so a late or stray batch cannot leave a hanging transaction.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +29,7 @@ type ShardWork = (Vec<(usize, usize)>, Vec<(u64, Bytes)>);
 pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
     let acks = req.acks;
     let invalid_acks = !matches!(acks, -1..=1);
-    let transactional = req.transactional_id.is_some();
+    let txn_error = verify_transactional(ctx, &req).await;
     // (topic index, partition index) → outcome; routed work grouped by shard.
     let mut outcomes: Vec<Vec<(i32, Option<ProduceOutcome>)>> =
         Vec::with_capacity(req.topic_data.len());
@@ -34,8 +40,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
         for (pi, pd) in td.partition_data.iter().enumerate() {
             let early = if invalid_acks {
                 Some(err(ResponseError::InvalidRequiredAcks))
-            } else if transactional {
-                Some(err(ResponseError::TransactionalIdAuthorizationFailed))
+            } else if txn_error != 0 && first_transactional(pd.records.as_ref()).is_some() {
+                Some(ProduceOutcome::failed(txn_error))
             } else {
                 match meta
                     .as_ref()
@@ -107,6 +113,59 @@ fn partition_response(ctx: &Ctx<'_>, index: i32, o: ProduceOutcome) -> Partition
         r = r.with_error_message(Some(str_bytes(msg)));
     }
     r
+}
+
+/// (producer id, epoch) of the first batch if it is transactional.
+fn first_transactional(records: Option<&Bytes>) -> Option<(i64, i16)> {
+    let info = chronik_protocol::batch::header(records?).ok()?.info();
+    info.transactional
+        .then_some((info.producer_id, info.producer_epoch))
+}
+
+/// The error for the request's transactional batches (0 when there are none or they may be
+/// appended).
+async fn verify_transactional(ctx: &Ctx<'_>, req: &ProduceRequest) -> i16 {
+    let mut producer = None;
+    let mut partitions = Vec::new();
+    for td in &req.topic_data {
+        for pd in &td.partition_data {
+            if let Some(p) = first_transactional(pd.records.as_ref()) {
+                if producer.is_some_and(|q| q != p) {
+                    // One request, one producer: mixing them is malformed.
+                    return ResponseError::InvalidRecord.code();
+                }
+                producer = Some(p);
+                partitions.push((td.name.0.as_str().to_string(), pd.index));
+            }
+        }
+    }
+    let Some((producer_id, producer_epoch)) = producer else {
+        return 0;
+    };
+    let Some(tid) = req.transactional_id.as_ref() else {
+        return ResponseError::TransactionalIdAuthorizationFailed.code();
+    };
+    let code =
+        super::txn::verify_produce(ctx, tid.0.as_str(), producer_id, producer_epoch, partitions)
+            .await;
+    if code != 0 {
+        tracing::debug!(
+            transactional_id = tid.0.as_str(),
+            code,
+            "transactional produce refused"
+        );
+    }
+    // As Kafka does: a coordinator that cannot answer yet is a retriable produce error.
+    let unavailable = [
+        ResponseError::CoordinatorNotAvailable,
+        ResponseError::CoordinatorLoadInProgress,
+        ResponseError::NotCoordinator,
+        ResponseError::ConcurrentTransactions,
+    ];
+    if unavailable.iter().any(|e| e.code() == code) {
+        return ResponseError::NotEnoughReplicas.code();
+    }
+    code
 }
 
 fn err(e: ResponseError) -> ProduceOutcome {

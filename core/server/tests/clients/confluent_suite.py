@@ -477,6 +477,179 @@ def cmd_member(topic, group):
         c.poll(0.1)
 
 
+def txn_producer(tid, extra=None):
+    conf = {"bootstrap.servers": BOOT, "transactional.id": tid, "linger.ms": 5}
+    conf.update(extra or {})
+    p = Producer(conf)
+    p.init_transactions(60)
+    return p
+
+
+def read_all(topic, partitions, isolation, timeout=60):
+    """Every record of `topic` from the beginning up to the end (the LSO for read_committed)."""
+    c = Consumer(
+        {
+            "bootstrap.servers": BOOT,
+            "group.id": f"r-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 100,
+        }
+    )
+    c.assign([TopicPartition(topic, p, 0) for p in range(partitions)])
+    got, eof = [], set()
+    deadline = time.time() + timeout
+    while len(eof) < partitions and time.time() < deadline:
+        for m in c.consume(num_messages=1000, timeout=0.5):
+            if m.error():
+                if m.error().code() == KafkaError._PARTITION_EOF:
+                    eof.add(m.partition())
+                    continue
+                raise KafkaException(m.error())
+            got.append(m.value().decode())
+    c.close()
+    assert len(eof) == partitions, f"no EOF on {partitions - len(eof)} partitions in {timeout}s"
+    return got
+
+
+def consume_n(c, n, timeout=60):
+    got = []
+    deadline = time.time() + timeout
+    while len(got) < n and time.time() < deadline:
+        for m in c.consume(num_messages=n - len(got), timeout=0.5):
+            if m.error():
+                raise KafkaException(m.error())
+            got.append(m)
+    assert len(got) == n, f"consumed {len(got)} of {n}"
+    return got
+
+
+def cmd_transactions():
+    """Commit one transaction, abort another, then consume-transform-produce with
+    send_offsets_to_transaction (one committed, one aborted). read_committed sees exactly the
+    committed records; read_uncommitted sees everything; the group's offsets are the committed
+    transaction's."""
+    src, out = f"txin-{uuid.uuid4().hex[:8]}", f"txout-{uuid.uuid4().hex[:8]}"
+    create_topic(src, 1)
+    create_topic(out, 2)
+    plain = Producer({"bootstrap.servers": BOOT, "acks": "all"})
+    for i in range(15):
+        plain.produce(src, value=f"in{i}".encode(), partition=0)
+    deliver_all(plain)
+
+    p = txn_producer(f"tx-{uuid.uuid4().hex[:8]}")
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(out, value=f"c{i}".encode(), partition=i % 2)
+    p.commit_transaction(60)
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(out, value=f"a{i}".encode(), partition=i % 2)
+    p.flush(30)
+    p.abort_transaction(60)
+
+    group = f"ctp-{uuid.uuid4().hex[:8]}"
+    c = Consumer(
+        {
+            "bootstrap.servers": BOOT,
+            "group.id": group,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": "read_committed",
+        }
+    )
+    c.subscribe([src])
+    # Consume-transform-produce, committed: the first 10 input records.
+    msgs = consume_n(c, 10)
+    p.begin_transaction()
+    for m in msgs:
+        p.produce(out, value=b"t-" + m.value(), partition=0)
+    p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 60)
+    p.commit_transaction(60)
+    # Consume-transform-produce, aborted: the last 5; the group's offsets must not move.
+    msgs = consume_n(c, 5)
+    p.begin_transaction()
+    for m in msgs:
+        p.produce(out, value=b"x-" + m.value(), partition=0)
+    p.send_offsets_to_transaction(c.position(c.assignment()), c.consumer_group_metadata(), 60)
+    p.flush(30)  # abort_transaction drops unsent messages: make sure these reach the log
+    p.abort_transaction(60)
+    c.close()
+
+    committed = sorted(read_all(out, 2, "read_committed"))
+    want = sorted([f"c{i}" for i in range(5)] + [f"t-in{i}" for i in range(10)])
+    assert committed == want, f"read_committed got {committed}"
+    everything = sorted(read_all(out, 2, "read_uncommitted"))
+    want_all = sorted(
+        want + [f"a{i}" for i in range(5)] + [f"x-in{i}" for i in range(10, 15)]
+    )
+    assert everything == want_all, f"read_uncommitted got {everything}"
+
+    check = Consumer({"bootstrap.servers": BOOT, "group.id": group})
+    offs = check.committed([TopicPartition(src, 0)], timeout=30)
+    check.close()
+    assert offs[0].offset == 10, f"group offset {offs[0].offset} (aborted offsets leaked?)"
+    print(f"OK transactions committed={len(committed)} all={len(everything)}")
+
+
+def cmd_txn_open(topic, tid):
+    """Leave a transaction open: produce inside it, flush, and exit without ending it."""
+    create_topic(topic, 1)
+    p = txn_producer(tid)
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(topic, value=f"open{i}".encode(), partition=0)
+    p.flush(30)
+    print("OK txn-open", flush=True)
+    import os
+
+    os._exit(0)  # no abort, no commit: the transaction stays open on the broker
+
+
+def cmd_txn_resume(topic, tid):
+    """A new producer with the same transactional id: InitProducerId aborts the open
+    transaction (retrying CONCURRENT_TRANSACTIONS), then its own transaction commits."""
+    stuck = read_all(topic, 1, "read_committed", timeout=10)
+    assert stuck == [], f"open transaction visible to read_committed: {stuck}"
+    p = txn_producer(tid)
+    p.begin_transaction()
+    p.produce(topic, value=b"after", partition=0)
+    p.commit_transaction(60)
+    committed = read_all(topic, 1, "read_committed")
+    assert committed == ["after"], f"read_committed got {committed}"
+    everything = read_all(topic, 1, "read_uncommitted")
+    assert everything == [f"open{i}" for i in range(5)] + ["after"], everything
+    print("OK txn-resume")
+
+
+def cmd_txn_timeout(topic):
+    """A transaction left open past transaction.timeout.ms is aborted by the coordinator."""
+    create_topic(topic, 1)
+    p = txn_producer(f"to-{uuid.uuid4().hex[:8]}", {"transaction.timeout.ms": 2000})
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic, value=f"late{i}".encode(), partition=0)
+    p.flush(30)
+    # Nothing ends it; the LSO must still reach the end once the coordinator aborts it.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        c = Consumer({"bootstrap.servers": BOOT, "group.id": "to", "isolation.level": "read_committed"})
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)
+        c.close()
+        if hi == 4:  # 3 records + the abort marker
+            break
+        time.sleep(0.5)
+    assert hi == 4, f"read_committed end offset stuck at {hi}"
+    assert read_all(topic, 1, "read_committed") == []
+    try:
+        p.commit_transaction(10)
+        raise AssertionError("commit after the coordinator aborted succeeded")
+    except KafkaException:
+        pass
+    print("OK txn-timeout")
+
+
 COMMANDS = {
     "admin-apis": cmd_admin_apis,
     "member": cmd_member,
@@ -488,6 +661,10 @@ COMMANDS = {
     "committed": cmd_committed,
     "idempotent": cmd_idempotent,
     "admin": cmd_admin,
+    "transactions": cmd_transactions,
+    "txn-open": cmd_txn_open,
+    "txn-resume": cmd_txn_resume,
+    "txn-timeout": cmd_txn_timeout,
 }
 
 if __name__ == "__main__":
