@@ -195,6 +195,11 @@ fn kafkajs_consumer_seek_pause_resume_manual_commit() {
 }
 
 #[test]
+fn kafkajs_transactions_commit_abort_send_offsets_read_committed() {
+    kafkajs_command("transactions", Duration::from_secs(180));
+}
+
+#[test]
 fn confluent_admin_group_offsets_records_elections_acls() {
     let Some(py) = python() else { return };
     let s = Server::start();

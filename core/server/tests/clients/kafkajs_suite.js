@@ -1,5 +1,6 @@
 // Compatibility checks with kafkajs 2.2.4 (pure JavaScript, old protocol versions: Metadata v<=6,
-// Produce v<=7, Fetch v<=11, ListOffsets v<=3, JoinGroup v<=5) against a running Chronik broker.
+// Produce v<=7, Fetch v<=11, ListOffsets v<=3, JoinGroup v<=5, transactions v0-1) against a
+// running Chronik broker.
 //
 // Usage: node kafkajs_suite.js BOOTSTRAP COMMAND
 // Every command prints "OK <command>" and exits 0 on success; any failure exits 1 with the error
@@ -676,6 +677,66 @@ async function cmdConsumer() {
   console.log('OK consumer seek pause resume commit')
 }
 
+// ---- transactions -----------------------------------------------------------------------------
+
+async function cmdTransactions() {
+  const k = kafka('kafkajs-txn')
+  const admin = k.admin()
+  await admin.connect()
+  const src = `kjs-txsrc-${uid()}`
+  const out = `kjs-txout-${uid()}`
+  const group = `kjs-txg-${uid()}`
+  await admin.createTopics({
+    topics: [
+      { topic: src, numPartitions: 1 },
+      { topic: out, numPartitions: 2 },
+    ],
+    waitForLeaders: true,
+  })
+  const p = k.producer({ transactionalId: `kjs-tx-${uid()}`, idempotent: true, maxInFlightRequests: 1 })
+  await p.connect()
+  step('commit, abort, then commit with the consumer offsets (sendOffsets)')
+  let tx = await p.transaction()
+  await tx.send({ topic: out, messages: [{ value: 'c1', partition: 0 }, { value: 'c2', partition: 1 }] })
+  await tx.commit()
+  tx = await p.transaction()
+  await tx.send({ topic: out, messages: [{ value: 'a1', partition: 0 }, { value: 'a2', partition: 1 }] })
+  await tx.abort()
+  tx = await p.transaction()
+  await tx.send({ topic: out, messages: [{ value: 'c3', partition: 0 }] })
+  await tx.sendOffsets({
+    consumerGroupId: group,
+    topics: [{ topic: src, partitions: [{ partition: 0, offset: '5' }] }],
+  })
+  await tx.commit()
+  await p.disconnect()
+  const offs = await admin.fetchOffsets({ groupId: group, topics: [src] })
+  assert.strictEqual(offs[0].partitions[0].offset, '5', JSON.stringify(offs))
+
+  step('read_committed sees the committed records only; read_uncommitted sees all')
+  for (const [readUncommitted, want] of [
+    [false, ['c1', 'c2', 'c3']],
+    [true, ['a1', 'a2', 'c1', 'c2', 'c3']],
+  ]) {
+    const c = k.consumer({ groupId: `kjs-txr-${uid()}`, readUncommitted, maxWaitTimeInMs: 100 })
+    await c.connect()
+    await c.subscribe({ topic: out, fromBeginning: true })
+    const got = []
+    await c.run({
+      autoCommit: false,
+      eachMessage: async ({ message }) => {
+        got.push(message.value.toString())
+      },
+    })
+    await until(`${want.length} records (readUncommitted=${readUncommitted})`, () => got.length >= want.length)
+    await sleep(500) // anything more would arrive now
+    await c.disconnect()
+    assert.deepStrictEqual(got.sort(), want, `readUncommitted=${readUncommitted}`)
+  }
+  await admin.disconnect()
+  console.log('OK transactions')
+}
+
 // A group member that consumes until it is killed (used by `groups`).
 async function cmdMember(topic, group) {
   const c = kafka('kafkajs-member').consumer({
@@ -692,6 +753,7 @@ async function cmdMember(topic, group) {
 
 const COMMANDS = {
   member: cmdMember,
+  transactions: cmdTransactions,
   admin: cmdAdmin,
   produce: cmdProduce,
   groups: cmdGroups,
