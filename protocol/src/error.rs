@@ -35,4 +35,7 @@ pub enum ProtocolError {
     /// A record batch failed validation.
     #[error("invalid record batch: {0}")]
     Batch(#[from] crate::batch::BatchError),
+    /// Record-level parsing or a codec failed (compaction, key checks).
+    #[error("records: {0}")]
+    Records(#[from] crate::records::RecordsError),
 }

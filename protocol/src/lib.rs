@@ -7,6 +7,10 @@
 //!   the error responses for unknown keys and versions.
 //! - [`batch`]: zero-copy views of v2 record batches: validation (lengths, magic, CRC32C, counts)
 //!   and in-place patching of base offset, leader epoch and timestamps.
+//! - [`codec`]: gzip / snappy (raw and xerial) / lz4 (frame) / zstd for batch record sets, every
+//!   decompression bounded before it allocates. Used only off the hot path (compaction).
+//! - [`records`]: record-level parsing of batches of any codec and rebuilding a batch with a
+//!   subset of its records (log compaction), keeping offsets, timestamps and headers.
 //! - [`fetch_frame`]: Fetch responses encoded as parts, the stored batches passed through
 //!   uncopied.
 //! - [`error`]: the crate's error enum.
@@ -18,9 +22,11 @@
 
 pub mod api;
 pub mod batch;
+pub mod codec;
 pub mod error;
 pub mod fetch_frame;
 pub mod frame;
+pub mod records;
 
 pub use error::{ProtocolError, Result};
 pub use kafka_protocol;

@@ -51,7 +51,7 @@ pub mod wal;
 
 pub use crate::error::{Result, StorageError};
 pub use crate::metrics::WalStats;
-pub use crate::wal::{ReclaimReport, Wal};
+pub use crate::wal::{ReclaimReport, Wal, EMPTY_KAFKA_BATCH_BYTES};
 
 /// Raft group id (one Kafka partition, or the metadata group 0).
 pub type GroupId = u64;

@@ -20,6 +20,8 @@ pub struct WalStats {
     /// Spare segment files zero-filled in the background.
     pub segments_prepared: u64,
     pub relocated_records: u64,
+    /// Entries whose payload log compaction replaced (`Wal::replace_payload`).
+    pub replaced_payloads: u64,
     pub cache_bytes: u64,
     pub cache_hits: u64,
     pub cache_misses: u64,
@@ -55,6 +57,7 @@ pub struct Handles {
     segments_recycled: metrics::Counter,
     segments_prepared: metrics::Counter,
     relocated: metrics::Counter,
+    replaced: metrics::Counter,
     cache_bytes: metrics::Gauge,
     cache_hits: metrics::Counter,
     cache_misses: metrics::Counter,
@@ -86,6 +89,7 @@ impl Handles {
             segments_recycled: metrics::counter!("chronik_wal_segments_recycled_total", &l()),
             segments_prepared: metrics::counter!("chronik_wal_segments_prepared_total", &l()),
             relocated: metrics::counter!("chronik_wal_relocated_records_total", &l()),
+            replaced: metrics::counter!("chronik_wal_replaced_payloads_total", &l()),
             cache_bytes: metrics::gauge!("chronik_wal_cache_bytes", &l()),
             cache_hits: metrics::counter!("chronik_wal_cache_hits_total", &l()),
             cache_misses: metrics::counter!("chronik_wal_cache_misses_total", &l()),
@@ -109,6 +113,7 @@ impl Handles {
         self.segments_recycled.absolute(s.segments_recycled);
         self.segments_prepared.absolute(s.segments_prepared);
         self.relocated.absolute(s.relocated_records);
+        self.replaced.absolute(s.replaced_payloads);
         self.cache_bytes.set(s.cache_bytes as f64);
         self.cache_hits.absolute(s.cache_hits);
         self.cache_misses.absolute(s.cache_misses);

@@ -25,6 +25,12 @@
 //! deletion only removes a prefix: every record that could override a relocated copy was written
 //! after it.
 //!
+//! Payload replacement (log compaction): `replace_payload` re-stages a live entry with a new
+//! payload but the same group, index, term and Kafka offsets, flagged `RELOCATED` like a
+//! relocation; last-writer-wins replay takes it, and the original stops pinning its segment.
+//! A header-only Kafka batch ([`EMPTY_KAFKA_BATCH_BYTES`]) is what remains of an entry whose
+//! records were all compacted away; `read_batches` skips those.
+//!
 //! Recycling: a deleted segment file is renamed to a spare (up to `recycle_segments` of them)
 //! and a later roll renames it into place instead of creating a fresh file. Appends into a
 //! recycled file overwrite blocks that are already allocated *and written*; appends into a fresh
@@ -73,6 +79,12 @@ pub const SLOW_IO: Duration = Duration::from_millis(100);
 pub const RECLAIM_INTERVAL_MS: u64 = 1000;
 /// Largest `max_bytes`-independent number of batches one `read_batches` returns.
 pub const MAX_FETCH_BATCHES: usize = 1 << 16;
+/// Payload length of a header-only Kafka v2 batch (61 bytes, `recordsCount = 0`): what log
+/// compaction leaves of an entry whose records were all superseded. Fetch skips such entries.
+/// A produced batch always holds at least one record, so it is longer.
+pub const EMPTY_KAFKA_BATCH_BYTES: u32 = 61;
+/// Most header-only entries one `read_batches` steps over (an in-memory walk, no I/O).
+pub const MAX_FETCH_SKIPPED_ENTRIES: usize = 1 << 20;
 
 /// What one `reclaim` call did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -1312,6 +1324,8 @@ impl Wal {
 
     /// Kafka fetch: stored record batches with `last_offset >= from_offset` and
     /// `last_offset < upto_offset`, in order, until `max_bytes` (at least one whole batch).
+    /// Entries whose payload is a header-only batch ([`EMPTY_KAFKA_BATCH_BYTES`]: every record
+    /// compacted away) are skipped: consumers of compacted topics expect offset gaps.
     pub async fn read_batches(
         &self,
         g: GroupId,
@@ -1319,28 +1333,83 @@ impl Wal {
         upto_offset: i64,
         max_bytes: usize,
     ) -> Result<Vec<Bytes>> {
+        let mut out = Vec::new();
+        self.read_data(g, from_offset, upto_offset, max_bytes, true, |_, b| {
+            out.push(b)
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Like [`Wal::read_batches`], with each batch's entry meta (index, term, Kafka offsets) and
+    /// without skipping header-only batches: log compaction reads through this and hands the
+    /// metas back to [`Wal::replace_payload`].
+    pub async fn read_data_entries(
+        &self,
+        g: GroupId,
+        from_offset: i64,
+        upto_offset: i64,
+        max_bytes: usize,
+    ) -> Result<Vec<(EntryMeta, Bytes)>> {
+        let mut out = Vec::new();
+        self.read_data(g, from_offset, upto_offset, max_bytes, false, |m, b| {
+            out.push((m, b))
+        })
+        .await?;
+        Ok(out)
+    }
+
+    async fn read_data(
+        &self,
+        g: GroupId,
+        from_offset: i64,
+        upto_offset: i64,
+        max_bytes: usize,
+        skip_empty: bool,
+        mut emit: impl FnMut(EntryMeta, Bytes),
+    ) -> Result<()> {
         let planned = {
             let inner = self.inner.borrow();
             let grp = inner.group(g)?;
             let mut planned = Vec::new();
             let mut total = 0usize;
+            let mut skipped = 0usize;
             let start = grp.data_from_offset(from_offset);
-            for &(last, index) in grp.data.iter().skip(start).take(MAX_FETCH_BATCHES) {
-                if last >= upto_offset {
+            for &(last, index) in grp.data.iter().skip(start) {
+                if last >= upto_offset || planned.len() >= MAX_FETCH_BATCHES {
                     break;
                 }
                 let e = grp.get(index).expect("data index points at a live entry");
+                if skip_empty && e.payload_len == EMPTY_KAFKA_BATCH_BYTES {
+                    skipped += 1;
+                    if skipped < MAX_FETCH_SKIPPED_ENTRIES {
+                        continue;
+                    }
+                    if !planned.is_empty() {
+                        break;
+                    }
+                    // A reader facing only a long run of emptied batches gets one of them
+                    // (clients step over an empty batch using its last offset) rather than
+                    // nothing, which would leave it fetching the same offset forever.
+                }
                 total += e.payload_len as usize;
                 if !planned.is_empty() && total > max_bytes {
                     break;
                 }
-                planned.push(inner.plan_read(g, index, &self.cache_hits, &self.cache_misses)?);
+                let meta = grp.meta_of(index, e);
+                planned.push((
+                    meta,
+                    inner.plan_read(g, index, &self.cache_hits, &self.cache_misses)?,
+                ));
+                if skipped >= MAX_FETCH_SKIPPED_ENTRIES {
+                    break;
+                }
             }
             planned
         };
         // Cache misses (catch-up readers) are read through io_uring, all at once: a blocking
         // read here would stall every partition of the shard for the disk's latency.
-        let reads = planned.iter().map(|p| async move {
+        let reads = planned.iter().map(|(_, p)| async move {
             match p {
                 PlannedRead::Cached(_) => Ok(Vec::new()),
                 PlannedRead::Disk(d) => d
@@ -1351,12 +1420,11 @@ impl Wal {
             }
         });
         let bufs = futures::future::try_join_all(reads).await?;
-        let mut out = Vec::with_capacity(planned.len());
-        for (p, buf) in planned.into_iter().zip(bufs) {
+        for ((meta, p), buf) in planned.into_iter().zip(bufs) {
             match p {
-                PlannedRead::Cached(b) => out.push(b),
+                PlannedRead::Cached(b) => emit(meta, b),
                 PlannedRead::Disk(d) => match d.verify(buf) {
-                    Ok(b) => out.push(b),
+                    Ok(b) => emit(meta, b),
                     // While the read was in flight, retention or truncation may have dropped the
                     // entry and its segment been recycled: serve what came before it.
                     Err(_) if !self.still_at(d.group, d.index, d.lsn) => break,
@@ -1364,7 +1432,88 @@ impl Wal {
                 },
             }
         }
-        Ok(out)
+        Ok(())
+    }
+
+    /// Replaces the payload of live entry `meta.index` with `payload` (log compaction: the same
+    /// batch with fewer records). Index, term, kind and Kafka offsets stay; the new copy is
+    /// staged at the tail flagged `RELOCATED`, so recovery's last-writer-wins replay takes it
+    /// over the original, and the original stops pinning its segment once the copy is durable
+    /// (`reclaim` syncs before deleting anything). Returns `None`, changing nothing, when the
+    /// entry is no longer the one described by `meta` (truncated, dropped by retention, or
+    /// overwritten by a new leader since it was read).
+    pub fn replace_payload(
+        &self,
+        g: GroupId,
+        meta: &EntryMeta,
+        payload: &[u8],
+    ) -> Result<Option<Lsn>> {
+        self.check_writable()?;
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
+        let grp = inner.group(g)?;
+        let Some(e) = grp.get(meta.index) else {
+            return Ok(None);
+        };
+        if e.term != meta.term || e.kafka != meta.kafka || e.kind != meta.kind {
+            return Ok(None);
+        }
+        let old = e.clone();
+        let mut h = RecordHeader::new(RecordType::Entry, g);
+        h.term = old.term;
+        h.index = meta.index;
+        h.kind = old.kind;
+        h.flags = FLAG_RELOCATED;
+        if let Some(kf) = old.kafka {
+            h.flags |= FLAG_KAFKA;
+            h.a = kf.base_offset;
+            h.b = kf.last_offset;
+            h.c = kf.max_timestamp;
+        }
+        let (start, _) = inner.stage(&self.opts, self.durable.get(), &mut h, payload)?;
+        Inner::forget(&mut inner.segments, &mut inner.cache, &old);
+        let cached = inner.cache.insert(
+            CacheItem {
+                group: g,
+                index: meta.index,
+                lsn: start,
+                end_lsn: start + h.len as u64,
+            },
+            payload,
+        );
+        let grp = inner.groups.get_mut(&g).expect("checked");
+        grp.size_bytes = grp.size_bytes - old.payload_len as u64 + payload.len() as u64;
+        let slot = grp.get_mut(meta.index).expect("checked");
+        slot.lsn = start;
+        slot.payload_len = payload.len() as u32;
+        slot.cached = Some(cached);
+        let loc = slot.clone();
+        add_live(&mut inner.segments, &loc);
+        inner.stats.replaced_payloads += 1;
+        inner.evict(self.written.get());
+        Ok(Some(start + h.len as u64))
+    }
+
+    /// Payload bytes of the group's data entries with `base_offset >= from_offset`, and of all
+    /// its data entries (log compaction's dirty ratio). Header-only batches count as nothing:
+    /// they hold no record.
+    pub fn data_bytes(&self, g: GroupId, from_offset: i64) -> (u64, u64) {
+        let inner = self.inner.borrow();
+        let Some(grp) = inner.groups.get(&g) else {
+            return (0, 0);
+        };
+        let (mut from, mut total) = (0u64, 0u64);
+        for &(_, index) in grp.data.iter() {
+            let Some(e) = grp.get(index) else { continue };
+            if e.payload_len == EMPTY_KAFKA_BATCH_BYTES {
+                continue;
+            }
+            total += e.payload_len as u64;
+            if e.kafka.is_some_and(|k| k.base_offset >= from_offset) {
+                from += e.payload_len as u64;
+            }
+        }
+        (from, total)
     }
 
     /// True while entry `index` of `g` is live at `lsn`.
@@ -1375,6 +1524,25 @@ impl Wal {
             .get(&g)
             .and_then(|grp| grp.get(index))
             .is_some_and(|e| e.lsn == lsn)
+    }
+
+    /// The Raft index of the group's first data entry that is not a header-only batch, when
+    /// only header-only data entries (and non-data entries) come before it: dropping the log
+    /// before that index loses no record (log compaction emptied it). `None` otherwise.
+    pub fn empty_prefix_end(&self, g: GroupId) -> Option<u64> {
+        let inner = self.inner.borrow();
+        let grp = inner.groups.get(&g)?;
+        // Bounded by the group's data entries (in memory, no I/O).
+        let (skipped, first_full) = grp
+            .data
+            .iter()
+            .enumerate()
+            .find(|(_, &(_, i))| {
+                grp.get(i)
+                    .is_some_and(|e| e.payload_len != EMPTY_KAFKA_BATCH_BYTES)
+            })
+            .map(|(k, &(_, i))| (k, i))?;
+        (skipped > 0).then_some(first_full)
     }
 
     /// First data entry whose `max_timestamp >= ts` (ListOffsets by timestamp).

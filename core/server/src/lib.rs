@@ -7,6 +7,8 @@
 //! - [`broker`]: one [`broker::Broker`] per shard: its WAL, its Raft groups, its partitions, and
 //!   the cross-shard call dispatcher ([`calls`]).
 //! - [`partition`]: a partition on its owning shard: offsets, produce, fetch, waiters.
+//! - [`compaction`]: log compaction of `cleanup.policy=compact` topics: the planner (key map,
+//!   batch rewrite) and the per-shard low-priority cleaner task.
 //! - [`conn`]: a client connection: framing, pipelining with in-order responses, HTTP sniffing.
 //! - [`handlers`]: one file per Kafka API, each declaring the versions it serves.
 //! - [`http`]: `/metrics`, health and admin routes.
@@ -18,6 +20,7 @@
 pub mod alloc;
 pub mod broker;
 pub mod calls;
+pub mod compaction;
 pub mod conn;
 pub mod handlers;
 pub mod http;

@@ -266,6 +266,26 @@ async fn shard_main(
         .detach();
     }
 
+    {
+        // Log compaction in its own task queue with few shares: under load it gets a small
+        // slice of the core, and it yields every few milliseconds of work (compaction.rs).
+        let tq = glommio::executor().create_task_queue(
+            glommio::Shares::Static(crate::compaction::CLEANER_SHARES),
+            glommio::Latency::NotImportant,
+            "compaction",
+        );
+        let (b1, b2) = (broker.clone(), broker.clone());
+        let cleaner = crate::compaction::run_cleaner(
+            shard,
+            broker.wal.clone(),
+            move || b1.local_partitions(),
+            move || b2.shared.is_shutting_down(),
+        );
+        glommio::spawn_local_into(cleaner, tq)
+            .map_err(|e| anyhow::anyhow!("spawning the compaction task: {e}"))?
+            .detach();
+    }
+
     if shard == 0 {
         broker.bootstrap_meta().await?;
         shared.set_ready();

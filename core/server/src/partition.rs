@@ -48,6 +48,8 @@ pub struct Settings {
     pub log_append_time: bool,
     pub retention_ms: i64,
     pub retention_bytes: i64,
+    /// `cleanup.policy` and the compaction settings (see `compaction.rs`).
+    pub compaction: crate::compaction::CompactionSettings,
 }
 
 impl Settings {
@@ -62,6 +64,7 @@ impl Settings {
                 == Some("LogAppendTime"),
             retention_ms: topic_config::effective_i64("retention.ms", overrides, defaults),
             retention_bytes: topic_config::effective_i64("retention.bytes", overrides, defaults),
+            compaction: crate::compaction::CompactionSettings::resolve(overrides, defaults),
         }
     }
 }
@@ -400,6 +403,13 @@ impl Partition {
             if info.transactional && !self.txn.borrow().can_track(info.producer_id) {
                 out.error = code(ResponseError::ConcurrentTransactions);
                 return out;
+            }
+            if settings.compaction.compact {
+                if let Err(msg) = crate::compaction::check_keys(bytes) {
+                    out.error = code(ResponseError::InvalidRecord);
+                    out.error_message = Some(msg);
+                    return out;
+                }
             }
             let last_seq = info.base_sequence.wrapping_add(info.last_offset_delta);
             if info.producer_id >= 0 {
@@ -787,7 +797,8 @@ impl Partition {
     /// Retention: drop whole batches older than `retention.ms` or beyond `retention.bytes`.
     pub fn enforce_retention(&self, now_ms: i64) {
         let s = self.settings.borrow().clone();
-        if s.retention_ms < 0 && s.retention_bytes < 0 {
+        // `cleanup.policy=compact` alone keeps data forever (compaction bounds it instead).
+        if !s.compaction.delete || (s.retention_ms < 0 && s.retention_bytes < 0) {
             return;
         }
         let Some(point) =
@@ -796,6 +807,21 @@ impl Partition {
         else {
             return;
         };
+        self.drop_prefix_before(point);
+    }
+
+    /// Log compaction emptied a prefix of the log (header-only batches): drop it and move the
+    /// log start to the first batch that still holds records, so a compacted partition stops
+    /// growing by one entry per superseded write.
+    pub fn drop_compacted_prefix(&self) {
+        if let Some(point) = self.wal.empty_prefix_end(self.group) {
+            self.drop_prefix_before(point);
+        }
+    }
+
+    /// Drops the log before Raft index `point` (applied entries only) and moves the log start
+    /// offset to the first batch from there.
+    fn drop_prefix_before(&self, point: u64) {
         // Never drop what is not applied yet.
         let point = point.min(self.applied_index.get() + 1);
         let Some(prev_term) = self.wal.term(self.group, point.saturating_sub(1)) else {

@@ -956,3 +956,107 @@ fn one_fdatasync_per_flush_real_files() {
         assert_eq!(wal.metrics().fsyncs - f0, 50);
     });
 }
+
+/// Log compaction's replace: the newest copy wins at reads and after recovery, header-only
+/// payloads are skipped by fetch, a stale meta changes nothing, and the segments that held the
+/// originals are reclaimed.
+#[test]
+fn replaced_payloads_win_over_originals_and_free_their_segments() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let o = opts("/wal");
+        let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        wal.create_group(1).unwrap();
+        // 60 entries of 3 offsets each, ~2 KiB: several 64 KiB segments.
+        let n = 60u64;
+        for i in 1..=n {
+            let m = data_meta(i, 1, (i as i64 - 1) * 3, 3, 100 + i as i64);
+            wal.append(1, m, &payload(1, i, 2000)).unwrap();
+        }
+        wal.flush().await.unwrap();
+        let segments_before = wal.metrics().segments;
+        assert!(segments_before >= 2, "{:?}", wal.metrics());
+        let metas = wal.entry_metas(1, 1, n + 1);
+        // Replace every entry but the last: even ones with a 100-byte payload, odd ones with a
+        // header-only one.
+        let empty = vec![7u8; EMPTY_KAFKA_BATCH_BYTES as usize];
+        for m in &metas[..metas.len() - 1] {
+            let new: Vec<u8> = if m.index % 2 == 0 {
+                payload(9, m.index, 100)
+            } else {
+                empty.clone()
+            };
+            assert!(wal.replace_payload(1, m, &new).unwrap().is_some());
+            wal.check_invariants();
+        }
+        // A meta that no longer describes the entry (other term) changes nothing.
+        let mut stale = metas[0];
+        stale.term = 9;
+        assert_eq!(wal.replace_payload(1, &stale, b"nope").unwrap(), None);
+        let check = |wal: &Wal| {
+            let got = wal.read_entries(1, 1, n + 1, u64::MAX).unwrap();
+            for (m, b) in &got {
+                let want: Vec<u8> = if m.index == n {
+                    payload(1, n, 2000)
+                } else if m.index % 2 == 0 {
+                    payload(9, m.index, 100)
+                } else {
+                    empty.clone()
+                };
+                assert_eq!(&b[..], &want[..], "entry {}", m.index);
+                assert_eq!(m.kafka, metas[m.index as usize - 1].kafka);
+            }
+        };
+        check(&wal);
+        // Fetch skips header-only entries and returns each remaining batch once, in order.
+        let batches = wal.read_batches(1, 0, i64::MAX, usize::MAX).await.unwrap();
+        assert_eq!(batches.len(), (n as usize - 1) / 2 + 1);
+        let with_meta = wal
+            .read_data_entries(1, 0, i64::MAX, usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(
+            with_meta.len(),
+            n as usize,
+            "read_data_entries does not skip"
+        );
+        let st = wal.group_state(1).unwrap();
+        assert_eq!(st.next_offset, n as i64 * 3);
+        // Offsets of entries 1..=3 lie in header-only entry 1 and the 100-byte entry 2.
+        let (from, total) = wal.data_bytes(1, 3);
+        let empties = (n - 1).div_ceil(2) * EMPTY_KAFKA_BATCH_BYTES as u64;
+        assert_eq!(
+            total,
+            st.size_bytes - empties,
+            "header-only batches count as nothing"
+        );
+        assert_eq!(from, total);
+        let (from, _) = wal.data_bytes(1, 6);
+        assert_eq!(total - from, 100, "entry 2 is below offset 6");
+        // Entry 1 is header-only, entry 2 is not: the log before entry 2 holds no record.
+        assert_eq!(wal.empty_prefix_end(1), Some(2));
+        wal.flush().await.unwrap();
+        // The originals no longer pin their segments: reclaim deletes them.
+        let rep = wal.reclaim().await.unwrap();
+        assert!(rep.segments_deleted >= 1, "{rep:?} {:?}", wal.metrics());
+        wal.check_invariants();
+        check(&wal);
+        drop(wal);
+        disk.crash_keep_all();
+        let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        wal.check_invariants();
+        check(&wal);
+        assert_eq!(wal.group_state(1).unwrap().size_bytes, st.size_bytes);
+        // A second round of replacement after recovery, then a crash that loses nothing
+        // unsynced (the flush below is durable in `always` mode).
+        let m = wal.entry_metas(1, 2, 3)[0];
+        assert!(wal.replace_payload(1, &m, &empty).unwrap().is_some());
+        wal.flush().await.unwrap();
+        drop(wal);
+        disk.crash_keep_all();
+        let (wal, _) = Wal::open_with_disk(o, disk).await.unwrap();
+        let got = wal.read_entries(1, 2, 3, u64::MAX).unwrap();
+        assert_eq!(&got[0].1[..], &empty[..]);
+        wal.check_invariants();
+    });
+}
