@@ -127,6 +127,11 @@ impl ProducerStateTable {
         self.producers.is_empty()
     }
 
+    /// Every tracked producer id, ascending (DescribeProducers lists them).
+    pub fn producer_ids(&self) -> impl Iterator<Item = i64> + '_ {
+        self.producers.keys().copied()
+    }
+
     /// The epoch the table holds for `producer_id`, if known.
     pub fn epoch(&self, producer_id: i64) -> Option<i16> {
         self.producers.get(&producer_id).map(|e| e.epoch)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian/Ubuntu machine (run as root or with sudo):
 # protoc (raft's build), kcat and librdkafka (client tests, perf harness), fio (disk baseline),
-# and a Python venv at .venv with confluent-kafka and kafka-python.
+# a Python venv at .venv with confluent-kafka and kafka-python, and kafkajs under .node/ (nodejs and
+# npm from apt only when `node` is missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SUDO=""
@@ -14,4 +15,14 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check confluent-kafka kafka-python
-echo "test environment ready: $(kcat -V 2>&1 | head -1); $(.venv/bin/python -c 'import confluent_kafka,kafka;print("confluent-kafka",confluent_kafka.version()[0],"librdkafka",confluent_kafka.libversion()[0],"kafka-python",kafka.__version__)')"
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+# kafkajs is pinned: its protocol versions (Metadata v<=6, Fetch v<=11, JoinGroup v<=5) are what
+# the kafkajs suite checks. .node/ is git-ignored.
+KAFKAJS_VERSION=2.2.4
+if [ "$(node -p "try{require('./.node/node_modules/kafkajs/package.json').version}catch(e){''}")" != "$KAFKAJS_VERSION" ]; then
+  mkdir -p .node
+  npm install --prefix .node --no-audit --no-fund --silent "kafkajs@$KAFKAJS_VERSION"
+fi
+echo "test environment ready: $(kcat -V 2>&1 | head -1); $(.venv/bin/python -c 'import confluent_kafka,kafka;print("confluent-kafka",confluent_kafka.version()[0],"librdkafka",confluent_kafka.libversion()[0],"kafka-python",kafka.__version__)'); node $(node --version), kafkajs $(node -p "require('./.node/node_modules/kafkajs/package.json').version")"

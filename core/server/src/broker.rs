@@ -14,7 +14,9 @@ use chronik_storage::Wal;
 use futures::channel::oneshot;
 use kafka_protocol::ResponseError;
 
-use crate::calls::{Call, FetchOutcome, OffsetLookup, PartitionOffsets, ProduceOutcome, Reply};
+use crate::calls::{
+    Call, FetchOutcome, OffsetLookup, PartitionOffsets, PartitionReport, ProduceOutcome, Reply,
+};
 use crate::handlers::groups::Coordinators;
 use crate::handlers::txn::TxnCoordinators;
 use crate::partition::{with_timeout, Partition, Settings};
@@ -331,6 +333,33 @@ impl Broker {
                 Reply::Markers(futures::future::join_all(futs).await)
             }
             Call::AllocateProducerIds => Reply::ProducerIds(self.allocate_pid_block_local().await),
+            Call::QuorumStatus => {
+                Reply::QuorumStatus(self.raft.group_status(META_GROUP).map(|st| {
+                    crate::calls::QuorumStatus {
+                        term: st.term,
+                        commit: st.commit,
+                        last_index: st.last_index,
+                        leader: st.leader,
+                        voters: self
+                            .wal
+                            .group_state(META_GROUP)
+                            .map(|g| g.conf_state.voters)
+                            .unwrap_or_default(),
+                    }
+                }))
+            }
+            Call::Report { groups, producers } => Reply::Report(
+                groups
+                    .into_iter()
+                    .map(|g| match self.partition(g) {
+                        Some(p) => p.report(producers),
+                        None => PartitionReport {
+                            error: ResponseError::NotLeaderOrFollower.code(),
+                            ..Default::default()
+                        },
+                    })
+                    .collect(),
+            ),
         }
     }
 

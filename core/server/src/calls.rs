@@ -92,6 +92,39 @@ impl OffsetLookup {
     }
 }
 
+/// One idempotent producer as a partition's producer table remembers it (DescribeProducers).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerReport {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// Last sequence of its last appended batch (-1 if none is remembered).
+    pub last_sequence: i32,
+    /// Max timestamp of its last appended batch (-1 if none is remembered).
+    pub last_timestamp_ms: i64,
+}
+
+/// What the admin APIs DescribeLogDirs and DescribeProducers read from a partition's owner.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionReport {
+    pub error: i16,
+    /// Payload bytes of the partition's live entries in this shard's WAL.
+    pub size_bytes: u64,
+    /// Tracked idempotent producers (only when asked for; empty otherwise).
+    pub producers: Vec<ProducerReport>,
+}
+
+/// The Raft state of the metadata group as shard 0 sees it (DescribeQuorum).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuorumStatus {
+    pub term: u64,
+    pub commit: u64,
+    pub last_index: u64,
+    /// Whether this node leads the metadata group.
+    pub leader: bool,
+    /// Raft ids of the voters (this node's id among them).
+    pub voters: Vec<u64>,
+}
+
 pub enum Call {
     /// Produce to several partitions owned by one shard (one call per shard per request).
     Produce {
@@ -139,6 +172,13 @@ pub enum Call {
     Txn(crate::handlers::txn::TxnCall),
     /// Allocate a block of producer ids (shard 0).
     AllocateProducerIds,
+    /// Size (and, if `producers`, idempotent-producer state) of partitions owned by this shard.
+    Report {
+        groups: Vec<u64>,
+        producers: bool,
+    },
+    /// To shard 0: the metadata group's Raft state.
+    QuorumStatus,
 }
 
 pub enum Reply {
@@ -160,4 +200,6 @@ pub enum Reply {
     /// One error code per partition of a `WriteMarkers` call.
     Markers(Vec<i16>),
     ProducerIds(Result<i64, MetaError>),
+    Report(Vec<PartitionReport>),
+    QuorumStatus(Option<QuorumStatus>),
 }

@@ -25,7 +25,9 @@ use chronik_storage::Wal;
 use futures::channel::oneshot;
 use kafka_protocol::ResponseError;
 
-use crate::calls::{FetchOutcome, OffsetLookup, PartitionOffsets, ProduceOutcome};
+use crate::calls::{
+    FetchOutcome, OffsetLookup, PartitionOffsets, PartitionReport, ProduceOutcome, ProducerReport,
+};
 
 /// Bound on produce waiters parked on one partition; beyond it produce answers with a retriable
 /// error so a stalled log cannot exhaust memory.
@@ -242,6 +244,37 @@ impl Partition {
             high_watermark: self.high_watermark.get(),
             leader_epoch: self.leader_epoch.get(),
         }
+    }
+
+    /// The partition's size in the WAL and, if asked, its idempotent producers. Producer state
+    /// is the leader's to answer for (Kafka answers NOT_LEADER_OR_FOLLOWER elsewhere).
+    pub fn report(&self, producers: bool) -> PartitionReport {
+        let size_bytes = self.wal.group_state(self.group).map_or(0, |s| s.size_bytes);
+        let mut r = PartitionReport {
+            error: 0,
+            size_bytes,
+            producers: Vec::new(),
+        };
+        if producers {
+            if !self.leader.get() {
+                r.error = code(ResponseError::NotLeaderOrFollower);
+                return r;
+            }
+            let table = self.producers.borrow();
+            r.producers = table
+                .producer_ids()
+                .map(|id| {
+                    let last = table.batches(id).last().copied();
+                    ProducerReport {
+                        producer_id: id,
+                        epoch: table.epoch(id).unwrap_or(-1),
+                        last_sequence: last.map_or(-1, |b| b.last_seq),
+                        last_timestamp_ms: last.map_or(-1, |b| b.timestamp_ms),
+                    }
+                })
+                .collect();
+        }
+        r
     }
 
     /// Raft told us this node leads (or stopped leading) the group.

@@ -1,6 +1,7 @@
 //! Real Kafka clients against a real `chronik-server`: kcat (librdkafka 2.0), confluent-kafka
-//! (current librdkafka) and kafka-python. The client environment comes from `.ci/run` (a venv
-//! with the Python clients, Debian's kcat); without it these tests skip loudly, and with
+//! (current librdkafka), kafka-python and kafkajs 2.2.4 (old protocol versions, pure JavaScript).
+//! The client environment comes from `.ci/run` (a venv with the Python clients, Debian's kcat,
+//! kafkajs under `.node/`); without it these tests skip loudly, and with
 //! `CHRONIK_REQUIRE_CLIENTS=1` (CI) a missing client fails them.
 
 mod common;
@@ -9,7 +10,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{kcat, python, run_client, Server};
+use common::{kafkajs, kcat, python, run_client, run_node, Server};
 
 fn kcat_cmd(s: &Server, args: &[&str], input: Option<&str>) -> String {
     let mut child = Command::new("timeout")
@@ -160,6 +161,68 @@ fn kafka_python_group_consumer_with_auto_commit() {
         Duration::from_secs(180),
     );
     assert!(out.contains("OK kafka-python"), "{out}");
+}
+
+/// Runs one command of `kafkajs_suite.js` against a fresh server and checks its OK line.
+fn kafkajs_command(command: &str, timeout: Duration) -> Option<String> {
+    let js = kafkajs()?;
+    let s = Server::start();
+    let out = run_node(&js, "kafkajs_suite.js", &[&s.bootstrap(), command], timeout);
+    assert!(out.contains(&format!("OK {command}")), "{out}");
+    Some(out)
+}
+
+#[test]
+fn kafkajs_admin_topics_configs_groups_offsets_records() {
+    kafkajs_command("admin", Duration::from_secs(180));
+}
+
+#[test]
+fn kafkajs_producer_acks_gzip_headers_idempotent() {
+    if let Some(out) = kafkajs_command("produce", Duration::from_secs(180)) {
+        assert!(out.contains("idempotent 2000"), "{out}");
+    }
+}
+
+#[test]
+fn kafkajs_two_member_group_consumes_everything_once_and_resumes() {
+    kafkajs_command("groups", Duration::from_secs(180));
+}
+
+#[test]
+fn kafkajs_consumer_seek_pause_resume_manual_commit() {
+    kafkajs_command("consumer", Duration::from_secs(180));
+}
+
+#[test]
+fn kafkajs_transactions_commit_abort_send_offsets_read_committed() {
+    kafkajs_command("transactions", Duration::from_secs(180));
+}
+
+#[test]
+fn confluent_admin_group_offsets_records_elections_acls() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "admin-apis"],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("OK admin-apis"), "{out}");
+}
+
+#[test]
+fn kafka_python_admin_log_dirs_producers_reassignments_acls() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let out = run_client(
+        &py,
+        "kafka_python_suite.py",
+        &[&s.bootstrap(), "admin"],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("OK kafka-python admin"), "{out}");
 }
 
 /// Every acknowledged (partition, offset, value) in `acked_path` is in topic "dur".

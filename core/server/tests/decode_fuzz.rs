@@ -232,6 +232,18 @@ fn sample(key: ApiKey) -> Option<RequestKind> {
         ApiKey::DescribeTopicPartitions => {
             RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default())
         }
+        ApiKey::DescribeUserScramCredentials => RequestKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsRequest::default().with_users(Some(vec![
+                describe_user_scram_credentials_request::UserName::default().with_name(s("u")),
+            ])),
+        ),
+        ApiKey::DescribeQuorum => {
+            RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
+                describe_quorum_request::TopicData::default()
+                    .with_topic_name(TopicName(s("__cluster_metadata")))
+                    .with_partitions(vec![describe_quorum_request::PartitionData::default()]),
+            ]))
+        }
         ApiKey::DescribeTransactions => {
             RequestKind::DescribeTransactions(DescribeTransactionsRequest::default())
         }

@@ -136,6 +136,36 @@ fn broker_configs(ctx: &Ctx<'_>) -> Vec<(&'static str, String, ConfigType)> {
     ]
 }
 
+/// The broker config a topic config falls back to (Kafka's `ServerTopicConfigSynonyms`), which
+/// DescribeConfigs names among the synonyms.
+fn broker_synonym(topic_config: &str) -> &str {
+    match topic_config {
+        "cleanup.policy" => "log.cleanup.policy",
+        "delete.retention.ms" => "log.cleaner.delete.retention.ms",
+        "file.delete.delay.ms" => "log.segment.delete.delay.ms",
+        "flush.messages" => "log.flush.interval.messages",
+        "flush.ms" => "log.flush.interval.ms",
+        "index.interval.bytes" => "log.index.interval.bytes",
+        "max.compaction.lag.ms" => "log.cleaner.max.compaction.lag.ms",
+        "max.message.bytes" => "message.max.bytes",
+        "message.timestamp.after.max.ms" => "log.message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms" => "log.message.timestamp.before.max.ms",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "min.cleanable.dirty.ratio" => "log.cleaner.min.cleanable.ratio",
+        "min.compaction.lag.ms" => "log.cleaner.min.compaction.lag.ms",
+        "preallocate" => "log.preallocate",
+        "retention.bytes" => "log.retention.bytes",
+        "retention.ms" => "log.retention.ms",
+        "segment.bytes" => "log.segment.bytes",
+        "segment.index.bytes" => "log.index.size.max.bytes",
+        "segment.jitter.ms" => "log.roll.jitter.ms",
+        "segment.ms" => "log.roll.ms",
+        "message.downconversion.enable" => "log.message.downconversion.enable",
+        // compression.type, min.insync.replicas, unclean.leader.election.enable: same name.
+        other => other,
+    }
+}
+
 pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let mut results = Vec::with_capacity(req.resources.len());
     for r in req.resources {
@@ -170,13 +200,27 @@ pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsRe
                             } else {
                                 (d.default.to_string(), SOURCE_DEFAULT)
                             };
+                            // Kafka's synonyms, most specific first: the topic override,
+                            // then the broker-level config it falls back to (by its broker name).
                             let mut synonyms = Vec::new();
                             if req.include_synonyms {
+                                if source == SOURCE_TOPIC {
+                                    synonyms.push(
+                                        DescribeConfigsSynonym::default()
+                                            .with_name(str_bytes(d.name))
+                                            .with_value(Some(str_bytes(value.clone())))
+                                            .with_source(SOURCE_TOPIC),
+                                    );
+                                }
+                                let (broker_value, broker_source) = match defaults.get(d.name) {
+                                    Some(v) => (v.clone(), SOURCE_STATIC_BROKER),
+                                    None => (d.default.to_string(), SOURCE_DEFAULT),
+                                };
                                 synonyms.push(
                                     DescribeConfigsSynonym::default()
-                                        .with_name(str_bytes(d.name))
-                                        .with_value(Some(str_bytes(value.clone())))
-                                        .with_source(source),
+                                        .with_name(str_bytes(broker_synonym(d.name)))
+                                        .with_value(Some(str_bytes(broker_value)))
+                                        .with_source(broker_source),
                                 );
                             }
                             DescribeConfigsResourceResult::default()

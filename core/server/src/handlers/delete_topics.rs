@@ -1,4 +1,5 @@
-//! DeleteTopics (key 20), versions 1–5 (by name).
+//! DeleteTopics (key 20), versions 1–6: by name, and from v6 by topic id (Java's
+//! `Admin.deleteTopics(TopicCollection.ofTopicIds(..))`).
 
 use chronik_core::meta::MetaCommand;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -9,9 +10,36 @@ use super::{meta_error, str_bytes, Ctx};
 
 pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let mut names: Vec<TopicName> = req.topic_names.clone();
-    names.extend(req.topics.iter().filter_map(|t| t.name.clone()));
+    let mut responses = Vec::with_capacity(names.len() + req.topics.len());
+    // v6: each topic by name or by id (not both), as Kafka's controller checks.
+    let (_, ids) = ctx.broker.meta_and_ids();
+    for t in &req.topics {
+        match (&t.name, t.topic_id.is_nil()) {
+            (Some(n), true) => names.push(n.clone()),
+            (None, false) => match ids.get(&t.topic_id.as_u128()) {
+                Some(n) => names.push(TopicName(str_bytes(n.clone()))),
+                None => responses.push(
+                    DeletableTopicResult::default()
+                        .with_name(None)
+                        .with_topic_id(t.topic_id)
+                        .with_error_code(ResponseError::UnknownTopicId.code())
+                        .with_error_message(Some(str_bytes(
+                            "This server does not host this topic ID.",
+                        ))),
+                ),
+            },
+            _ => responses.push(
+                DeletableTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_topic_id(t.topic_id)
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(str_bytes(
+                        "Each topic must have exactly one of name or topic id.",
+                    ))),
+            ),
+        }
+    }
     let enabled = ctx.broker.shared.config.broker.delete_topic_enable;
-    let mut responses = Vec::with_capacity(names.len());
     for name in names {
         let n = name.0.as_str().to_string();
         let mut r = DeletableTopicResult::default().with_name(Some(name.clone()));

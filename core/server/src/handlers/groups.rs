@@ -1,6 +1,6 @@
 //! The consumer-group APIs: FindCoordinator (10, v0–4), JoinGroup (11, v0–9), Heartbeat
 //! (12, v0–4), LeaveGroup (13, v0–5), SyncGroup (14, v0–5), OffsetCommit (8, v2–8), OffsetFetch
-//! (9, v1–8), DescribeGroups (15, v0–5), ListGroups (16, v0–4), DeleteGroups (42, v0–2) and
+//! (9, v1–8), DescribeGroups (15, v0–5), ListGroups (16, v0–5), DeleteGroups (42, v0–2) and
 //! OffsetDelete (47, v0).
 //!
 //! A group's coordinator is the leader of its `__consumer_offsets` partition
@@ -723,6 +723,21 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                 }
             }
             groups.sort_by(|a, b| a.group_id.0.as_str().cmp(b.group_id.0.as_str()));
+            if v >= 5 {
+                // Every group here is a classic group (KIP-848 consumer groups are not served);
+                // Kafka matches the type filter case-insensitively.
+                let classic = req.types_filter.is_empty()
+                    || req
+                        .types_filter
+                        .iter()
+                        .any(|t| t.as_str().eq_ignore_ascii_case("classic"));
+                if !classic {
+                    groups.clear();
+                }
+                for g in &mut groups {
+                    g.group_type = str_bytes("classic");
+                }
+            }
             ResponseKind::ListGroups(
                 ListGroupsResponse::default()
                     .with_error_code(error)

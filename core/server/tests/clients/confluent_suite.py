@@ -370,6 +370,95 @@ def cmd_admin():
     print("OK admin")
 
 
+def cmd_admin_apis():
+    """Group offsets, records, elections, topic descriptions and ACLs through AdminClient."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, ElectionType, TopicCollection
+    from confluent_kafka.admin import (
+        AclBinding,
+        AclBindingFilter,
+        AclOperation,
+        AclPermissionType,
+        OffsetSpec,
+        ResourcePatternType,
+        ResourceType,
+    )
+
+    a = admin()
+    topic = f"apis-{uuid.uuid4().hex[:8]}"
+    group = f"apis-g-{uuid.uuid4().hex[:8]}"
+    create_topic(topic, 2)
+    p = Producer({"bootstrap.servers": BOOT, "enable.idempotence": True, "linger.ms": 0})
+    for i in range(10):
+        p.produce(topic, value=f"v{i}".encode(), partition=i % 2)
+    deliver_all(p)
+
+    # Group offsets written by the admin client read back exactly.
+    tps = [TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 4)]
+    for f in a.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, tps)]).values():
+        f.result(timeout=10)
+    res = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+    got = sorted((tp.partition, tp.offset) for tp in res[group].result(timeout=10).topic_partitions)
+    assert got == [(0, 3), (1, 4)], got
+
+    # DeleteRecords, then the earliest offset has moved.
+    res = a.delete_records([TopicPartition(topic, 0, 2)])
+    for tp, f in res.items():
+        assert f.result(timeout=10).low_watermark == 2
+    res = a.list_offsets({TopicPartition(topic, 0): OffsetSpec.earliest()})
+    for f in res.values():
+        assert f.result(timeout=10).offset == 2
+
+    # Preferred election: the only replica already leads.
+    res = a.elect_leaders(ElectionType.PREFERRED, [TopicPartition(topic, 0)]).result(timeout=10)
+    errs = [e.code() for e in res.values()]
+    assert errs == [KafkaError.ELECTION_NOT_NEEDED], res
+
+    desc = a.describe_topics(TopicCollection([topic]))[topic].result(timeout=10)
+    assert [pt.id for pt in desc.partitions] == [0, 1]
+    assert all(len(pt.replicas) == 1 and pt.leader.id == pt.replicas[0].id for pt in desc.partitions)
+
+    # No authorizer: ACL changes fail with SECURITY_DISABLED, as on Kafka without one.
+    binding = AclBinding(
+        ResourceType.TOPIC,
+        topic,
+        ResourcePatternType.LITERAL,
+        "User:alice",
+        "*",
+        AclOperation.READ,
+        AclPermissionType.ALLOW,
+    )
+    for fut in a.create_acls([binding]).values():
+        try:
+            fut.result(timeout=10)
+            raise AssertionError("create_acls succeeded without an authorizer")
+        except KafkaException as e:
+            assert e.args[0].code() == KafkaError.SECURITY_DISABLED, e
+    flt = AclBindingFilter(
+        ResourceType.TOPIC,
+        topic,
+        ResourcePatternType.LITERAL,
+        None,
+        None,
+        AclOperation.ANY,
+        AclPermissionType.ANY,
+    )
+    for fut in a.delete_acls([flt]).values():
+        try:
+            fut.result(timeout=10)
+            raise AssertionError("delete_acls succeeded without an authorizer")
+        except KafkaException as e:
+            assert e.args[0].code() == KafkaError.SECURITY_DISABLED, e
+    # No SCRAM credentials are stored: none listed, a named user is RESOURCE_NOT_FOUND.
+    assert a.describe_user_scram_credentials().result(timeout=10) == {}
+    for fut in a.describe_user_scram_credentials(["alice"]).values():
+        try:
+            fut.result(timeout=10)
+            raise AssertionError("credentials described for a user that has none")
+        except KafkaException as e:
+            assert e.args[0].code() == KafkaError.RESOURCE_NOT_FOUND, e
+    print("OK admin-apis")
+
+
 def cmd_member(topic, group):
     """A group member that polls until killed (used by `groups`)."""
     c = Consumer(
@@ -562,6 +651,7 @@ def cmd_txn_timeout(topic):
 
 
 COMMANDS = {
+    "admin-apis": cmd_admin_apis,
     "member": cmd_member,
     "roundtrip": cmd_roundtrip,
     "produce-acked": cmd_produce_acked,

@@ -15,7 +15,105 @@ from kafka.structs import OffsetAndMetadata
 BOOT = sys.argv[1]
 
 
+def admin_main():
+    """Log dirs, producers, elections, reassignments, ACLs, SCRAM, the metadata quorum, records:
+    each answered from the broker's real state, checked against what this script did.
+    (`kafka_python_suite.py BOOTSTRAP admin`)"""
+    from kafka import TopicPartition
+    from kafka.admin import (
+        ACL,
+        ACLFilter,
+        ACLOperation,
+        ACLPermissionType,
+        ACLResourcePatternType,
+        ResourcePattern,
+        ResourcePatternFilter,
+        ResourceType,
+    )
+    from kafka.errors import InvalidReplicationAssignmentError, SecurityDisabledError
+
+    topic = f"kpa-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=BOOT)
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    me = admin.describe_cluster()["controller_id"]
+    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all", enable_idempotence=True)
+    for i in range(20):
+        prod.send(topic, value=b"x" * 500, partition=0)
+    prod.flush(timeout=30)
+    prod.close()
+
+    # DescribeLogDirs: one directory; partition 0 holds the 10 KB written, partition 1 nothing.
+    dirs = admin.describe_log_dirs({topic: [0, 1]})
+    assert len(dirs) == 1 and len(dirs[0]["log_dirs"]) == 1, dirs
+    d = dirs[0]["log_dirs"][0]
+    assert d["error_code"] == 0 and d["log_dir"].startswith("/"), d
+    sizes = {p["partition_index"]: p["partition_size"] for t in d["topics"] for p in t["partitions"]}
+    assert sizes[0] >= 20 * 500 and sizes[1] < 500, sizes
+
+    # DescribeProducers: the idempotent producer above, at sequence 19.
+    states = admin.describe_producers([TopicPartition(topic, 0), TopicPartition(topic, 1)])
+    active = states[TopicPartition(topic, 0)].active_producers
+    assert len(active) == 1 and active[0].last_sequence == 19, states
+    assert active[0].producer_id >= 0 and active[0].producer_epoch >= 0
+    assert states[TopicPartition(topic, 1)].active_producers == []
+
+    # ElectLeaders: the only replica already leads.
+    r = admin.elect_leaders(0, {topic: [0, 1]})
+    codes = [p.error_code for t in r.replica_election_results for p in t.partition_result]
+    assert codes == [84, 84], r
+
+    # Reassignments: none in progress; this node's own set is a no-op, another broker invalid.
+    assert admin.list_partition_reassignments() == {}
+    r = admin.alter_partition_reassignments({TopicPartition(topic, 0): [me]})
+    assert r == {TopicPartition(topic, 0): None}, r
+    r = admin.alter_partition_reassignments({TopicPartition(topic, 1): [me, me + 1]})
+    assert r == {TopicPartition(topic, 1): InvalidReplicationAssignmentError}, r
+
+    # describe_topics (DescribeTopicPartitions when the broker offers it).
+    desc = admin.describe_topics([topic])
+    assert len(desc) == 1 and desc[0]["error_code"] == 0, desc
+    assert [p["partition_index"] for p in desc[0]["partitions"]] == [0, 1], desc
+    assert all(p["leader_id"] == me for p in desc[0]["partitions"]), desc
+
+    # ACLs without an authorizer: SECURITY_DISABLED, as Kafka answers.
+    flt = ACLFilter(
+        principal=None,
+        host="*",
+        operation=ACLOperation.ANY,
+        permission_type=ACLPermissionType.ANY,
+        resource_pattern=ResourcePatternFilter(ResourceType.TOPIC, None, ACLResourcePatternType.ANY),
+    )
+    try:
+        admin.describe_acls(flt)
+        raise AssertionError("describe_acls succeeded without an authorizer")
+    except SecurityDisabledError:
+        pass
+    acl = ACL("User:alice", "*", ACLOperation.READ, ACLPermissionType.ALLOW,
+              ResourcePattern(ResourceType.TOPIC, topic))
+    r = admin.create_acls([acl])
+    assert r == {"succeeded": [], "failed": [SecurityDisabledError]}, r
+
+    # No SCRAM credentials are stored: none listed, a named user is not found.
+    assert admin.describe_user_scram_credentials() == {}
+    r = admin.describe_user_scram_credentials(["alice"])
+    assert r["alice"]["credential_infos"] == [] and "does not exist" in r["alice"]["error"], r
+
+    # The metadata quorum: this node leads and is the only voter.
+    q = admin.describe_metadata_quorum()["topics"][0]["partitions"][0]
+    assert q["error"] is None and q["leader_id"] == me, q
+    assert [v["replica_id"] for v in q["current_voters"]] == [me], q
+    assert q["current_voters"][0]["log_end_offset"] >= q["high_watermark"] > 0, q
+
+    # DeleteRecords moves the log start.
+    r = admin.delete_records({TopicPartition(topic, 0): 5})
+    assert r[TopicPartition(topic, 0)]["low_watermark"] == 5, r
+    admin.close()
+    print("OK kafka-python admin")
+
+
 def main():
+    if len(sys.argv) > 2 and sys.argv[2] == "admin":
+        return admin_main()
     topic = f"kp-{uuid.uuid4().hex[:8]}"
     group = f"kpg-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=BOOT)

@@ -260,19 +260,60 @@ pub fn kcat() -> bool {
     ok
 }
 
+/// Where kafkajs is installed (`CHRONIK_KAFKAJS`, else the repo's `.node/node_modules/kafkajs`
+/// that `tools/scripts/setup-test-env.sh` creates), if `node` runs too. With
+/// `CHRONIK_REQUIRE_CLIENTS=1` (CI) a missing node or kafkajs fails the test instead.
+pub fn kafkajs() -> Option<PathBuf> {
+    let path = match std::env::var("CHRONIK_KAFKAJS") {
+        Ok(p) if !p.is_empty() => PathBuf::from(p),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.node/node_modules/kafkajs"),
+    };
+    let node_ok = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if node_ok && path.join("package.json").exists() {
+        return Some(path);
+    }
+    let why = if node_ok {
+        format!("kafkajs is not installed at {}", path.display())
+    } else {
+        "node is not installed".to_string()
+    };
+    assert!(
+        std::env::var("CHRONIK_REQUIRE_CLIENTS").is_err(),
+        "CHRONIK_REQUIRE_CLIENTS is set but {why} (run tools/scripts/setup-test-env.sh)"
+    );
+    eprintln!("SKIPPED: {why} (run tools/scripts/setup-test-env.sh)");
+    None
+}
+
 /// Runs a client script `tests/clients/NAME` with `args`, bounded in time; panics with its
 /// output on failure.
 pub fn run_client(py: &Path, script: &str, args: &[&str], timeout: Duration) -> String {
+    run_script(Command::new(py), script, args, timeout)
+}
+
+/// Runs the kafkajs script `tests/clients/NAME` under node with `kafkajs` (see [`kafkajs`]).
+pub fn run_node(kafkajs: &Path, script: &str, args: &[&str], timeout: Duration) -> String {
+    let mut cmd = Command::new("node");
+    cmd.env("KAFKAJS_PATH", kafkajs);
+    run_script(cmd, script, args, timeout)
+}
+
+fn run_script(mut cmd: Command, script: &str, args: &[&str], timeout: Duration) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/clients")
         .join(script);
-    let child = Command::new(py)
+    let child = cmd
         .arg(&path)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn python");
+        .expect("spawn client");
     let pid = child.id();
     // Drain the pipes on another thread (a full pipe would stall the client) and bound the wait.
     let (tx, rx) = std::sync::mpsc::channel();

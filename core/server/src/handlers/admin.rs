@@ -1,0 +1,112 @@
+//! Routing for the cluster-administration APIs that have no state of their own to keep in a
+//! single-node broker (log dirs, producers, reassignments, elections, ACLs, quotas, topic
+//! partition descriptions, SCRAM credentials, the metadata quorum), and the one cross-shard read they share: [`report_partitions`].
+//!
+//! Kept apart from `mod.rs`'s dispatch so adding an API here touches [`routes`] and
+//! [`dispatch`], not the main match.
+
+use std::rc::Rc;
+
+use chronik_core::meta::PartitionMeta;
+use kafka_protocol::messages::{RequestKind, ResponseKind};
+
+use crate::broker::Broker;
+use crate::calls::{Call, PartitionReport, Reply};
+
+use super::{
+    acls, describe_client_quotas, describe_log_dirs, describe_producers, describe_quorum,
+    describe_topic_partitions, describe_user_scram_credentials, elect_leaders,
+    partition_reassignments, Ctx,
+};
+
+/// Whether `req` is one of the admin APIs [`dispatch`] answers.
+pub fn routes(req: &RequestKind) -> bool {
+    matches!(
+        req,
+        RequestKind::DescribeLogDirs(_)
+            | RequestKind::DescribeProducers(_)
+            | RequestKind::ListPartitionReassignments(_)
+            | RequestKind::AlterPartitionReassignments(_)
+            | RequestKind::ElectLeaders(_)
+            | RequestKind::DescribeAcls(_)
+            | RequestKind::CreateAcls(_)
+            | RequestKind::DeleteAcls(_)
+            | RequestKind::DescribeClientQuotas(_)
+            | RequestKind::DescribeTopicPartitions(_)
+            | RequestKind::DescribeUserScramCredentials(_)
+            | RequestKind::DescribeQuorum(_)
+    )
+}
+
+/// Answers `req` if it is one of the admin APIs routed here; gives it back otherwise.
+pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Result<ResponseKind, RequestKind> {
+    Ok(match req {
+        RequestKind::DescribeLogDirs(r) => {
+            ResponseKind::DescribeLogDirs(describe_log_dirs::handle(ctx, r).await)
+        }
+        RequestKind::DescribeProducers(r) => {
+            ResponseKind::DescribeProducers(describe_producers::handle(ctx, r).await)
+        }
+        RequestKind::ListPartitionReassignments(r) => {
+            ResponseKind::ListPartitionReassignments(partition_reassignments::list(ctx, r))
+        }
+        RequestKind::AlterPartitionReassignments(r) => {
+            ResponseKind::AlterPartitionReassignments(partition_reassignments::alter(ctx, r))
+        }
+        RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r)),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(r)),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(r)),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(r)),
+        RequestKind::DescribeClientQuotas(r) => {
+            ResponseKind::DescribeClientQuotas(describe_client_quotas::handle(r))
+        }
+        RequestKind::DescribeTopicPartitions(r) => {
+            ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, r))
+        }
+        RequestKind::DescribeUserScramCredentials(r) => {
+            ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(r))
+        }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(ctx, r).await)
+        }
+        other => return Err(other),
+    })
+}
+
+/// Reads [`PartitionReport`]s for `owners` from the shards that own them, one call per shard,
+/// all shards at once. The answer is in `owners` order; `None` where the owning shard could not
+/// be reached.
+pub async fn report_partitions(
+    broker: &Rc<Broker>,
+    owners: &[PartitionMeta],
+    producers: bool,
+) -> Vec<Option<PartitionReport>> {
+    let mut shards: Vec<u32> = owners.iter().map(|p| p.shard).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    let calls = shards.iter().map(|&shard| {
+        let groups: Vec<u64> = owners
+            .iter()
+            .filter(|p| p.shard == shard)
+            .map(|p| p.group)
+            .collect();
+        async move {
+            let call = Call::Report { groups, producers };
+            match broker.call(shard as usize, call).await {
+                Some(Reply::Report(r)) => Some(r),
+                _ => None,
+            }
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    // Hand each shard's answers back out in request order.
+    let mut per_shard: Vec<Option<std::vec::IntoIter<PartitionReport>>> =
+        answers.into_iter().map(|a| a.map(Vec::into_iter)).collect();
+    owners
+        .iter()
+        .map(|p| {
+            let k = shards.binary_search(&p.shard).ok()?;
+            per_shard[k].as_mut()?.next()
+        })
+        .collect()
+}

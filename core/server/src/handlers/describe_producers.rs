@@ -1,0 +1,70 @@
+//! DescribeProducers (key 61), version 0: the idempotent producers each partition's leader
+//! tracks (the same table that deduplicates retried batches).
+//!
+//! Transactions are not tracked by this table, so `coordinator_epoch` and
+//! `current_txn_start_offset` are -1, Kafka's values for a producer outside a transaction.
+
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse, ProducerState, TopicResponse,
+};
+use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
+use kafka_protocol::ResponseError;
+
+use super::admin::report_partitions;
+use super::Ctx;
+
+pub async fn handle(ctx: &Ctx<'_>, req: DescribeProducersRequest) -> DescribeProducersResponse {
+    let meta = ctx.broker.meta();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for rt in req.topics {
+        let t = meta.topics.get(rt.name.0.as_str());
+        // Owners of the known partitions; unknown ones answer UNKNOWN_TOPIC_OR_PARTITION.
+        let owners: Vec<_> = rt
+            .partition_indexes
+            .iter()
+            .map(|&i| {
+                t.and_then(|t| usize::try_from(i).ok().and_then(|i| t.partitions.get(i)))
+                    .cloned()
+            })
+            .collect();
+        let known: Vec<_> = owners.iter().flatten().cloned().collect();
+        let mut reports = report_partitions(ctx.broker, &known, true)
+            .await
+            .into_iter();
+        let partitions = rt
+            .partition_indexes
+            .iter()
+            .zip(&owners)
+            .map(|(&index, owner)| {
+                let r = PartitionResponse::default().with_partition_index(index);
+                if owner.is_none() {
+                    return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                }
+                match reports.next().flatten() {
+                    Some(rep) if rep.error == 0 => r.with_active_producers(
+                        rep.producers
+                            .iter()
+                            .map(|p| {
+                                ProducerState::default()
+                                    .with_producer_id(ProducerId(p.producer_id))
+                                    .with_producer_epoch(i32::from(p.epoch))
+                                    .with_last_sequence(p.last_sequence)
+                                    .with_last_timestamp(p.last_timestamp_ms)
+                                    .with_coordinator_epoch(-1)
+                                    .with_current_txn_start_offset(-1)
+                            })
+                            .collect(),
+                    ),
+                    Some(rep) => r.with_error_code(rep.error),
+                    None => r.with_error_code(ResponseError::NotLeaderOrFollower.code()),
+                }
+            })
+            .collect();
+        topics.push(
+            TopicResponse::default()
+                .with_name(rt.name)
+                .with_partitions(partitions),
+        );
+    }
+    DescribeProducersResponse::default().with_topics(topics)
+}

@@ -1,0 +1,566 @@
+//! Wire-level tests of the cluster-administration APIs a single node answers from its own state:
+//! DescribeLogDirs, DescribeProducers, List/AlterPartitionReassignments, ElectLeaders, the ACL
+//! APIs (no authorizer: SECURITY_DISABLED), DescribeClientQuotas and DescribeTopicPartitions.
+
+mod common;
+
+use bytes::Bytes;
+use common::{Server, Wire};
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+fn create_topic(w: &mut Wire, topic: &str, partitions: i32) {
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)])
+        .with_timeout_ms(10_000);
+    let resp: CreateTopicsResponse = w.call(ApiKey::CreateTopics, 7, &req);
+    assert_eq!(resp.topics[0].error_code, 0, "{:?}", resp.topics[0]);
+}
+
+/// Produces `batch` to `topic`/`partition` with acks=-1; returns the partition's error code.
+fn produce(w: &mut Wire, topic: &str, partition: i32, batch: Vec<u8>) -> i16 {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name(topic))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(Bytes::from(batch)))])]);
+    let r: ProduceResponse = w.call(ApiKey::Produce, 9, &req);
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// A batch of `n` records from idempotent producer `pid`/`epoch` starting at `seq`.
+fn idempotent_batch(n: usize, pid: i64, epoch: i16, seq: i32, ts: i64) -> Vec<u8> {
+    let values: Vec<Vec<u8>> = (0..n).map(|i| format!("v{i}").into_bytes()).collect();
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> =
+        values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+    let mut b = chronik_protocol::batch::encode_batch(&kv, ts);
+    let h = chronik_protocol::batch::header_mut(&mut b).unwrap();
+    h.producer_id.set(pid);
+    h.producer_epoch.set(epoch);
+    h.base_sequence.set(seq);
+    let crc = crc32c::crc32c(&b[chronik_protocol::batch::CRC_START..]);
+    chronik_protocol::batch::header_mut(&mut b)
+        .unwrap()
+        .crc
+        .set(crc);
+    b
+}
+
+fn node_id(w: &mut Wire) -> i32 {
+    let r: DescribeClusterResponse = w.call(
+        ApiKey::DescribeCluster,
+        0,
+        &DescribeClusterRequest::default(),
+    );
+    r.brokers[0].broker_id.0
+}
+
+#[test]
+fn describe_log_dirs_reports_the_data_dir_and_partition_sizes() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "ld", 2);
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(Some(b"k"), Some(&[7u8; 1000]))];
+    let batch = chronik_protocol::batch::encode_batch(&kv, 1_700_000_000_000);
+    for _ in 0..5 {
+        assert_eq!(produce(&mut w, "ld", 0, batch.clone()), 0);
+    }
+    let dir = std::fs::canonicalize(s.data_dir()).unwrap();
+    for version in 1..=4 {
+        // Null topics: every partition, including internal topics once they exist.
+        let all: DescribeLogDirsResponse = w.call(
+            ApiKey::DescribeLogDirs,
+            version,
+            &DescribeLogDirsRequest::default().with_topics(None),
+        );
+        assert_eq!(all.error_code, 0);
+        assert_eq!(all.results.len(), 1);
+        let d = &all.results[0];
+        assert_eq!(d.error_code, 0);
+        assert_eq!(d.log_dir.as_str(), dir.to_str().unwrap());
+        if version >= 4 {
+            assert!(d.total_bytes > 0 && d.usable_bytes >= 0 && d.usable_bytes <= d.total_bytes);
+        }
+        let t = d
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == "ld")
+            .unwrap_or_else(|| panic!("no topic ld in {all:?}"));
+        let size = |i: i32| {
+            t.partitions
+                .iter()
+                .find(|p| p.partition_index == i)
+                .unwrap()
+                .partition_size
+        };
+        assert!(size(0) >= 5 * batch.len() as i64, "p0 {}", size(0));
+        assert!(size(1) < batch.len() as i64, "p1 {}", size(1));
+        assert!(t
+            .partitions
+            .iter()
+            .all(|p| p.offset_lag == 0 && !p.is_future_key));
+        // Named partitions: only those that exist come back.
+        let req = DescribeLogDirsRequest::default().with_topics(Some(vec![
+            describe_log_dirs_request::DescribableLogDirTopic::default()
+                .with_topic(name("ld"))
+                .with_partitions(vec![0, 9]),
+            describe_log_dirs_request::DescribableLogDirTopic::default()
+                .with_topic(name("missing"))
+                .with_partitions(vec![0]),
+        ]));
+        let some: DescribeLogDirsResponse = w.call(ApiKey::DescribeLogDirs, version, &req);
+        let topics = &some.results[0].topics;
+        assert_eq!(topics.len(), 1, "{topics:?}");
+        assert_eq!(topics[0].partitions.len(), 1);
+        assert_eq!(topics[0].partitions[0].partition_index, 0);
+        assert_eq!(topics[0].partitions[0].partition_size, size(0));
+    }
+}
+
+#[test]
+fn describe_producers_lists_idempotent_producer_state() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "dp", 2);
+    let init: InitProducerIdResponse = w.call(
+        ApiKey::InitProducerId,
+        4,
+        &InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .with_transaction_timeout_ms(60_000)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    );
+    assert_eq!(init.error_code, 0);
+    let (pid, epoch) = (init.producer_id.0, init.producer_epoch);
+    let ts = 1_700_000_000_000;
+    assert_eq!(
+        produce(&mut w, "dp", 0, idempotent_batch(3, pid, epoch, 0, ts)),
+        0
+    );
+    assert_eq!(
+        produce(&mut w, "dp", 0, idempotent_batch(4, pid, epoch, 3, ts + 5)),
+        0
+    );
+    // A plain (non-idempotent) batch on partition 1 tracks no producer.
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(None, Some(b"x"))];
+    let plain = chronik_protocol::batch::encode_batch(&kv, ts);
+    assert_eq!(produce(&mut w, "dp", 1, plain), 0);
+
+    let req = DescribeProducersRequest::default().with_topics(vec![
+        describe_producers_request::TopicRequest::default()
+            .with_name(name("dp"))
+            .with_partition_indexes(vec![0, 1, 5]),
+        describe_producers_request::TopicRequest::default()
+            .with_name(name("nope"))
+            .with_partition_indexes(vec![0]),
+    ]);
+    let r: DescribeProducersResponse = w.call(ApiKey::DescribeProducers, 0, &req);
+    assert_eq!(r.topics.len(), 2);
+    let parts = &r.topics[0].partitions;
+    assert_eq!(parts.len(), 3);
+    assert_eq!(parts[0].error_code, 0);
+    assert_eq!(parts[0].active_producers.len(), 1);
+    let p = &parts[0].active_producers[0];
+    assert_eq!(p.producer_id.0, pid);
+    assert_eq!(p.producer_epoch, i32::from(epoch));
+    assert_eq!(p.last_sequence, 6);
+    assert_eq!(p.last_timestamp, ts + 5);
+    assert_eq!((p.coordinator_epoch, p.current_txn_start_offset), (-1, -1));
+    assert_eq!(parts[1].error_code, 0);
+    assert!(parts[1].active_producers.is_empty());
+    assert_eq!(parts[2].error_code, 3);
+    assert_eq!(r.topics[1].partitions[0].error_code, 3);
+}
+
+#[test]
+fn reassignments_none_in_progress_and_only_this_node_is_a_valid_target() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "ra", 2);
+    let me = node_id(&mut w);
+    let list: ListPartitionReassignmentsResponse = w.call(
+        ApiKey::ListPartitionReassignments,
+        0,
+        &ListPartitionReassignmentsRequest::default().with_timeout_ms(10_000),
+    );
+    assert_eq!(list.error_code, 0);
+    assert!(list.topics.is_empty());
+    use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+    let part = |i: i32, r: Option<Vec<i32>>| {
+        ReassignablePartition::default()
+            .with_partition_index(i)
+            .with_replicas(r.map(|v| v.into_iter().map(BrokerId).collect()))
+    };
+    for version in 0..=1 {
+        let req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_allow_replication_factor_change(true)
+            .with_topics(vec![
+                ReassignableTopic::default()
+                    .with_name(name("ra"))
+                    .with_partitions(vec![
+                        part(0, Some(vec![me])),
+                        part(1, Some(vec![me, me + 1])),
+                        part(1, None),
+                        part(1, Some(vec![])),
+                        part(7, Some(vec![me])),
+                    ]),
+                ReassignableTopic::default()
+                    .with_name(name("nope"))
+                    .with_partitions(vec![part(0, Some(vec![me]))]),
+            ]);
+        let r: AlterPartitionReassignmentsResponse =
+            w.call(ApiKey::AlterPartitionReassignments, version, &req);
+        assert_eq!(r.error_code, 0);
+        let codes: Vec<i16> = r.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.error_code)
+            .collect();
+        assert_eq!(codes, vec![0, 39, 85, 39, 3], "{r:?}");
+        let msg = r.responses[0].partitions[1].error_message.as_ref().unwrap();
+        assert!(msg.contains(&format!("broker {}", me + 1)), "{msg}");
+        assert_eq!(r.responses[1].partitions[0].error_code, 3);
+    }
+}
+
+#[test]
+fn elect_leaders_is_never_needed_for_led_partitions() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "el", 2);
+    for version in 0..=2 {
+        let req = ElectLeadersRequest::default()
+            .with_election_type(0)
+            .with_timeout_ms(10_000)
+            .with_topic_partitions(Some(vec![
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(name("el"))
+                    .with_partitions(vec![0, 1, 4]),
+                elect_leaders_request::TopicPartitions::default()
+                    .with_topic(name("nope"))
+                    .with_partitions(vec![0]),
+            ]));
+        let r: ElectLeadersResponse = w.call(ApiKey::ElectLeaders, version, &req);
+        assert_eq!(r.error_code, 0);
+        let codes = |i: usize| -> Vec<i16> {
+            r.replica_election_results[i]
+                .partition_result
+                .iter()
+                .map(|p| p.error_code)
+                .collect()
+        };
+        assert_eq!(codes(0), vec![84, 84, 3], "{r:?}");
+        assert_eq!(codes(1), vec![3]);
+        // All partitions: the ones that needed no election are left out.
+        let all: ElectLeadersResponse = w.call(
+            ApiKey::ElectLeaders,
+            version,
+            &ElectLeadersRequest::default()
+                .with_topic_partitions(None)
+                .with_timeout_ms(10_000),
+        );
+        assert_eq!(all.error_code, 0);
+        assert!(all.replica_election_results.is_empty(), "{all:?}");
+    }
+}
+
+#[test]
+fn acl_apis_answer_security_disabled_without_an_authorizer() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    for version in 1..=3 {
+        let d: DescribeAclsResponse = w.call(
+            ApiKey::DescribeAcls,
+            version,
+            &DescribeAclsRequest::default()
+                .with_resource_type_filter(1)
+                .with_pattern_type_filter(1)
+                .with_operation(1)
+                .with_permission_type(1),
+        );
+        assert_eq!(d.error_code, 54);
+        assert!(d.error_message.is_some());
+        assert!(d.resources.is_empty());
+        let c: CreateAclsResponse = w.call(
+            ApiKey::CreateAcls,
+            version,
+            &CreateAclsRequest::default().with_creations(vec![
+                create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("t"))
+                    .with_resource_pattern_type(3)
+                    .with_principal(StrBytes::from_static_str("User:alice"))
+                    .with_host(StrBytes::from_static_str("*"))
+                    .with_operation(3)
+                    .with_permission_type(3);
+                2
+            ]),
+        );
+        assert_eq!(c.results.len(), 2);
+        assert!(c.results.iter().all(|r| r.error_code == 54));
+        let del: DeleteAclsResponse = w.call(
+            ApiKey::DeleteAcls,
+            version,
+            &DeleteAclsRequest::default().with_filters(vec![
+                delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(1)
+                    .with_pattern_type_filter(1)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ]),
+        );
+        assert_eq!(del.filter_results.len(), 1);
+        assert_eq!(del.filter_results[0].error_code, 54);
+    }
+}
+
+#[test]
+fn describe_client_quotas_matches_nothing_and_validates_filters() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    use describe_client_quotas_request::ComponentData;
+    for version in 0..=1 {
+        let ok: DescribeClientQuotasResponse = w.call(
+            ApiKey::DescribeClientQuotas,
+            version,
+            &DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
+                .with_entity_type(StrBytes::from_static_str("user"))
+                .with_match_type(2)
+                .with_match(None)]),
+        );
+        assert_eq!(ok.error_code, 0);
+        assert_eq!(ok.entries, Some(vec![]));
+        let bad: DescribeClientQuotasResponse = w.call(
+            ApiKey::DescribeClientQuotas,
+            version,
+            &DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
+                .with_entity_type(StrBytes::from_static_str("user"))
+                .with_match_type(0)
+                .with_match(None)]),
+        );
+        assert_eq!(bad.error_code, 42);
+        assert_eq!(bad.entries, None);
+    }
+}
+
+#[test]
+fn describe_topic_partitions_pages_with_a_cursor() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "dtp-a", 3);
+    create_topic(&mut w, "dtp-b", 4);
+    create_topic(&mut w, "dtp-c", 2);
+    let me = node_id(&mut w);
+    use describe_topic_partitions_request::{Cursor, TopicRequest};
+    let topics: Vec<TopicRequest> = ["dtp-c", "dtp-a", "dtp-b"]
+        .iter()
+        .map(|t| TopicRequest::default().with_name(name(t)))
+        .collect();
+    // Walk the pages with a limit of 2 partitions: every partition exactly once, in order.
+    let mut seen = Vec::new();
+    let mut cursor: Option<Cursor> = None;
+    for page in 0.. {
+        assert!(page < 20, "cursor does not advance");
+        let req = DescribeTopicPartitionsRequest::default()
+            .with_topics(topics.clone())
+            .with_response_partition_limit(2)
+            .with_cursor(cursor.clone());
+        let r: DescribeTopicPartitionsResponse = w.call(ApiKey::DescribeTopicPartitions, 0, &req);
+        let n: usize = r.topics.iter().map(|t| t.partitions.len()).sum();
+        assert!(n <= 2, "{r:?}");
+        for t in &r.topics {
+            assert_eq!(t.error_code, 0);
+            assert!(!t.topic_id.is_nil());
+            for p in &t.partitions {
+                assert_eq!(p.leader_id.0, me);
+                assert_eq!(p.replica_nodes, vec![BrokerId(me)]);
+                seen.push((t.name.as_ref().unwrap().0.to_string(), p.partition_index));
+            }
+        }
+        match r.next_cursor {
+            Some(c) => {
+                cursor = Some(
+                    Cursor::default()
+                        .with_topic_name(c.topic_name)
+                        .with_partition_index(c.partition_index),
+                )
+            }
+            None => break,
+        }
+    }
+    let want: Vec<(String, i32)> = [("dtp-a", 3), ("dtp-b", 4), ("dtp-c", 2)]
+        .iter()
+        .flat_map(|&(t, n)| (0..n).map(move |i| (t.to_string(), i)))
+        .collect();
+    assert_eq!(seen, want);
+    // Unknown and invalid names are reported; a cursor outside the list is INVALID_REQUEST.
+    let r: DescribeTopicPartitionsResponse = w.call(
+        ApiKey::DescribeTopicPartitions,
+        0,
+        &DescribeTopicPartitionsRequest::default()
+            .with_response_partition_limit(100)
+            .with_topics(vec![
+                TopicRequest::default().with_name(name("dtp-a")),
+                TopicRequest::default().with_name(name("missing")),
+                TopicRequest::default().with_name(name("bad/name")),
+            ]),
+    );
+    let codes: Vec<(String, i16)> = r
+        .topics
+        .iter()
+        .map(|t| (t.name.as_ref().unwrap().0.to_string(), t.error_code))
+        .collect();
+    assert_eq!(
+        codes,
+        vec![
+            ("bad/name".to_string(), 17),
+            ("dtp-a".to_string(), 0),
+            ("missing".to_string(), 3)
+        ]
+    );
+    let r: DescribeTopicPartitionsResponse = w.call(
+        ApiKey::DescribeTopicPartitions,
+        0,
+        &DescribeTopicPartitionsRequest::default()
+            .with_response_partition_limit(100)
+            .with_topics(vec![TopicRequest::default().with_name(name("dtp-a"))])
+            .with_cursor(Some(
+                Cursor::default()
+                    .with_topic_name(name("dtp-b"))
+                    .with_partition_index(0),
+            )),
+    );
+    assert_eq!(r.topics[0].error_code, 42);
+    // Empty topic list: every topic (the internal offsets topic may be among them).
+    let r: DescribeTopicPartitionsResponse = w.call(
+        ApiKey::DescribeTopicPartitions,
+        0,
+        &DescribeTopicPartitionsRequest::default().with_response_partition_limit(2000),
+    );
+    for t in ["dtp-a", "dtp-b", "dtp-c"] {
+        assert!(r
+            .topics
+            .iter()
+            .any(|x| x.name.as_ref().unwrap().0.as_str() == t));
+    }
+}
+
+#[test]
+fn describe_quorum_reports_the_metadata_raft_group() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    let me = node_id(&mut w);
+    let req = |t: &str, p: i32| {
+        DescribeQuorumRequest::default().with_topics(vec![
+            describe_quorum_request::TopicData::default()
+                .with_topic_name(name(t))
+                .with_partitions(vec![
+                    describe_quorum_request::PartitionData::default().with_partition_index(p)
+                ]),
+        ])
+    };
+    let before: DescribeQuorumResponse =
+        w.call(ApiKey::DescribeQuorum, 2, &req("__cluster_metadata", 0));
+    assert_eq!(before.error_code, 0);
+    let p = &before.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{before:?}");
+    assert_eq!(p.leader_id.0, me);
+    assert!(p.leader_epoch >= 1);
+    assert_eq!(p.current_voters.len(), 1);
+    assert_eq!(p.current_voters[0].replica_id.0, me);
+    assert!(p.current_voters[0].log_end_offset >= p.high_watermark);
+    assert!(p.observers.is_empty());
+    assert_eq!(before.nodes.len(), 1);
+    assert_eq!(before.nodes[0].listeners[0].port, s.port);
+    // A metadata change (creating a topic) moves the high watermark.
+    create_topic(&mut w, "dq", 1);
+    let after: DescribeQuorumResponse =
+        w.call(ApiKey::DescribeQuorum, 1, &req("__cluster_metadata", 0));
+    let q = &after.topics[0].partitions[0];
+    assert!(q.high_watermark > p.high_watermark, "{p:?} then {q:?}");
+    assert!(q.current_voters[0].last_fetch_timestamp > 0);
+    // Anything but the metadata partition is a top-level error.
+    for (t, i) in [("__cluster_metadata", 1), ("other", 0)] {
+        let r: DescribeQuorumResponse = w.call(ApiKey::DescribeQuorum, 0, &req(t, i));
+        assert_eq!(r.error_code, 3, "{t}-{i}");
+    }
+}
+
+#[test]
+fn delete_topics_v6_by_id() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "del-id", 1);
+    let md: MetadataResponse = w.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(name("del-id"))),
+        ])),
+    );
+    let id = md.topics[0].topic_id;
+    assert!(!id.is_nil());
+    use delete_topics_request::DeleteTopicState;
+    let unknown = uuid::Uuid::from_u128(42);
+    let r: DeleteTopicsResponse = w.call(
+        ApiKey::DeleteTopics,
+        6,
+        &DeleteTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![
+                DeleteTopicState::default()
+                    .with_name(None)
+                    .with_topic_id(id),
+                DeleteTopicState::default()
+                    .with_name(None)
+                    .with_topic_id(unknown),
+                DeleteTopicState::default()
+                    .with_name(Some(name("del-id")))
+                    .with_topic_id(id),
+            ]),
+    );
+    let mut got: Vec<(Option<String>, uuid::Uuid, i16)> = r
+        .responses
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_ref().map(|n| n.0.to_string()),
+                t.topic_id,
+                t.error_code,
+            )
+        })
+        .collect();
+    got.sort_by_key(|x| x.2);
+    assert_eq!(
+        got,
+        vec![
+            (Some("del-id".to_string()), id, 0),
+            (Some("del-id".to_string()), id, 42),
+            (None, unknown, 100),
+        ]
+    );
+    let md: MetadataResponse = w.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default()
+            .with_allow_auto_topic_creation(false)
+            .with_topics(Some(vec![metadata_request::MetadataRequestTopic::default(
+            )
+            .with_name(Some(name("del-id")))])),
+    );
+    assert_eq!(md.topics[0].error_code, 3);
+}
