@@ -101,6 +101,8 @@ pub struct ProducerReport {
     pub last_sequence: i32,
     /// Max timestamp of its last appended batch (-1 if none is remembered).
     pub last_timestamp_ms: i64,
+    /// First offset of its open transaction in this partition (-1 if none).
+    pub current_txn_start_offset: i64,
 }
 
 /// What the admin APIs DescribeLogDirs and DescribeProducers read from a partition's owner.

@@ -261,6 +261,7 @@ impl Partition {
                 return r;
             }
             let table = self.producers.borrow();
+            let txn = self.txn.borrow();
             r.producers = table
                 .producer_ids()
                 .map(|id| {
@@ -270,6 +271,7 @@ impl Partition {
                         epoch: table.epoch(id).unwrap_or(-1),
                         last_sequence: last.map_or(-1, |b| b.last_seq),
                         last_timestamp_ms: last.map_or(-1, |b| b.timestamp_ms),
+                        current_txn_start_offset: txn.ongoing_first_offset(id).unwrap_or(-1),
                     }
                 })
                 .collect();

@@ -159,6 +159,24 @@ fn latest(w: &mut Wire, topic: &str, isolation: i8) -> i64 {
 
 const TXN: i16 = chronik_protocol::batch::TRANSACTIONAL_FLAG;
 
+/// DescribeProducers' `current_txn_start_offset` of `pid` in partition 0 of `topic`.
+fn txn_start(w: &mut Wire, topic: &str, pid: i64) -> Option<i64> {
+    use kafka_protocol::messages::describe_producers_request::TopicRequest;
+    let r: DescribeProducersResponse = w.call(
+        ApiKey::DescribeProducers,
+        0,
+        &DescribeProducersRequest::default().with_topics(vec![TopicRequest::default()
+            .with_name(TopicName(s(topic)))
+            .with_partition_indexes(vec![0])]),
+    );
+    let p = &r.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0, "{p:?}");
+    p.active_producers
+        .iter()
+        .find(|a| a.producer_id.0 == pid)
+        .map(|a| a.current_txn_start_offset)
+}
+
 #[test]
 fn abort_hides_records_from_read_committed_and_fences_old_epochs() {
     let server = Server::start_with(ENV);
@@ -226,8 +244,15 @@ fn abort_hides_records_from_read_committed_and_fences_old_epochs() {
     assert!(bytes0 > bytes, "read_uncommitted sees the open transaction");
     assert_eq!(latest(&mut w, "t", 1), 1);
     assert_eq!(latest(&mut w, "t", 0), 4);
+    // DescribeProducers shows where the open transaction starts (what find-hanging reads).
+    assert_eq!(txn_start(&mut w, "t", pid), Some(1));
 
     assert_eq!(end_txn(&mut w, "tx-a", pid, epoch, false, 3), 0);
+    assert_eq!(
+        txn_start(&mut w, "t", pid),
+        Some(-1),
+        "no transaction open any more"
+    );
     // A retried abort succeeds; a commit of the aborted transaction does not.
     assert_eq!(end_txn(&mut w, "tx-a", pid, epoch, false, 3), 0);
     assert_eq!(end_txn(&mut w, "tx-a", pid, epoch, true, 3), 48);

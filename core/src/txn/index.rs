@@ -63,6 +63,12 @@ impl TxnIndex {
             || self.ongoing.len() < MAX_ONGOING_TXNS_PER_PARTITION
     }
 
+    /// First offset of `producer_id`'s open transaction here (DescribeProducers'
+    /// `currentTxnStartOffset`, which `kafka-transactions.sh find-hanging` reads).
+    pub fn ongoing_first_offset(&self, producer_id: i64) -> Option<i64> {
+        self.ongoing.get(&producer_id).copied()
+    }
+
     /// Whether `producer_id` has a transaction open here.
     pub fn is_ongoing(&self, producer_id: i64) -> bool {
         self.ongoing.contains_key(&producer_id)

@@ -1,8 +1,10 @@
 //! DescribeProducers (key 61), version 0: the idempotent producers each partition's leader
 //! tracks (the same table that deduplicates retried batches).
 //!
-//! Transactions are not tracked by this table, so `coordinator_epoch` and
-//! `current_txn_start_offset` are -1, Kafka's values for a producer outside a transaction.
+//! `current_txn_start_offset` is the first offset of the producer's open transaction in the
+//! partition (from the partition's transaction index; -1 outside a transaction), which
+//! `kafka-transactions.sh find-hanging` reads. `coordinator_epoch` is -1: markers here carry
+//! coordinator epoch 0 and the partition does not keep it.
 
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse, ProducerState, TopicResponse,
@@ -51,7 +53,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: DescribeProducersRequest) -> DescribePro
                                     .with_last_sequence(p.last_sequence)
                                     .with_last_timestamp(p.last_timestamp_ms)
                                     .with_coordinator_epoch(-1)
-                                    .with_current_txn_start_offset(-1)
+                                    .with_current_txn_start_offset(p.current_txn_start_offset)
                             })
                             .collect(),
                     ),
