@@ -224,12 +224,19 @@ impl Broker {
                 Reply::Produce(out)
             }
             Call::Fetch(parts) => {
-                // The partitions are read concurrently: a catch-up read goes to disk, and one
-                // partition's read must not wait behind another's.
-                let this = &self;
-                let reads = parts.into_iter().map(|part| async move {
-                    match this.partition(part.group) {
-                        Some(p) => p.fetch(part.offset, part.max_bytes, part.isolation).await,
+                // Partitions with nothing to read are answered on the spot; the others are read
+                // concurrently, so a catch-up read that goes to disk does not hold up the rest.
+                let mut out: Vec<FetchOutcome> = Vec::with_capacity(parts.len());
+                let mut reads = Vec::new();
+                for part in parts {
+                    let answer = match self.partition(part.group) {
+                        Some(p) => match p.fetch_without_read(part.offset, part.isolation) {
+                            Some(o) => o,
+                            None => {
+                                reads.push((out.len(), p, part));
+                                FetchOutcome::default()
+                            }
+                        },
                         None => FetchOutcome {
                             error: ResponseError::NotLeaderOrFollower.code(),
                             high_watermark: -1,
@@ -237,9 +244,18 @@ impl Broker {
                             log_start_offset: -1,
                             ..Default::default()
                         },
-                    }
-                });
-                let out = futures::future::join_all(reads).await;
+                    };
+                    out.push(answer);
+                }
+                let done = futures::future::join_all(
+                    reads
+                        .iter()
+                        .map(|(_, p, part)| p.fetch(part.offset, part.max_bytes, part.isolation)),
+                )
+                .await;
+                for ((i, _, _), o) in reads.iter().zip(done) {
+                    out[*i] = o;
+                }
                 let bytes: usize = out.iter().map(|o| o.bytes).sum();
                 self.metrics.fetch_bytes.increment(bytes as u64);
                 Reply::Fetch(out)
