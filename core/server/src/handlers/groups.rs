@@ -230,7 +230,7 @@ impl Coordinators {
                     }
                     continue;
                 }
-                let Some(records) = chronik_protocol::batch::decode_records(&e.data) else {
+                let Some(records) = log_records(&e.data) else {
                     tracing::warn!(
                         group,
                         index = e.index,
@@ -238,12 +238,7 @@ impl Coordinators {
                     );
                     continue;
                 };
-                for (k, v) in records {
-                    let Some(k) = k else { continue };
-                    let rec = LogRecord {
-                        key: Bytes::copy_from_slice(k),
-                        value: v.map(Bytes::copy_from_slice),
-                    };
+                for rec in records {
                     let applied = if info.transactional {
                         gc.apply_txn_record(info.producer_id, &rec)
                     } else {
@@ -267,6 +262,24 @@ impl Coordinators {
         self.next_token.set(t);
         t
     }
+}
+
+/// The keyed records of a batch the broker wrote to an internal topic (`__consumer_offsets`,
+/// `__transaction_state`: uncompressed, keys required), as coordinator log records; keyless
+/// records are skipped. `None` if the batch does not decode.
+pub(crate) fn log_records(batch: &[u8]) -> Option<Vec<LogRecord>> {
+    let records = chronik_protocol::batch::decode_records(batch)?;
+    Some(
+        records
+            .into_iter()
+            .filter_map(|(k, v)| {
+                Some(LogRecord {
+                    key: Bytes::copy_from_slice(k?),
+                    value: v.map(Bytes::copy_from_slice),
+                })
+            })
+            .collect(),
+    )
 }
 
 /// Runs coordinator timers on this shard forever (spawned per shard).

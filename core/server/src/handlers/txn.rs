@@ -194,7 +194,7 @@ impl TxnCoordinators {
                 if e.data.is_empty() {
                     continue;
                 }
-                let Some(records) = chronik_protocol::batch::decode_records(&e.data) else {
+                let Some(records) = super::groups::log_records(&e.data) else {
                     tracing::warn!(
                         group,
                         index = e.index,
@@ -202,12 +202,7 @@ impl TxnCoordinators {
                     );
                     continue;
                 };
-                for (k, v) in records {
-                    let Some(k) = k else { continue };
-                    let rec = LogRecord {
-                        key: Bytes::copy_from_slice(k),
-                        value: v.map(Bytes::copy_from_slice),
-                    };
+                for rec in records {
                     if let Err(err) = tc.apply(&rec) {
                         tracing::warn!(group, "skipping __transaction_state record: {err}");
                     }
