@@ -118,7 +118,9 @@ impl MultiRaft {
     /// Opens (or creates) a group. A new group is bootstrapped with `voters`; an existing one
     /// resumes from its persisted hard state and conf state. With `replay`, every entry in the log
     /// is handed to the applier again (for command logs whose state lives only in memory); without
-    /// it, applying resumes after the persisted commit index.
+    /// it, applying resumes after the persisted commit index. A `kafka_log` group opened without
+    /// `replay` hands its applier data entries whose `data` is only the record batch header
+    /// (`chronik_protocol::batch::HEADER_BYTES`: the offsets and timestamps), not the batch.
     pub fn open_group(
         &self,
         group: GroupId,
@@ -161,6 +163,12 @@ impl MultiRaft {
             ..Default::default()
         };
         let storage = GroupStorage::new(self.wal.clone(), group);
+        // A Kafka partition's apply reads only batch headers; replayed logs need whole records.
+        let storage = if kafka_log && !replay {
+            storage.with_header_only_apply()
+        } else {
+            storage
+        };
         let mut node = RawNode::new(&cfg, storage, &self.logger)?;
         let single_voter =
             st.conf_state.voters == [self.node_id] && st.conf_state.learners.is_empty();

@@ -14,11 +14,28 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 pub struct GroupStorage {
     wal: Rc<Wal>,
     group: GroupId,
+    /// Entries read for raft's own use (committed entries to apply, conf-change scans) carry
+    /// only this many bytes of a Kafka data payload; entries for followers are always whole.
+    apply_head: usize,
 }
 
 impl GroupStorage {
     pub fn new(wal: Rc<Wal>, group: GroupId) -> Self {
-        Self { wal, group }
+        Self {
+            wal,
+            group,
+            apply_head: usize::MAX,
+        }
+    }
+
+    /// A group whose applier needs only each record batch's header (a Kafka partition: its
+    /// offsets are in the header, its bytes are already in the WAL): committed entries skip the
+    /// copy of the whole batch. raft-rs reads entries through [`raft::Storage::entries`] for
+    /// three internal purposes besides replication (`GetEntriesContext::can_async` false):
+    /// committed entries for `Ready`, and two scans that look at entry types only.
+    pub fn with_header_only_apply(mut self) -> Self {
+        self.apply_head = chronik_protocol::batch::HEADER_BYTES;
+        self
     }
 
     pub fn group(&self) -> GroupId {
@@ -110,7 +127,7 @@ impl raft::Storage for GroupStorage {
         low: u64,
         high: u64,
         max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
+        context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
         let st = self.bounds()?;
         if low < st.first_index {
@@ -120,9 +137,15 @@ impl raft::Storage for GroupStorage {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
         let max = max_size.into().unwrap_or(u64::MAX);
+        // Replication (SendAppend, and async fetches) needs whole payloads.
+        let head = if context.can_async() {
+            usize::MAX
+        } else {
+            self.apply_head
+        };
         let read = self
             .wal
-            .read_entries(self.group, low, high, max)
+            .read_entries_head(self.group, low, high, max, head)
             .map_err(|e| {
                 tracing::error!(group = self.group, low, high, "wal read failed: {e}");
                 Self::unavailable()

@@ -229,3 +229,90 @@ fn kafka_meta_is_read_from_the_batch_header() {
     );
     assert!(chronik_raft::engine::kafka_meta(b"short").is_none());
 }
+
+/// A Kafka batch of `n` records of `size` bytes each, patched to `base`.
+fn kafka_batch(base: i64, n: usize, size: usize) -> Vec<u8> {
+    let value = vec![7u8; size];
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> =
+        (0..n).map(|_| (None, Some(value.as_slice()))).collect();
+    let mut b = chronik_protocol::batch::encode_batch(&kv, 1000 + base);
+    chronik_protocol::batch::patch_for_append(&mut b, base, 1, None).unwrap();
+    b
+}
+
+#[test]
+fn kafka_partitions_apply_batch_headers_and_replicate_whole_batches() {
+    use chronik_protocol::batch::HEADER_BYTES;
+    use chronik_raft::raft::{GetEntriesContext, Storage};
+    let dir = wal_dir();
+    let path = dir.path().to_path_buf();
+    run(move || async move {
+        let wal = open(&path).await;
+        let engine = MultiRaft::new(1, wal.clone());
+        let rec = Rc::new(Recorder::default());
+        // 1: a Kafka partition; 2: a replayed Kafka log (like __consumer_offsets); 3: a command
+        // log (like __meta).
+        engine.open_group(1, &[1], true, false).unwrap();
+        engine.open_group(2, &[1], true, true).unwrap();
+        engine.open_group(3, &[1], false, false).unwrap();
+        let task = glommio::spawn_local(engine.clone().run(rec.clone())).detach();
+        until("leaders", || (1..=3).all(|g| engine.is_leader(g))).await;
+        let batches: Vec<Vec<u8>> = (0..4)
+            .map(|i| kafka_batch(i * 3, 3, 100_000 + i as usize))
+            .collect();
+        for g in 1..=3 {
+            for b in &batches {
+                engine.propose(g, b.clone()).unwrap();
+            }
+        }
+        until("all applied", || {
+            (1..=3).all(|g| rec.payloads(g).len() == batches.len())
+        })
+        .await;
+        let heads: Vec<Vec<u8>> = batches.iter().map(|b| b[..HEADER_BYTES].to_vec()).collect();
+        let applied = rec.payloads(1);
+        // Committed entries come back through storage once persisted: headers only.
+        assert!(
+            applied.iter().any(|a| a.len() == HEADER_BYTES),
+            "the partition's apply copied every whole batch"
+        );
+        for (a, b) in applied.iter().zip(&batches) {
+            // Either the whole batch (handed over from raft's unstable log) or its header.
+            assert!(
+                a == b || a.as_slice() == &b[..HEADER_BYTES],
+                "partition apply got other bytes"
+            );
+            let m = chronik_raft::engine::kafka_meta(a).unwrap();
+            let want = chronik_raft::engine::kafka_meta(b).unwrap();
+            assert_eq!(m, want);
+        }
+        assert_eq!(
+            rec.payloads(2),
+            batches,
+            "a replayed log applies whole batches"
+        );
+        assert_eq!(
+            rec.payloads(3),
+            batches,
+            "a command log applies whole entries"
+        );
+        // Through the raft::Storage seam: raft-internal reads (committed entries) get headers,
+        // replication reads (can_async) get whole batches.
+        let storage =
+            chronik_raft::storage::GroupStorage::new(wal.clone(), 1).with_header_only_apply();
+        let last = storage.last_index().unwrap();
+        let lo = last + 1 - batches.len() as u64;
+        let internal = storage
+            .entries(lo, last + 1, None, GetEntriesContext::empty(false))
+            .unwrap();
+        let data: Vec<Vec<u8>> = internal.iter().map(|e| e.data.clone()).collect();
+        assert_eq!(data, heads);
+        let replicated = storage
+            .entries(lo, last + 1, None, GetEntriesContext::empty(true))
+            .unwrap();
+        let data: Vec<Vec<u8>> = replicated.iter().map(|e| e.data.clone()).collect();
+        assert_eq!(data, batches);
+        engine.stop();
+        task.await.unwrap().unwrap();
+    });
+}

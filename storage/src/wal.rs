@@ -62,7 +62,8 @@ use crate::prepare::{self, Spare, FIRST_SEGMENT_BYTES};
 use crate::recovery::{self, segment_path, spare_path};
 use crate::staging::Staging;
 use crate::{
-    ConfState, EntryMeta, GroupId, GroupState, HardState, Lsn, RecoveryReport, SyncMode, WalOptions,
+    ConfState, EntryKind, EntryMeta, GroupId, GroupState, HardState, Lsn, RecoveryReport, SyncMode,
+    WalOptions,
 };
 
 /// Most bytes that may be staged but not yet handed to a flush; beyond it `append` returns
@@ -1296,6 +1297,21 @@ impl Wal {
         hi: u64,
         max_bytes: u64,
     ) -> Result<Vec<(EntryMeta, Bytes)>> {
+        self.read_entries_head(g, lo, hi, max_bytes, usize::MAX)
+    }
+
+    /// [`Wal::read_entries`], but the payload of every data entry that carries Kafka offsets is
+    /// cut to its first `data_head` bytes (for an applier that needs only a record batch's
+    /// header). A cached payload is sliced, not copied; one read from disk is still verified
+    /// whole before it is cut. `max_bytes` counts whole payloads either way.
+    pub fn read_entries_head(
+        &self,
+        g: GroupId,
+        lo: u64,
+        hi: u64,
+        max_bytes: u64,
+        data_head: usize,
+    ) -> Result<Vec<(EntryMeta, Bytes)>> {
         let inner = self.inner.borrow();
         let grp = inner.group(g)?;
         if lo < grp.first_index() || hi > grp.last_index() + 1 || lo > hi {
@@ -1314,10 +1330,11 @@ impl Wal {
                 break;
             }
             let meta = grp.meta_of(i, e);
-            out.push((
-                meta,
-                inner.read_payload(g, i, &self.cache_hits, &self.cache_misses)?,
-            ));
+            let mut payload = inner.read_payload(g, i, &self.cache_hits, &self.cache_misses)?;
+            if meta.kind == EntryKind::Normal && meta.kafka.is_some() && payload.len() > data_head {
+                payload.truncate(data_head);
+            }
+            out.push((meta, payload));
         }
         Ok(out)
     }
