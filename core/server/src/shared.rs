@@ -50,6 +50,19 @@ pub struct Shared {
     pub connections: std::sync::atomic::AtomicUsize,
 }
 
+/// The `chronik.toml` key behind each entry of [`Shared::topic_defaults`].
+pub const TOPIC_DEFAULT_KEYS: &[(&str, &str)] = &[
+    ("retention.ms", "broker.log_retention_ms"),
+    ("retention.bytes", "broker.log_retention_bytes"),
+    ("segment.bytes", "broker.log_segment_bytes"),
+    ("max.message.bytes", "broker.message_max_bytes"),
+    ("min.insync.replicas", "broker.min_insync_replicas"),
+    (
+        "message.timestamp.type",
+        "broker.log_message_timestamp_type",
+    ),
+];
+
 impl Shared {
     pub fn new(config: Config, shards: usize) -> Self {
         let advertised_host = config.advertised_host();
@@ -163,5 +176,29 @@ impl Shared {
 
     pub fn arc(self) -> Arc<Self> {
         Arc::new(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_topic_default_names_a_config_key() {
+        let shared = Shared::new(Config::default(), 1);
+        let named: Vec<&str> = TOPIC_DEFAULT_KEYS.iter().map(|(n, _)| *n).collect();
+        let have: Vec<&str> = shared.topic_defaults.keys().map(String::as_str).collect();
+        let mut named_sorted = named.clone();
+        named_sorted.sort_unstable();
+        assert_eq!(
+            named_sorted, have,
+            "topic_defaults and TOPIC_DEFAULT_KEYS differ"
+        );
+        for (_, key) in TOPIC_DEFAULT_KEYS {
+            assert!(
+                chronik_core::config::KEYS.iter().any(|k| k.key == *key),
+                "{key} is not a config key"
+            );
+        }
     }
 }

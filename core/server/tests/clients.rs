@@ -140,7 +140,8 @@ fn confluent_idempotent_producer_exactly_once_in_order() {
 #[test]
 fn confluent_admin_configs_partitions_offsets() {
     let Some(py) = python() else { return };
-    let s = Server::start();
+    // A broker-level topic default set by the operator (DescribeConfigs reports its source).
+    let s = Server::start_with(&[("CHRONIK_LOG_RETENTION_BYTES", "1073741824")]);
     let out = run_client(
         &py,
         "confluent_suite.py",

@@ -3,8 +3,9 @@
 //!
 //! Topic configs are stored as overrides in `__meta`; DescribeConfigs returns every known topic
 //! config with its source: DYNAMIC_TOPIC_CONFIG (1) for an override, STATIC_BROKER_CONFIG (4)
-//! when the broker's file sets the default, DEFAULT_CONFIG (5) otherwise. Broker configs come
-//! from `chronik.toml` and are read-only at run time.
+//! when the operator set the broker-level default (file, environment, command line),
+//! DEFAULT_CONFIG (5) otherwise. Broker configs come from `chronik.toml` and are read-only at run
+//! time; their source is STATIC_BROKER_CONFIG or DEFAULT_CONFIG the same way.
 
 use std::collections::BTreeMap;
 
@@ -28,108 +29,150 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-/// Broker configs shown by DescribeConfigs (name, value, type).
-fn broker_configs(ctx: &Ctx<'_>) -> Vec<(&'static str, String, ConfigType)> {
+/// DescribeConfigs source of a broker setting: DEFAULT_CONFIG unless the operator set the
+/// `chronik.toml` key (file, environment, command line or a preset), then STATIC_BROKER_CONFIG.
+fn broker_source(ctx: &Ctx<'_>, key: &str) -> i8 {
+    debug_assert!(
+        chronik_core::config::KEYS.iter().any(|k| k.key == key),
+        "{key} is not a config key"
+    );
+    match ctx.broker.shared.config.origin(key) {
+        chronik_core::config::Origin::Default => SOURCE_DEFAULT,
+        _ => SOURCE_STATIC_BROKER,
+    }
+}
+
+/// Source of a topic config's broker-level default (`retention.ms` from `log_retention_ms`).
+fn topic_default_source(ctx: &Ctx<'_>, topic_config: &str) -> i8 {
+    crate::shared::TOPIC_DEFAULT_KEYS
+        .iter()
+        .find(|(name, _)| *name == topic_config)
+        .map_or(SOURCE_STATIC_BROKER, |(_, key)| broker_source(ctx, key))
+}
+
+/// Broker configs shown by DescribeConfigs: Kafka name, the `chronik.toml` key it comes from,
+/// value, type.
+fn broker_configs(ctx: &Ctx<'_>) -> Vec<(&'static str, &'static str, String, ConfigType)> {
     let c = &ctx.broker.shared.config;
     let b = &c.broker;
     vec![
         (
             "broker.id",
+            "cluster.node_id",
             ctx.broker.shared.node_id.to_string(),
             ConfigType::Int,
         ),
         (
             "auto.create.topics.enable",
+            "broker.auto_create_topics_enable",
             b.auto_create_topics_enable.to_string(),
             ConfigType::Boolean,
         ),
         (
             "delete.topic.enable",
+            "broker.delete_topic_enable",
             b.delete_topic_enable.to_string(),
             ConfigType::Boolean,
         ),
         (
             "num.partitions",
+            "broker.num_partitions",
             b.num_partitions.to_string(),
             ConfigType::Int,
         ),
         (
             "default.replication.factor",
+            "broker.default_replication_factor",
             b.default_replication_factor.to_string(),
             ConfigType::Int,
         ),
         (
             "min.insync.replicas",
+            "broker.min_insync_replicas",
             b.min_insync_replicas.to_string(),
             ConfigType::Int,
         ),
         (
             "message.max.bytes",
+            "broker.message_max_bytes",
             b.message_max_bytes.to_string(),
             ConfigType::Int,
         ),
         (
             "log.retention.ms",
+            "broker.log_retention_ms",
             b.log_retention_ms.to_string(),
             ConfigType::Long,
         ),
         (
             "log.retention.bytes",
+            "broker.log_retention_bytes",
             b.log_retention_bytes.to_string(),
             ConfigType::Long,
         ),
         (
             "log.segment.bytes",
+            "broker.log_segment_bytes",
             b.log_segment_bytes.to_string(),
             ConfigType::Int,
         ),
         (
             "log.message.timestamp.type",
+            "broker.log_message_timestamp_type",
             b.log_message_timestamp_type.to_string(),
             ConfigType::String,
         ),
         (
             "log.dirs",
+            "server.data_dir",
             c.server.data_dir.display().to_string(),
             ConfigType::String,
         ),
         (
             "offsets.topic.num.partitions",
+            "broker.offsets_topic_num_partitions",
             b.offsets_topic_num_partitions.to_string(),
             ConfigType::Int,
         ),
         (
             "offsets.topic.replication.factor",
+            "broker.offsets_topic_replication_factor",
             b.offsets_topic_replication_factor.to_string(),
             ConfigType::Int,
         ),
         (
             "transaction.state.log.num.partitions",
+            "broker.transaction_state_log_num_partitions",
             b.transaction_state_log_num_partitions.to_string(),
             ConfigType::Int,
         ),
         (
             "transaction.max.timeout.ms",
+            "broker.transaction_max_timeout_ms",
             b.transaction_max_timeout_ms.to_string(),
             ConfigType::Int,
         ),
         (
             "group.initial.rebalance.delay.ms",
+            "broker.group_initial_rebalance_delay_ms",
             b.group_initial_rebalance_delay_ms.to_string(),
             ConfigType::Int,
         ),
         (
             "group.min.session.timeout.ms",
+            "broker.group_min_session_timeout_ms",
             b.group_min_session_timeout_ms.to_string(),
             ConfigType::Int,
         ),
         (
             "group.max.session.timeout.ms",
+            "broker.group_max_session_timeout_ms",
             b.group_max_session_timeout_ms.to_string(),
             ConfigType::Int,
         ),
         (
             "socket.request.max.bytes",
+            "server.socket_request_max_bytes",
             c.server.socket_request_max_bytes.to_string(),
             ConfigType::Int,
         ),
@@ -196,7 +239,7 @@ pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsRe
                             let (value, source) = if let Some(v) = t.configs.get(d.name) {
                                 (v.clone(), SOURCE_TOPIC)
                             } else if let Some(v) = defaults.get(d.name) {
-                                (v.clone(), SOURCE_STATIC_BROKER)
+                                (v.clone(), topic_default_source(ctx, d.name))
                             } else {
                                 (d.default.to_string(), SOURCE_DEFAULT)
                             };
@@ -213,7 +256,7 @@ pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsRe
                                     );
                                 }
                                 let (broker_value, broker_source) = match defaults.get(d.name) {
-                                    Some(v) => (v.clone(), SOURCE_STATIC_BROKER),
+                                    Some(v) => (v.clone(), topic_default_source(ctx, d.name)),
                                     None => (d.default.to_string(), SOURCE_DEFAULT),
                                 };
                                 synonyms.push(
@@ -246,13 +289,13 @@ pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsRe
                 } else {
                     let configs = broker_configs(ctx)
                         .into_iter()
-                        .filter(|(n, _, _)| wanted(n))
-                        .map(|(n, v, ty)| {
+                        .filter(|(n, _, _, _)| wanted(n))
+                        .map(|(n, key, v, ty)| {
                             DescribeConfigsResourceResult::default()
                                 .with_name(str_bytes(n))
                                 .with_value(Some(str_bytes(v)))
                                 .with_read_only(true)
-                                .with_config_source(SOURCE_STATIC_BROKER)
+                                .with_config_source(broker_source(ctx, key))
                                 .with_is_sensitive(false)
                                 .with_config_type(ty as i8)
                         })

@@ -11,7 +11,7 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewPartitions, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewPartitions, NewTopic
 
 BOOT = sys.argv[1]
 CODECS = ["none", "gzip", "snappy", "lz4", "zstd"]
@@ -337,6 +337,19 @@ def cmd_admin():
     assert cfg["retention.ms"].value == "3600000", cfg["retention.ms"]
     assert "cleanup.policy" in cfg and cfg["cleanup.policy"].value == "delete"
     assert cfg["max.message.bytes"].value == "1048588"
+    # Sources as Kafka reports them: the topic's own override, a broker default the operator set
+    # (the test server sets CHRONIK_LOG_RETENTION_BYTES), a built-in default.
+    S = ConfigSource
+    assert cfg["retention.ms"].source == S.DYNAMIC_TOPIC_CONFIG.value, cfg["retention.ms"].source
+    assert cfg["retention.bytes"].source == S.STATIC_BROKER_CONFIG.value, cfg["retention.bytes"].source
+    assert cfg["retention.bytes"].value == "1073741824", cfg["retention.bytes"].value
+    assert cfg["segment.bytes"].source == S.DEFAULT_CONFIG.value, cfg["segment.bytes"].source
+    assert cfg["cleanup.policy"].source == S.DEFAULT_CONFIG.value, cfg["cleanup.policy"].source
+    bres = ConfigResource(ConfigResource.Type.BROKER, "1")
+    bcfg = a.describe_configs([bres])[bres].result(timeout=10)
+    assert bcfg["num.partitions"].source == S.DEFAULT_CONFIG.value, bcfg["num.partitions"].source
+    delay = bcfg["group.initial.rebalance.delay.ms"]
+    assert delay.source == S.STATIC_BROKER_CONFIG.value and delay.value == "0", delay
     res2 = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "7200000"})
     a.alter_configs([res2])[res2].result(timeout=10)
     cfg = a.describe_configs([res])[res].result(timeout=10)
