@@ -14,6 +14,56 @@ use kafka_protocol::ResponseError;
 
 use super::str_bytes;
 
+/// Kafka's ACL operation codes (`AclOperation`) that the resource types below support.
+const READ: u8 = 3;
+const WRITE: u8 = 4;
+const CREATE: u8 = 5;
+const DELETE: u8 = 6;
+const ALTER: u8 = 7;
+const DESCRIBE: u8 = 8;
+const CLUSTER_ACTION: u8 = 9;
+const DESCRIBE_CONFIGS: u8 = 10;
+const ALTER_CONFIGS: u8 = 11;
+const IDEMPOTENT_WRITE: u8 = 12;
+
+/// Kafka's `Utils.to32BitField`: bit `code` set for every operation.
+const fn bit_field(ops: &[u8]) -> i32 {
+    let mut bits = 0i32;
+    let mut i = 0;
+    // Bounded by the slice length.
+    while i < ops.len() {
+        bits |= 1 << ops[i];
+        i += 1;
+    }
+    bits
+}
+
+/// The `*_authorized_operations` a client gets when it asks (Metadata, DescribeCluster,
+/// DescribeGroups, DescribeTopicPartitions). With no authorizer Kafka reports every operation
+/// the resource type supports (`AclEntry.supportedOperations`), and so does this broker.
+pub const TOPIC_OPERATIONS: i32 = bit_field(&[
+    READ,
+    WRITE,
+    CREATE,
+    DESCRIBE,
+    DELETE,
+    ALTER,
+    DESCRIBE_CONFIGS,
+    ALTER_CONFIGS,
+]);
+pub const GROUP_OPERATIONS: i32 = bit_field(&[READ, DESCRIBE, DELETE]);
+pub const CLUSTER_OPERATIONS: i32 = bit_field(&[
+    CREATE,
+    CLUSTER_ACTION,
+    DESCRIBE_CONFIGS,
+    ALTER_CONFIGS,
+    IDEMPOTENT_WRITE,
+    ALTER,
+    DESCRIBE,
+]);
+/// What a response carries when the client did not ask (Kafka's `Integer.MIN_VALUE`).
+pub const NOT_REQUESTED: i32 = i32::MIN;
+
 /// Kafka's messages (`AclApis`): Describe says "broker", Create and Delete do not.
 const DESCRIBE_MESSAGE: &str = "No Authorizer is configured on the broker";
 const CHANGE_MESSAGE: &str = "No Authorizer is configured.";
@@ -71,5 +121,14 @@ mod tests {
         let r = describe(DescribeAclsRequest::default());
         assert_eq!(r.error_code, 54);
         assert!(r.resources.is_empty());
+    }
+
+    #[test]
+    fn operation_bit_fields_are_kafkas() {
+        // Bits as Kafka's Utils.to32BitField sets them for AclEntry.supportedOperations.
+        assert_eq!(TOPIC_OPERATIONS, 0b1101_1111_1000);
+        assert_eq!(GROUP_OPERATIONS, 0b1_0100_1000);
+        assert_eq!(CLUSTER_OPERATIONS, 0b1_1111_1010_0000);
+        assert_eq!(bit_field(&[]), 0);
     }
 }

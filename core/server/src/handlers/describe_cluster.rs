@@ -45,7 +45,11 @@ pub fn handle(ctx: &Ctx<'_>, req: DescribeClusterRequest) -> DescribeClusterResp
         .with_cluster_id(str_bytes(s.cluster_id.clone()))
         .with_controller_id(BrokerId(s.node_id))
         .with_endpoint_type(ENDPOINT_BROKER)
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            super::acls::CLUSTER_OPERATIONS
+        } else {
+            super::acls::NOT_REQUESTED
+        })
         .with_brokers(vec![DescribeClusterBroker::default()
             .with_broker_id(BrokerId(s.node_id))
             .with_host(str_bytes(s.advertised_host.clone()))

@@ -697,6 +697,11 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         }
         RequestKind::DescribeGroups(req) => {
             let mut groups = Vec::with_capacity(req.groups.len());
+            let operations = if req.include_authorized_operations {
+                super::acls::GROUP_OPERATIONS
+            } else {
+                super::acls::NOT_REQUESTED
+            };
             for g in req.groups {
                 let gid = g.0.as_str().to_string();
                 let id2 = gid.clone();
@@ -708,7 +713,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                     })
                     .await
                     {
-                        GroupReply::Describe(d) => d,
+                        GroupReply::Describe(d) => d.with_authorized_operations(operations),
                         other => DescribedGroup::default()
                             .with_group_id(g)
                             .with_error_code(error_of(other)),

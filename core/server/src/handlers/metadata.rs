@@ -12,7 +12,7 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, Topi
 use kafka_protocol::ResponseError;
 
 use super::create_topics::create_topic;
-use super::{str_bytes, Ctx};
+use super::{acls, str_bytes, Ctx};
 
 pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     let shared = &ctx.broker.shared;
@@ -25,7 +25,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     if all {
         let meta = ctx.broker.meta();
         for t in meta.topics.values() {
-            topics.push(describe_topic(ctx, t));
+            topics.push(describe_topic(
+                ctx,
+                t,
+                req.include_topic_authorized_operations,
+            ));
         }
     } else {
         let auto = shared.config.broker.auto_create_topics_enable
@@ -57,7 +61,11 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                 (None, _) => Err((ResponseError::UnknownTopicOrPartition.code(), String::new())),
             };
             match t {
-                Ok(t) => topics.push(describe_topic(ctx, &t)),
+                Ok(t) => topics.push(describe_topic(
+                    ctx,
+                    &t,
+                    req.include_topic_authorized_operations,
+                )),
                 Err((code, _)) => {
                     let code = if by_id.is_some() && name.is_none() {
                         ResponseError::UnknownTopicId.code()
@@ -82,10 +90,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
             .with_rack(shared.config.broker.rack_id.clone().map(str_bytes))])
         .with_cluster_id(Some(str_bytes(shared.cluster_id.clone())))
         .with_controller_id(me)
+        .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
+            acls::CLUSTER_OPERATIONS
+        } else {
+            acls::NOT_REQUESTED
+        })
         .with_topics(topics)
 }
 
-fn describe_topic(ctx: &Ctx<'_>, t: &TopicMeta) -> MetadataResponseTopic {
+fn describe_topic(ctx: &Ctx<'_>, t: &TopicMeta, with_operations: bool) -> MetadataResponseTopic {
     let shared = &ctx.broker.shared;
     let me = BrokerId(shared.node_id);
     let partitions = t
@@ -113,5 +126,10 @@ fn describe_topic(ctx: &Ctx<'_>, t: &TopicMeta) -> MetadataResponseTopic {
         .with_name(Some(TopicName(str_bytes(t.name.clone()))))
         .with_topic_id(uuid::Uuid::from_u128(t.id))
         .with_is_internal(t.internal)
+        .with_topic_authorized_operations(if with_operations {
+            acls::TOPIC_OPERATIONS
+        } else {
+            acls::NOT_REQUESTED
+        })
         .with_partitions(partitions)
 }

@@ -430,6 +430,20 @@ def cmd_admin_apis():
     assert [pt.id for pt in desc.partitions] == [0, 1]
     assert all(len(pt.replicas) == 1 and pt.leader.id == pt.replicas[0].id for pt in desc.partitions)
 
+    # Authorized operations, when asked for: with no authorizer, every operation the resource
+    # type supports (as Kafka reports them); not asked for, none.
+    ops = lambda xs: sorted(o.name for o in xs)
+    desc = a.describe_topics(TopicCollection([topic]), include_authorized_operations=True)[topic]
+    desc = desc.result(timeout=10)
+    want = ["ALTER", "ALTER_CONFIGS", "CREATE", "DELETE", "DESCRIBE", "DESCRIBE_CONFIGS", "READ", "WRITE"]
+    assert ops(desc.authorized_operations) == want, desc.authorized_operations
+    cl = a.describe_cluster(include_authorized_operations=True).result(timeout=10)
+    want = ["ALTER", "ALTER_CONFIGS", "CLUSTER_ACTION", "CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "IDEMPOTENT_WRITE"]
+    assert ops(cl.authorized_operations) == want, cl.authorized_operations
+    assert a.describe_cluster().result(timeout=10).authorized_operations is None
+    grp = a.describe_consumer_groups([group], include_authorized_operations=True)[group].result(timeout=10)
+    assert ops(grp.authorized_operations) == ["DELETE", "DESCRIBE", "READ"], grp.authorized_operations
+
     # No authorizer: ACL changes fail with SECURITY_DISABLED, as on Kafka without one.
     binding = AclBinding(
         ResourceType.TOPIC,
