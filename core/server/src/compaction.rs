@@ -35,10 +35,14 @@
 //! follower may be compacted copies, which is what a Kafka follower fetching a cleaned segment
 //! gets too.
 //!
-//! `segment.ms` / `segment.bytes` have no per-partition meaning here (the WAL's segments are
-//! shared by every partition of a shard); the newest committed batch plays the part of Kafka's
-//! never-cleaned active segment. Tombstones expire at a later pass, so like in Kafka they go
-//! once new writes make the partition dirty enough for another pass.
+//! The WAL's segments are shared by every partition of a shard, so a partition's segments are
+//! virtual: each partition tracks its *active segment* as Kafka would roll it (`segment.bytes`,
+//! `segment.ms` by record timestamps, checked when a batch is applied; a restart starts a new
+//! one) and a user topic is cleaned only below it ([`cleanable_end`]): records a producer just
+//! wrote stay as written until the segment rolls, as in Kafka, where a fresh compacted topic
+//! returns every record until its first roll. The internal topics are cleaned up to the newest
+//! committed batch, which keeps them small. Tombstones expire at a later pass, so like in Kafka
+//! they go once new writes make the partition dirty enough for another pass.
 //!
 //! The cleaner is one task per shard in a low-share glommio task queue; it yields every
 //! [`CLEANER_SLICE`] of work and reads through the WAL's async read path in chunks of
@@ -89,6 +93,9 @@ pub struct CompactionSettings {
     pub min_cleanable_dirty_ratio: f64,
     pub min_compaction_lag_ms: i64,
     pub max_compaction_lag_ms: i64,
+    /// Roll points of the partition's active segment, which is never cleaned (as in Kafka).
+    pub segment_bytes: i64,
+    pub segment_ms: i64,
 }
 
 impl CompactionSettings {
@@ -125,6 +132,8 @@ impl CompactionSettings {
                 overrides,
                 defaults,
             ),
+            segment_bytes: topic_config::effective_i64("segment.bytes", overrides, defaults),
+            segment_ms: topic_config::effective_i64("segment.ms", overrides, defaults),
         }
     }
 }
@@ -332,7 +341,7 @@ pub async fn needs_pass(
 ) -> bool {
     let from = st.cleaned_upto.max(p.log_start_offset());
     let hw = p.high_watermark();
-    if from >= hw {
+    if from >= hw || from >= cleanable_end(p) {
         return false;
     }
     let (dirty, total) = wal.data_bytes(p.group, from);
@@ -391,6 +400,17 @@ impl PassLog for WalLog<'_> {
     }
 }
 
+/// Where the cleanable part of `p`'s log ends: the start of its active segment for a user topic
+/// (Kafka never cleans the active segment, so a producer's recent records stay as they were
+/// written until `segment.bytes` or `segment.ms` rolls it); the whole log for the internal
+/// topics, which stay small only because they are cleaned eagerly.
+pub fn cleanable_end(p: &Partition) -> i64 {
+    if p.topic.starts_with("__") {
+        return i64::MAX;
+    }
+    p.active_segment().map_or(i64::MAX, |a| a.base_offset)
+}
+
 /// One compaction pass over partition `p` (see the module doc).
 pub async fn clean_partition(
     p: &Partition,
@@ -410,7 +430,7 @@ pub async fn clean_partition(
     clean(
         &log,
         p.group,
-        (p.high_watermark(), p.log_start_offset()),
+        (p.high_watermark(), p.log_start_offset(), cleanable_end(p)),
         st,
         s,
         limits,
@@ -427,17 +447,18 @@ pub(crate) struct PassLimits {
     pub chunk_bytes: usize,
 }
 
-/// One pass over `log` whose `(high watermark, log start)` are `bounds`.
+/// One pass over `log` whose `(high watermark, log start, cleanable end)` are `bounds`: batches
+/// ending after the cleanable end (the active segment) stay dirty.
 pub(crate) async fn clean(
     log: &impl PassLog,
     g: u64,
-    bounds: (i64, i64),
+    bounds: (i64, i64, i64),
     st: &mut CleanerState,
     s: &CompactionSettings,
     limits: PassLimits,
     now_ms: i64,
 ) -> chronik_storage::Result<PassReport> {
-    let (hw, log_start) = bounds;
+    let (hw, log_start, cleanable_end) = bounds;
     st.cleaned_upto = st.cleaned_upto.max(log_start);
     let mut report = PassReport {
         cleaned_upto: st.cleaned_upto,
@@ -459,8 +480,11 @@ pub(crate) async fn clean(
             seen += 1;
             let Some(k) = m.kafka else { continue };
             // The newest committed batch stays dirty: fetch below the high watermark must find
-            // a batch with records.
-            if k.last_offset + 1 >= hw || k.max_timestamp > lag_limit {
+            // a batch with records. So does the active segment.
+            if k.last_offset + 1 >= hw
+                || k.last_offset + 1 > cleanable_end
+                || k.max_timestamp > lag_limit
+            {
                 break 'map;
             }
             match map.add_batch(b) {

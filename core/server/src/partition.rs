@@ -69,6 +69,31 @@ impl Settings {
     }
 }
 
+/// Where the partition's active (never compacted) segment starts, and how big and how old it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ActiveSegment {
+    /// Offset of its first batch.
+    pub base_offset: i64,
+    pub bytes: u64,
+    /// Max timestamp of its first batch (Kafka rolls by record time when it has one).
+    pub first_timestamp: i64,
+}
+
+impl ActiveSegment {
+    /// Kafka's `LogSegment.shouldRoll`, for a batch of `bytes` with max timestamp `timestamp`:
+    /// the segment would exceed `segment.bytes`, or its first batch is `segment.ms` older.
+    pub fn should_roll(
+        &self,
+        bytes: u64,
+        timestamp: i64,
+        segment_bytes: i64,
+        segment_ms: i64,
+    ) -> bool {
+        (self.bytes > 0 && self.bytes.saturating_add(bytes) > segment_bytes.max(0) as u64)
+            || timestamp.saturating_sub(self.first_timestamp) > segment_ms
+    }
+}
+
 pub struct Partition {
     pub group: u64,
     pub topic: String,
@@ -77,6 +102,10 @@ pub struct Partition {
     wal: Rc<Wal>,
     next_offset: Cell<i64>,
     high_watermark: Cell<i64>,
+    /// Kafka's active segment of this partition, for compaction (`compaction.rs`): the records
+    /// since the last roll by `segment.bytes` / `segment.ms`, which the cleaner leaves alone.
+    /// `None` until the first batch applied since start (a restart rolls the segment).
+    active_segment: Cell<Option<ActiveSegment>>,
     log_start_offset: Cell<i64>,
     leader_epoch: Cell<i32>,
     leader: Cell<bool>,
@@ -120,6 +149,7 @@ impl Partition {
             wal: wal.clone(),
             next_offset: Cell::new(next),
             high_watermark: Cell::new(log_start),
+            active_segment: Cell::new(None),
             log_start_offset: Cell::new(log_start),
             leader_epoch: Cell::new(0),
             leader: Cell::new(false),
@@ -203,6 +233,34 @@ impl Partition {
 
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark.get()
+    }
+
+    /// Adds an applied batch to the active segment, rolling it first if Kafka would.
+    fn track_segment(&self, batch_head: &[u8], base_offset: i64, max_timestamp: i64) {
+        let bytes = batch::header(batch_head).map_or(0, |h| {
+            h.batch_length.get().max(0) as u64 + batch::LOG_OVERHEAD as u64
+        });
+        let (segment_bytes, segment_ms) = {
+            let s = self.settings.borrow();
+            (s.compaction.segment_bytes, s.compaction.segment_ms)
+        };
+        let seg = match self.active_segment.get() {
+            Some(a) if !a.should_roll(bytes, max_timestamp, segment_bytes, segment_ms) => a,
+            _ => ActiveSegment {
+                base_offset,
+                bytes: 0,
+                first_timestamp: max_timestamp,
+            },
+        };
+        self.active_segment.set(Some(ActiveSegment {
+            bytes: seg.bytes + bytes,
+            ..seg
+        }));
+    }
+
+    /// The active segment (see the field), if a batch was applied since start.
+    pub fn active_segment(&self) -> Option<ActiveSegment> {
+        self.active_segment.get()
     }
 
     pub fn log_start_offset(&self) -> i64 {
@@ -313,6 +371,9 @@ impl Partition {
                 continue;
             }
             if let Some(k) = chronik_raft::engine::kafka_meta(&e.data) {
+                if k.last_offset + 1 > hw {
+                    self.track_segment(&e.data, k.base_offset, k.max_timestamp);
+                }
                 hw = hw.max(k.last_offset + 1);
             }
         }

@@ -178,3 +178,25 @@ fn compacted_topic_keeps_the_latest_value_per_key_at_its_offset_across_restart()
         "after a post-restart pass"
     );
 }
+
+#[test]
+fn the_active_segment_of_a_compacted_topic_is_read_as_written() {
+    // Kafka never cleans a partition's active segment: with the default segment.bytes (1 GiB)
+    // and segment.ms (7 days), a compacted topic returns every record a producer wrote, however
+    // dirty. Clients that read a fresh changelog back rely on it.
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let topic = "fresh-compacted";
+    run_client(
+        &py,
+        "compaction_client.py",
+        &[&s.bootstrap(), "dupes", topic, "60"],
+        CLIENT_TIMEOUT,
+    );
+    // Several cleaner periods (500 ms each) with a dirty ratio far above the topic's 0.01.
+    std::thread::sleep(Duration::from_secs(3));
+    let got = consume(&py, &s, topic);
+    let offsets: Vec<i64> = got.iter().map(|r| r.0).collect();
+    assert_eq!(offsets, (0..60).collect::<Vec<i64>>(), "{got:?}");
+    assert_eq!(metric(&s, "chronik_compaction_bytes_removed_total"), 0.0);
+}

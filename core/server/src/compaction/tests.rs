@@ -178,6 +178,8 @@ fn settings(delete_retention_ms: i64) -> CompactionSettings {
         min_cleanable_dirty_ratio: 0.0,
         min_compaction_lag_ms: 0,
         max_compaction_lag_ms: i64::MAX,
+        segment_bytes: 1 << 30,
+        segment_ms: 604_800_000,
     }
 }
 
@@ -195,7 +197,16 @@ fn converge(
 ) {
     for _ in 0..1000 {
         let before = st.cleaned_upto;
-        let r = run_sync(clean(log, 1, (log.next_offset(), 0), st, s, limits, now)).unwrap();
+        let r = run_sync(clean(
+            log,
+            1,
+            (log.next_offset(), 0, i64::MAX),
+            st,
+            s,
+            limits,
+            now,
+        ))
+        .unwrap();
         if r.cleaned_upto == before {
             return;
         }
@@ -341,6 +352,71 @@ fn random_streams_compact_to_the_last_record_per_key() {
 }
 
 #[test]
+fn the_active_segment_is_left_as_written() {
+    let rec = |k: &str, v: &str| Rec {
+        key: Some(k.as_bytes().to_vec()),
+        value: Some(v.as_bytes().to_vec()),
+        header: None,
+    };
+    let log = MemLog::default();
+    log.append(
+        build(
+            Compression::None,
+            0,
+            1000,
+            &[rec("a", "1"), rec("a", "2")],
+            0,
+        ),
+        false,
+    );
+    log.append(
+        build(Compression::None, 2, 1001, &[rec("a", "3")], 0),
+        false,
+    );
+    log.append(
+        build(Compression::None, 3, 1002, &[rec("b", "1")], 0),
+        false,
+    );
+    let all = log.records();
+    assert_eq!(all.len(), 4);
+    let limits = PassLimits {
+        map_bytes: MAX_KEY_MAP_BYTES,
+        chunk_bytes: SWEEP_CHUNK_BYTES,
+    };
+    let s = settings(i64::MAX);
+    let mut st = CleanerState::default();
+    // One segment, still active: nothing is cleaned, whatever the dirty ratio.
+    let bounds = (log.next_offset(), 0, 0);
+    run_sync(clean(&log, 1, bounds, &mut st, &s, limits, 1 << 40)).unwrap();
+    assert_eq!(log.records(), all);
+    // Rolled before offset 2: the old segment is cleaned against itself (a=1 goes, a=2 stays
+    // although the active segment has a newer a), the active segment is untouched.
+    let bounds = (log.next_offset(), 0, 2);
+    run_sync(clean(&log, 1, bounds, &mut st, &s, limits, 1 << 40)).unwrap();
+    let offsets: Vec<i64> = log.records().iter().map(|r| r.0).collect();
+    assert_eq!(offsets, vec![1, 2, 3]);
+}
+
+#[test]
+fn segments_roll_as_kafka_rolls_them() {
+    use crate::partition::ActiveSegment;
+    let a = ActiveSegment {
+        base_offset: 10,
+        bytes: 900,
+        first_timestamp: 5_000,
+    };
+    // By size: the batch would take the segment past segment.bytes.
+    assert!(!a.should_roll(100, 5_000, 1_000, 60_000));
+    assert!(a.should_roll(101, 5_000, 1_000, 60_000));
+    // A batch bigger than segment.bytes still goes into an empty segment.
+    let empty = ActiveSegment { bytes: 0, ..a };
+    assert!(!empty.should_roll(5_000, 5_000, 1_000, 60_000));
+    // By time: the new batch's timestamp is more than segment.ms after the first batch's.
+    assert!(!a.should_roll(1, 65_000, 1_000, 60_000));
+    assert!(a.should_roll(1, 65_001, 1_000, 60_000));
+}
+
+#[test]
 fn tombstones_wait_for_delete_retention_after_their_first_pass() {
     let mut st = CleanerState::default();
     st.record_pass(100, 1_000);
@@ -435,7 +511,7 @@ fn measure_pass_throughput() {
     let r = run_sync(clean(
         &log,
         1,
-        (log.next_offset(), 0),
+        (log.next_offset(), 0, i64::MAX),
         &mut st,
         &settings(i64::MAX),
         limits,

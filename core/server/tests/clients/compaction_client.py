@@ -85,8 +85,9 @@ def produce(topic, keys, updates):
     p.produce(topic, key="gone", value=None, on_delivery=make_cb("gone", None))
     written += 1
     assert p.flush(60) == 0
-    # The newest batch is never cleaned: a sentinel batch of its own keeps every update above in
-    # the cleanable part of the log.
+    # As in Kafka, the active segment is never cleaned: a sentinel batch more than segment.ms
+    # (100) after the records above rolls the segment, so every update above becomes cleanable.
+    time.sleep(0.3)
     p.produce(topic, key="sentinel", value="end", on_delivery=make_cb("sentinel", "end"))
     written += 1
     assert p.flush(60) == 0
@@ -197,8 +198,20 @@ def count_internal():
     print(total)
 
 
+def dupes(topic, n):
+    """n updates of 3 keys to a compacted topic with Kafka's default segment.bytes/segment.ms,
+    as separate batches: all of it is the active segment, which is never cleaned."""
+    create_topic(topic, {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.01"})
+    p = Producer({"bootstrap.servers": BOOT, "linger.ms": 0})
+    for i in range(n):
+        p.produce(topic, key=f"k{i % 3}", value=f"v{i}")
+        p.flush(30)
+    print(n)
+
+
 CMDS = {
     "produce": lambda a: produce(a[0], int(a[1]), int(a[2])),
+    "dupes": lambda a: dupes(a[0], int(a[1])),
     "nullkey": lambda a: nullkey(a[0]),
     "consume": lambda a: consume(a[0]),
     "commit": lambda a: commit(a[0], a[1], int(a[2])),
