@@ -140,7 +140,8 @@ async function cmdAdmin() {
   })
   cfg = await describe()
   assert.strictEqual(cfg['retention.ms'], '7200000')
-  // Synonyms: the topic override, then the broker config it falls back to.
+  // Synonyms: the topic override, then the broker config it falls back to (left at its
+  // built-in default on the test server: DEFAULT_CONFIG, 5).
   const syn = await admin.describeConfigs({
     resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: ['retention.ms'] }],
     includeSynonyms: true,
@@ -151,7 +152,7 @@ async function cmdAdmin() {
     entry.configSynonyms.map((x) => [x.configName, x.configSource]),
     [
       ['retention.ms', 1],
-      ['log.retention.ms', 4],
+      ['log.retention.ms', 5],
     ],
   )
   // A broker resource answers too.
