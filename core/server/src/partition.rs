@@ -77,20 +77,31 @@ pub struct ActiveSegment {
     pub bytes: u64,
     /// Max timestamp of its first batch (Kafka rolls by record time when it has one).
     pub first_timestamp: i64,
+    /// Wall-clock time it was started (for batches without timestamps).
+    pub created_ms: i64,
 }
 
 impl ActiveSegment {
-    /// Kafka's `LogSegment.shouldRoll`, for a batch of `bytes` with max timestamp `timestamp`:
-    /// the segment would exceed `segment.bytes`, or its first batch is `segment.ms` older.
+    /// Kafka's `LogSegment.shouldRoll`, for a batch of `bytes` with max timestamp `timestamp`
+    /// arriving at wall-clock `now_ms`: the segment would exceed `segment.bytes`, or it has
+    /// waited `segment.ms` (by record timestamps when its first batch has one, as Kafka's
+    /// `timeWaitedForRoll`, else by wall clock).
     pub fn should_roll(
         &self,
         bytes: u64,
         timestamp: i64,
+        now_ms: i64,
         segment_bytes: i64,
         segment_ms: i64,
     ) -> bool {
-        (self.bytes > 0 && self.bytes.saturating_add(bytes) > segment_bytes.max(0) as u64)
-            || timestamp.saturating_sub(self.first_timestamp) > segment_ms
+        let waited = if self.first_timestamp >= 0 {
+            timestamp.saturating_sub(self.first_timestamp)
+        } else {
+            now_ms.saturating_sub(self.created_ms)
+        };
+        self.bytes > 0
+            && (self.bytes.saturating_add(bytes) > segment_bytes.max(0) as u64
+                || waited > segment_ms)
     }
 }
 
@@ -244,12 +255,14 @@ impl Partition {
             let s = self.settings.borrow();
             (s.compaction.segment_bytes, s.compaction.segment_ms)
         };
+        let now = now_ms();
         let seg = match self.active_segment.get() {
-            Some(a) if !a.should_roll(bytes, max_timestamp, segment_bytes, segment_ms) => a,
+            Some(a) if !a.should_roll(bytes, max_timestamp, now, segment_bytes, segment_ms) => a,
             _ => ActiveSegment {
                 base_offset,
                 bytes: 0,
                 first_timestamp: max_timestamp,
+                created_ms: now,
             },
         };
         self.active_segment.set(Some(ActiveSegment {

@@ -404,16 +404,25 @@ fn segments_roll_as_kafka_rolls_them() {
         base_offset: 10,
         bytes: 900,
         first_timestamp: 5_000,
+        created_ms: 1_000_000,
     };
+    let now = 1_000_000;
     // By size: the batch would take the segment past segment.bytes.
-    assert!(!a.should_roll(100, 5_000, 1_000, 60_000));
-    assert!(a.should_roll(101, 5_000, 1_000, 60_000));
+    assert!(!a.should_roll(100, 5_000, now, 1_000, 60_000));
+    assert!(a.should_roll(101, 5_000, now, 1_000, 60_000));
     // A batch bigger than segment.bytes still goes into an empty segment.
     let empty = ActiveSegment { bytes: 0, ..a };
-    assert!(!empty.should_roll(5_000, 5_000, 1_000, 60_000));
+    assert!(!empty.should_roll(5_000, 5_000, now, 1_000, 60_000));
     // By time: the new batch's timestamp is more than segment.ms after the first batch's.
-    assert!(!a.should_roll(1, 65_000, 1_000, 60_000));
-    assert!(a.should_roll(1, 65_001, 1_000, 60_000));
+    assert!(!a.should_roll(1, 65_000, now, 1_000, 60_000));
+    assert!(a.should_roll(1, 65_001, now, 1_000, 60_000));
+    // Without a first timestamp, by wall clock since the segment started.
+    let untimed = ActiveSegment {
+        first_timestamp: -1,
+        ..a
+    };
+    assert!(!untimed.should_roll(1, 99_999_999, now + 60_000, 1_000, 60_000));
+    assert!(untimed.should_roll(1, -1, now + 60_001, 1_000, 60_000));
 }
 
 #[test]
