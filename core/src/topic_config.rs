@@ -207,7 +207,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Int,
         &[],
         14,
-        "Segment size (the shared WAL rolls at wal_segment_size).",
+        "Size at which the partition's (virtual) active segment rolls; compaction never cleans the active segment. The shared WAL rolls at wal_segment_size.",
     ),
     def(
         "segment.index.bytes",
@@ -231,7 +231,7 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
         Long,
         &[],
         1,
-        "Time after which a segment is rolled.",
+        "Record time after which the partition's active segment rolls (compaction never cleans the active segment).",
     ),
     def(
         "unclean.leader.election.enable",
