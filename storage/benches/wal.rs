@@ -10,7 +10,9 @@
 //!      `CHRONIK_BENCH_NO_RECOVERY=1` to skip the recovery measurement,
 //!      `CHRONIK_BENCH_FRESH=1` to measure a fresh WAL (no warm-up, no retention; new segments
 //!      zero-filled in the background at the default pace, as in the broker),
-//!      `CHRONIK_BENCH_PREPARE=<bytes/s>` to set the zero-filling pace (0 = off).
+//!      `CHRONIK_BENCH_PREPARE=<bytes/s>` to set the zero-filling pace (0 = off),
+//!      `CHRONIK_BENCH_SPIN_US=<µs>` to let the executor poll that long before it sleeps (the
+//!      broker's `server.spin_before_park_us`).
 //!
 //! Steady state (default): a broker that has run for a while has retention deleting old
 //! segments, so rolls reuse recycled files (`wal.rs`, recycling). Each case therefore first
@@ -377,6 +379,12 @@ fn main() {
     let only: Option<usize> = std::env::var("CHRONIK_BENCH_BATCH")
         .ok()
         .and_then(|s| s.parse().ok());
+    // The broker's `server.spin_before_park_us`: how long an idle executor polls for
+    // completions before it sleeps (0 or unset: sleeps at once).
+    let spin_us: Option<u64> = std::env::var("CHRONIK_BENCH_SPIN_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&us| us > 0);
     for case in cases
         .into_iter()
         .filter(|c| only.is_none_or(|b| b == c.batch))
@@ -384,7 +392,11 @@ fn main() {
         let d = dir.join("wal");
         let (tx, rx) = std::sync::mpsc::channel();
         let c = Case { ..case };
-        glommio::LocalExecutorBuilder::default()
+        let mut builder = glommio::LocalExecutorBuilder::default();
+        if let Some(us) = spin_us {
+            builder = builder.spin_before_park(std::time::Duration::from_micros(us));
+        }
+        builder
             .spawn(move || async move {
                 let o = run_case(d, &c, secs).await;
                 tx.send((c, o)).unwrap();
