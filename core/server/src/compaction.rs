@@ -405,10 +405,17 @@ impl PassLog for WalLog<'_> {
 /// written until `segment.bytes` or `segment.ms` rolls it); the whole log for the internal
 /// topics, which stay small only because they are cleaned eagerly.
 pub fn cleanable_end(p: &Partition) -> i64 {
-    if p.topic.starts_with("__") {
+    if is_internal_log(p) {
         return i64::MAX;
     }
     p.active_segment().map_or(i64::MAX, |a| a.base_offset)
+}
+
+/// `__consumer_offsets` and `__transaction_state`: read back only by the broker's own replay
+/// (latest record per key wins), cleaned eagerly and their compacted prefix dropped.
+fn is_internal_log(p: &Partition) -> bool {
+    p.topic == chronik_core::meta::CONSUMER_OFFSETS_TOPIC
+        || p.topic == chronik_core::txn::TRANSACTION_STATE_TOPIC
 }
 
 /// One compaction pass over partition `p` (see the module doc).
@@ -610,9 +617,7 @@ pub async fn run_cleaner(
                     // (Kafka never moves it by compaction); nobody but the broker reads these.
                     // Both replay keyed snapshots (latest record per key wins), so the dropped
                     // header-only prefix held nothing a replay needs.
-                    if p.topic == chronik_core::meta::CONSUMER_OFFSETS_TOPIC
-                        || p.topic == chronik_core::txn::TRANSACTION_STATE_TOPIC
-                    {
+                    if is_internal_log(&p) {
                         p.drop_compacted_prefix();
                     }
                     m.runs.increment(1);
