@@ -39,6 +39,15 @@ pub struct TopicMeta {
     pub internal: bool,
 }
 
+/// A stored SCRAM credential, as Kafka keeps it: the client-chosen salt, the salted password
+/// (`Hi(password, salt, iterations)`) and the iteration count. The password itself is never sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub salted_password: Vec<u8>,
+    pub iterations: i32,
+}
+
 /// A change to the metadata.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetaCommand {
@@ -68,6 +77,13 @@ pub enum MetaCommand {
     },
     /// Reserves the next block of producer ids.
     AllocateProducerIds,
+    /// Removes and sets SCRAM credentials, keyed by (user, mechanism code). The proposer has
+    /// validated the request (at most one change per user, known mechanisms, iteration bounds);
+    /// removing a credential that is gone is a no-op.
+    AlterScramCredentials {
+        deletions: Vec<(String, i8)>,
+        upsertions: Vec<(String, i8, ScramCredential)>,
+    },
 }
 
 /// Why a command was not applied.
@@ -109,6 +125,9 @@ pub struct MetaState {
     pub shard_load: Vec<u32>,
     /// Producer ids below this are reserved.
     pub producer_id_high: i64,
+    /// SCRAM credentials: user → mechanism code → credential.
+    #[serde(default)]
+    pub scram: BTreeMap<String, BTreeMap<i8, ScramCredential>>,
 }
 
 /// Checks a topic name the way Kafka does.
@@ -245,6 +264,26 @@ impl MetaState {
                 self.producer_id_high += PRODUCER_ID_BLOCK;
                 Ok(())
             }
+            MetaCommand::AlterScramCredentials {
+                deletions,
+                upsertions,
+            } => {
+                for (user, mechanism) in deletions {
+                    if let Some(creds) = self.scram.get_mut(user) {
+                        creds.remove(mechanism);
+                        if creds.is_empty() {
+                            self.scram.remove(user);
+                        }
+                    }
+                }
+                for (user, mechanism, cred) in upsertions {
+                    self.scram
+                        .entry(user.clone())
+                        .or_default()
+                        .insert(*mechanism, cred.clone());
+                }
+                Ok(())
+            }
         }
     }
 
@@ -375,6 +414,44 @@ mod tests {
         })
         .unwrap();
         assert!(s.topics["t"].configs.is_empty());
+    }
+
+    #[test]
+    fn scram_credentials_are_set_replaced_and_removed() {
+        let cred = |it: i32| ScramCredential {
+            salt: vec![1, 2],
+            salted_password: vec![3; 32],
+            iterations: it,
+        };
+        let mut s = MetaState::default();
+        s.apply(&MetaCommand::AlterScramCredentials {
+            deletions: vec![],
+            upsertions: vec![
+                ("alice".into(), 1, cred(4096)),
+                ("bob".into(), 2, cred(8192)),
+            ],
+        })
+        .unwrap();
+        s.apply(&MetaCommand::AlterScramCredentials {
+            deletions: vec![("bob".into(), 2), ("carol".into(), 1)],
+            upsertions: vec![
+                ("alice".into(), 1, cred(5000)),
+                ("alice".into(), 2, cred(4096)),
+            ],
+        })
+        .unwrap();
+        assert_eq!(
+            s.scram.len(),
+            1,
+            "bob's last credential went, and bob with it"
+        );
+        assert_eq!(s.scram["alice"][&1].iterations, 5000);
+        assert_eq!(s.scram["alice"][&2].iterations, 4096);
+        // A state written before SCRAM existed still reads.
+        let old =
+            r#"{"shards":1,"topics":{},"next_group":1,"shard_load":[0],"producer_id_high":0}"#;
+        let st: MetaState = serde_json::from_str(old).unwrap();
+        assert!(st.scram.is_empty());
     }
 
     #[test]

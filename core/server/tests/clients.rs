@@ -203,7 +203,7 @@ fn kafkajs_transactions_commit_abort_send_offsets_read_committed() {
 #[test]
 fn confluent_admin_group_offsets_records_elections_acls() {
     let Some(py) = python() else { return };
-    let s = Server::start();
+    let mut s = Server::start();
     let out = run_client(
         &py,
         "confluent_suite.py",
@@ -211,6 +211,20 @@ fn confluent_admin_group_offsets_records_elections_acls() {
         Duration::from_secs(120),
     );
     assert!(out.contains("OK admin-apis"), "{out}");
+    // SCRAM credentials are metadata: they survive a restart.
+    let user = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SCRAM-USER "))
+        .expect("admin-apis names its SCRAM user")
+        .to_string();
+    s.restart();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "scram-check", &user],
+        Duration::from_secs(60),
+    );
+    assert!(out.contains("OK scram-check"), "{out}");
 }
 
 #[test]

@@ -237,6 +237,30 @@ fn sample(key: ApiKey) -> Option<RequestKind> {
                 describe_user_scram_credentials_request::UserName::default().with_name(s("u")),
             ])),
         ),
+        ApiKey::AlterUserScramCredentials => RequestKind::AlterUserScramCredentials(
+            AlterUserScramCredentialsRequest::default().with_upsertions(vec![
+                alter_user_scram_credentials_request::ScramCredentialUpsertion::default()
+                    .with_name(s("u"))
+                    .with_mechanism(1)
+                    .with_iterations(4096)
+                    .with_salt(Bytes::from_static(b"salt"))
+                    .with_salted_password(Bytes::from_static(b"salted")),
+            ]),
+        ),
+        ApiKey::AlterReplicaLogDirs => {
+            RequestKind::AlterReplicaLogDirs(AlterReplicaLogDirsRequest::default().with_dirs(vec![
+                alter_replica_log_dirs_request::AlterReplicaLogDir::default()
+                    .with_path(s("/nowhere"))
+                    .with_topics(vec![
+                        alter_replica_log_dirs_request::AlterReplicaLogDirTopic::default()
+                            .with_name(TopicName(s("t")))
+                            .with_partitions(vec![0]),
+                    ]),
+            ]))
+        }
+        ApiKey::ListConfigResources => RequestKind::ListConfigResources(
+            ListConfigResourcesRequest::default().with_resource_types(vec![2]),
+        ),
         ApiKey::DescribeQuorum => {
             RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
                 describe_quorum_request::TopicData::default()

@@ -707,6 +707,54 @@ fn every_advertised_version_answers_with_a_complete_response() {
         );
         assert_eq!(r.results[0].error_code, 91, "v{v}");
     });
+    each_version!(ApiKey::AlterUserScramCredentials, |v| {
+        use alter_user_scram_credentials_request::ScramCredentialDeletion;
+        let r: AlterUserScramCredentialsResponse = call(
+            &mut w,
+            ApiKey::AlterUserScramCredentials,
+            v,
+            &AlterUserScramCredentialsRequest::default().with_deletions(vec![
+                ScramCredentialDeletion::default()
+                    .with_name(s("nobody"))
+                    .with_mechanism(1),
+            ]),
+        );
+        assert_eq!(r.results[0].error_code, 91, "v{v}");
+    });
+    each_version!(ApiKey::AlterReplicaLogDirs, |v| {
+        use alter_replica_log_dirs_request::{AlterReplicaLogDir, AlterReplicaLogDirTopic};
+        let r: AlterReplicaLogDirsResponse = call(
+            &mut w,
+            ApiKey::AlterReplicaLogDirs,
+            v,
+            &AlterReplicaLogDirsRequest::default().with_dirs(vec![AlterReplicaLogDir::default()
+                .with_path(s("/no/such/log/dir"))
+                .with_topics(vec![AlterReplicaLogDirTopic::default()
+                    .with_name(topic(T))
+                    .with_partitions(vec![0])])]),
+        );
+        assert_eq!(r.results[0].partitions[0].error_code, 57, "v{v}");
+    });
+    each_version!(ApiKey::ListConfigResources, |v| {
+        let r: ListConfigResourcesResponse = call(
+            &mut w,
+            ApiKey::ListConfigResources,
+            v,
+            // v0 has no resource types (and lists client metrics only).
+            &ListConfigResourcesRequest::default().with_resource_types(if v >= 1 {
+                vec![2]
+            } else {
+                vec![]
+            }),
+        );
+        assert_eq!(r.error_code, 0, "v{v}");
+        let topics = r
+            .config_resources
+            .iter()
+            .filter(|c| c.resource_name.as_str() == T);
+        // v0 is ListClientMetricsResources: client metrics only.
+        assert_eq!(topics.count(), usize::from(v >= 1), "v{v}");
+    });
     each_version!(ApiKey::DescribeQuorum, |v| {
         let r: DescribeQuorumResponse = call(
             &mut w,

@@ -1,6 +1,6 @@
-//! Routing for the cluster-administration APIs that have no state of their own to keep in a
-//! single-node broker (log dirs, producers, reassignments, elections, ACLs, quotas, topic
-//! partition descriptions, SCRAM credentials, the metadata quorum), and the one cross-shard read they share: [`report_partitions`].
+//! Routing for the cluster-administration APIs (log dirs, producers, reassignments, elections,
+//! ACLs, quotas, topic partition descriptions, SCRAM credentials, config resources, the metadata
+//! quorum), and the one cross-shard read they share: [`report_partitions`].
 //!
 //! Kept apart from `mod.rs`'s dispatch so adding an API here touches [`routes`] and
 //! [`dispatch`], not the main match.
@@ -14,9 +14,9 @@ use crate::broker::Broker;
 use crate::calls::{Call, PartitionReport, Reply};
 
 use super::{
-    acls, describe_client_quotas, describe_log_dirs, describe_producers, describe_quorum,
-    describe_topic_partitions, describe_user_scram_credentials, elect_leaders,
-    partition_reassignments, Ctx,
+    acls, alter_replica_log_dirs, describe_client_quotas, describe_log_dirs, describe_producers,
+    describe_quorum, describe_topic_partitions, elect_leaders, list_config_resources,
+    partition_reassignments, scram_credentials, Ctx,
 };
 
 /// Whether `req` is one of the admin APIs [`dispatch`] answers.
@@ -34,6 +34,9 @@ pub fn routes(req: &RequestKind) -> bool {
             | RequestKind::DescribeClientQuotas(_)
             | RequestKind::DescribeTopicPartitions(_)
             | RequestKind::DescribeUserScramCredentials(_)
+            | RequestKind::AlterUserScramCredentials(_)
+            | RequestKind::ListConfigResources(_)
+            | RequestKind::AlterReplicaLogDirs(_)
             | RequestKind::DescribeQuorum(_)
     )
 }
@@ -64,7 +67,16 @@ pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Result<ResponseKind, R
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, r))
         }
         RequestKind::DescribeUserScramCredentials(r) => {
-            ResponseKind::DescribeUserScramCredentials(describe_user_scram_credentials::handle(r))
+            ResponseKind::DescribeUserScramCredentials(scram_credentials::describe(ctx, r))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            ResponseKind::AlterUserScramCredentials(scram_credentials::alter(ctx, r).await)
+        }
+        RequestKind::ListConfigResources(r) => {
+            ResponseKind::ListConfigResources(list_config_resources::handle(ctx, r))
+        }
+        RequestKind::AlterReplicaLogDirs(r) => {
+            ResponseKind::AlterReplicaLogDirs(alter_replica_log_dirs::handle(ctx, r))
         }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(ctx, r).await)

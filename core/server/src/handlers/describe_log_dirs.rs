@@ -64,8 +64,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: DescribeLogDirsRequest) -> DescribeLogDi
             ),
         }
     }
-    let dir = &ctx.broker.shared.config.server.data_dir;
-    let path = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+    let path = log_dir(ctx);
     let (total, usable) = disk_space(&path).unwrap_or((-1, -1));
     let result = DescribeLogDirsResult::default()
         .with_log_dir(str_bytes(path.display().to_string()))
@@ -73,6 +72,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: DescribeLogDirsRequest) -> DescribeLogDi
         .with_total_bytes(total)
         .with_usable_bytes(usable);
     DescribeLogDirsResponse::default().with_results(vec![result])
+}
+
+/// The broker's one log directory as it reports it: the data directory, canonicalised.
+pub fn log_dir(ctx: &Ctx<'_>) -> std::path::PathBuf {
+    let dir = &ctx.broker.shared.config.server.data_dir;
+    std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone())
 }
 
 /// `(total, usable)` bytes of the filesystem holding `path` (statvfs), as Kafka reports them

@@ -12,6 +12,7 @@ use crate::broker::Broker;
 
 pub mod acls;
 pub mod admin;
+pub mod alter_replica_log_dirs;
 pub mod api_versions;
 pub mod configs;
 pub mod create_partitions;
@@ -24,17 +25,18 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
-pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
 pub mod fetch;
 pub mod fetch_session;
 pub mod groups;
 pub mod init_producer_id;
+pub mod list_config_resources;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod partition_reassignments;
 pub mod produce;
+pub mod scram_credentials;
 pub mod txn;
 
 /// What handlers keep about one client connection between its requests; it dies with the

@@ -475,15 +475,59 @@ def cmd_admin_apis():
             raise AssertionError("delete_acls succeeded without an authorizer")
         except KafkaException as e:
             assert e.args[0].code() == KafkaError.SECURITY_DISABLED, e
-    # No SCRAM credentials are stored: none listed, a named user is RESOURCE_NOT_FOUND.
-    assert a.describe_user_scram_credentials().result(timeout=10) == {}
-    for fut in a.describe_user_scram_credentials(["alice"]).values():
+    # SCRAM credentials: stored and described (mechanism and iterations, never the secret).
+    from confluent_kafka.admin import (
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialDeletion,
+        UserScramCredentialUpsertion,
+    )
+
+    def scram_error(fut):
         try:
             fut.result(timeout=10)
-            raise AssertionError("credentials described for a user that has none")
+            return None
         except KafkaException as e:
-            assert e.args[0].code() == KafkaError.RESOURCE_NOT_FOUND, e
+            return e.args[0].code()
+
+    alice, bob = f"alice-{topic}", f"bob-{topic}"
+    assert scram_error(a.describe_user_scram_credentials([alice])[alice]) == KafkaError.RESOURCE_NOT_FOUND
+    futs = a.alter_user_scram_credentials(
+        [
+            UserScramCredentialUpsertion(alice, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 8192), b"pw1"),
+            UserScramCredentialUpsertion(bob, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096), b"pw2"),
+        ]
+    )
+    assert {u: scram_error(f) for u, f in futs.items()} == {alice: None, bob: None}
+    futs = a.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(alice, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 100), b"pw")]
+    )
+    assert scram_error(futs[alice]) == KafkaError.UNACCEPTABLE_CREDENTIAL
+    described = a.describe_user_scram_credentials().result(timeout=10)
+    infos = {
+        u: [(i.mechanism, i.iterations) for i in d.scram_credential_infos]
+        for u, d in described.items()
+        if u in (alice, bob)
+    }
+    assert infos == {alice: [(ScramMechanism.SCRAM_SHA_256, 8192)], bob: [(ScramMechanism.SCRAM_SHA_512, 4096)]}, infos
+    futs = a.alter_user_scram_credentials([UserScramCredentialDeletion(bob, ScramMechanism.SCRAM_SHA_512)])
+    assert scram_error(futs[bob]) is None
+    assert scram_error(a.describe_user_scram_credentials([bob])[bob]) == KafkaError.RESOURCE_NOT_FOUND
+    futs = a.alter_user_scram_credentials([UserScramCredentialDeletion(bob, ScramMechanism.SCRAM_SHA_512)])
+    assert scram_error(futs[bob]) == KafkaError.RESOURCE_NOT_FOUND
+    print(f"SCRAM-USER {alice}")
     print("OK admin-apis")
+
+
+def cmd_scram_check(user):
+    """`user`'s SCRAM-SHA-256 credential (8192 iterations) is still described (after a restart)."""
+    from confluent_kafka.admin import ScramMechanism
+
+    a = AdminClient({"bootstrap.servers": BOOT})
+    d = a.describe_user_scram_credentials([user])[user].result(timeout=10)
+    got = [(i.mechanism, i.iterations) for i in d.scram_credential_infos]
+    assert got == [(ScramMechanism.SCRAM_SHA_256, 8192)], got
+    print("OK scram-check")
 
 
 def cmd_member(topic, group):
@@ -679,6 +723,7 @@ def cmd_txn_timeout(topic):
 
 COMMANDS = {
     "admin-apis": cmd_admin_apis,
+    "scram-check": cmd_scram_check,
     "member": cmd_member,
     "roundtrip": cmd_roundtrip,
     "produce-acked": cmd_produce_acked,
