@@ -70,6 +70,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::AlterReplicaLogDirs, 1, 2),
     (ApiKey::ListConfigResources, 0, 1),
+    (ApiKey::UpdateFeatures, 0, 2),
     (ApiKey::DescribeQuorum, 0, 2),
 ];
 
@@ -131,6 +132,7 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::AlterUserScramCredentials => "AlterUserScramCredentials",
         ApiKey::AlterReplicaLogDirs => "AlterReplicaLogDirs",
         ApiKey::ListConfigResources => "ListConfigResources",
+        ApiKey::UpdateFeatures => "UpdateFeatures",
         ApiKey::DescribeQuorum => "DescribeQuorum",
         _ => "Other",
     }

@@ -261,6 +261,14 @@ fn sample(key: ApiKey) -> Option<RequestKind> {
         ApiKey::ListConfigResources => RequestKind::ListConfigResources(
             ListConfigResourcesRequest::default().with_resource_types(vec![2]),
         ),
+        ApiKey::UpdateFeatures => RequestKind::UpdateFeatures(
+            UpdateFeaturesRequest::default().with_feature_updates(vec![
+                update_features_request::FeatureUpdateKey::default()
+                    .with_feature(s("f"))
+                    .with_max_version_level(1)
+                    .with_upgrade_type(1),
+            ]),
+        ),
         ApiKey::DescribeQuorum => {
             RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
                 describe_quorum_request::TopicData::default()

@@ -755,6 +755,27 @@ fn every_advertised_version_answers_with_a_complete_response() {
         // v0 is ListClientMetricsResources: client metrics only.
         assert_eq!(topics.count(), usize::from(v >= 1), "v{v}");
     });
+    each_version!(ApiKey::UpdateFeatures, |v| {
+        use update_features_request::FeatureUpdateKey;
+        let mut u = FeatureUpdateKey::default()
+            .with_feature(s("metadata.version"))
+            .with_max_version_level(1);
+        if v >= 1 {
+            u = u.with_upgrade_type(1);
+        }
+        let r: UpdateFeaturesResponse = call(
+            &mut w,
+            ApiKey::UpdateFeatures,
+            v,
+            &UpdateFeaturesRequest::default().with_feature_updates(vec![u]),
+        );
+        let code = if v >= 2 {
+            r.error_code
+        } else {
+            r.results[0].error_code
+        };
+        assert_eq!(code, 95, "v{v}");
+    });
     each_version!(ApiKey::DescribeQuorum, |v| {
         let r: DescribeQuorumResponse = call(
             &mut w,

@@ -1,6 +1,6 @@
 //! Routing for the cluster-administration APIs (log dirs, producers, reassignments, elections,
-//! ACLs, quotas, topic partition descriptions, SCRAM credentials, config resources, the metadata
-//! quorum), and the one cross-shard read they share: [`report_partitions`].
+//! ACLs, quotas, topic partition descriptions, SCRAM credentials, config resources, feature
+//! updates, the metadata quorum), and the one cross-shard read they share: [`report_partitions`].
 //!
 //! Kept apart from `mod.rs`'s dispatch so adding an API here touches [`routes`] and
 //! [`dispatch`], not the main match.
@@ -16,7 +16,7 @@ use crate::calls::{Call, PartitionReport, Reply};
 use super::{
     acls, alter_replica_log_dirs, describe_client_quotas, describe_log_dirs, describe_producers,
     describe_quorum, describe_topic_partitions, elect_leaders, list_config_resources,
-    partition_reassignments, scram_credentials, Ctx,
+    partition_reassignments, scram_credentials, update_features, Ctx,
 };
 
 /// Whether `req` is one of the admin APIs [`dispatch`] answers.
@@ -37,6 +37,7 @@ pub fn routes(req: &RequestKind) -> bool {
             | RequestKind::AlterUserScramCredentials(_)
             | RequestKind::ListConfigResources(_)
             | RequestKind::AlterReplicaLogDirs(_)
+            | RequestKind::UpdateFeatures(_)
             | RequestKind::DescribeQuorum(_)
     )
 }
@@ -77,6 +78,9 @@ pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Result<ResponseKind, R
         }
         RequestKind::AlterReplicaLogDirs(r) => {
             ResponseKind::AlterReplicaLogDirs(alter_replica_log_dirs::handle(ctx, r))
+        }
+        RequestKind::UpdateFeatures(r) => {
+            ResponseKind::UpdateFeatures(update_features::handle(ctx, r))
         }
         RequestKind::DescribeQuorum(r) => {
             ResponseKind::DescribeQuorum(describe_quorum::handle(ctx, r).await)

@@ -38,6 +38,7 @@ pub mod partition_reassignments;
 pub mod produce;
 pub mod scram_credentials;
 pub mod txn;
+pub mod update_features;
 
 /// What handlers keep about one client connection between its requests; it dies with the
 /// connection.
