@@ -62,6 +62,9 @@ pub struct Broker {
     id_cache: RefCell<(u64, Rc<HashMap<u128, String>>)>,
     /// Shard 0: the applied `__meta` state and the waiters of proposed commands.
     meta_state: RefCell<MetaState>,
+    /// Topic name → id as of the last [`Broker::reconcile`] (`None` before the first), to tell
+    /// which topics a metadata change deleted.
+    known_topics: RefCell<Option<HashMap<String, u128>>>,
     meta_waiters: RefCell<BTreeMap<u64, oneshot::Sender<Result<(), MetaError>>>>,
     meta_applied: Cell<u64>,
     /// Producer ids this shard may hand out: `[next, end)`.
@@ -95,6 +98,7 @@ impl Broker {
             meta_cache: RefCell::new(meta),
             id_cache: RefCell::new((u64::MAX, Rc::new(HashMap::new()))),
             meta_state: RefCell::new(MetaState::default()),
+            known_topics: RefCell::new(None),
             meta_waiters: RefCell::new(BTreeMap::new()),
             meta_applied: Cell::new(0),
             pid_block: Cell::new((0, 0)),
@@ -527,6 +531,23 @@ impl Broker {
                 if p.shard as usize == self.shard {
                     wanted.insert(p.group, (t.name.clone(), i as i32, settings.clone()));
                 }
+            }
+        }
+        // Groups' offsets for topics deleted (or deleted and re-created) since the last
+        // reconcile go, as Kafka drops them with the topic's partitions.
+        let current: HashMap<String, u128> = meta
+            .topics
+            .values()
+            .map(|t| (t.name.clone(), t.id))
+            .collect();
+        if let Some(known) = self.known_topics.replace(Some(current.clone())) {
+            let deleted: std::collections::BTreeSet<String> = known
+                .into_iter()
+                .filter(|(name, id)| current.get(name) != Some(id))
+                .map(|(name, _)| name)
+                .collect();
+            if !deleted.is_empty() {
+                self.coordinators.topics_deleted(self, &deleted);
             }
         }
         // Close partitions of deleted topics.

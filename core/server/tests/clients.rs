@@ -201,6 +201,33 @@ fn kafkajs_transactions_commit_abort_send_offsets_read_committed() {
 }
 
 #[test]
+fn deleting_a_topic_drops_group_offsets_so_a_recreated_topic_is_read_from_the_start() {
+    let Some(py) = python() else { return };
+    let mut s = Server::start();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "recreate", "setup"],
+        Duration::from_secs(90),
+    );
+    assert!(out.contains("OK recreate-setup"), "{out}");
+    let topic = out
+        .lines()
+        .find_map(|l| l.strip_prefix("RECREATED "))
+        .expect("recreate names its topic")
+        .to_string();
+    // The tombstones are in __consumer_offsets: the offsets stay gone after a restart.
+    s.restart();
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "recreate", "check", &topic],
+        Duration::from_secs(90),
+    );
+    assert!(out.contains("OK recreate-check"), "{out}");
+}
+
+#[test]
 fn confluent_admin_group_offsets_records_elections_acls() {
     let Some(py) = python() else { return };
     let mut s = Server::start();

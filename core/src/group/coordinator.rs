@@ -1048,6 +1048,34 @@ impl GroupCoordinator {
         (recs, resp)
     }
 
+    /// The topics were deleted: every group's committed offsets for them go, with tombstones in
+    /// [`Self::take_output`], as Kafka's coordinator does when partitions are deleted, so a group
+    /// does not resume a re-created topic of the same name at the old topic's offsets. An Empty
+    /// group left with no offsets is removed by the next retention check.
+    pub fn remove_topic_offsets(&mut self, topics: &BTreeSet<String>) {
+        if topics.is_empty() {
+            return;
+        }
+        for g in self.groups.values_mut() {
+            let gone: Vec<(String, i32)> = g
+                .offsets
+                .keys()
+                .filter(|(t, _)| topics.contains(t))
+                .cloned()
+                .collect();
+            for (t, p) in gone {
+                g.offsets.remove(&(t.clone(), p));
+                self.out
+                    .records
+                    .push(records::offset_tombstone(&g.group_id, &t, p));
+            }
+        }
+        let ids: Vec<String> = self.groups.keys().cloned().collect();
+        for id in ids {
+            self.maybe_forget(&id);
+        }
+    }
+
     // ------------------------------------------------------------------ Log
 
     /// Applies one committed record of this partition.

@@ -1261,6 +1261,37 @@ fn offset_delete_refuses_subscribed_topics() {
 }
 
 #[test]
+fn deleting_a_topic_drops_every_groups_offsets_for_it() {
+    let mut s = two_member_group(9);
+    s.commit(Some(0), 0, 10, 9);
+    s.commit(Some(1), 1, 20, 9);
+    let _ = s.c.take_output();
+    let mut deleted = BTreeSet::new();
+    deleted.insert("unrelated".to_string());
+    s.c.remove_topic_offsets(&deleted);
+    assert!(s.c.take_output().records.is_empty());
+    assert!(s.c.committed("g", TOPIC, 0).is_some());
+    deleted.insert(TOPIC.to_string());
+    s.c.remove_topic_offsets(&deleted);
+    let recs = s.c.take_output().records;
+    assert_eq!(
+        recs,
+        vec![
+            records::offset_tombstone("g", TOPIC, 0),
+            records::offset_tombstone("g", TOPIC, 1)
+        ]
+    );
+    assert!(s.c.committed("g", TOPIC, 0).is_none());
+    assert!(s.c.committed("g", TOPIC, 1).is_none());
+    // The live group itself stays; replaying the tombstones keeps the offsets gone.
+    assert!(s.c.group_state("g").is_some());
+    for r in &recs {
+        s.c.apply(r, s.now).unwrap();
+    }
+    assert!(s.c.committed_offsets("g").is_empty());
+}
+
+#[test]
 fn describe_and_list_groups() {
     let mut s = two_member_group(9);
     s.commit(None, 0, 1, 9); // refused: the group has members

@@ -15,7 +15,7 @@
 //! and materializes (or drops) them when the producer's commit (abort) marker is applied.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -133,6 +133,9 @@ struct Coord {
     /// Raft index up to which the log must be applied before the coordinator answers.
     load_target: Cell<u64>,
     loaded: Cell<bool>,
+    /// Deleted topics whose offsets must go once the replay is done (see
+    /// [`Coordinators::topics_deleted`]).
+    purge: RefCell<BTreeSet<String>>,
 }
 
 /// The coordinators of the `__consumer_offsets` partitions this shard owns.
@@ -164,6 +167,7 @@ impl Coordinators {
                 waiters: RefCell::new(HashMap::new()),
                 load_target: Cell::new(target),
                 loaded: Cell::new(false),
+                purge: RefCell::new(BTreeSet::new()),
             }),
         );
     }
@@ -174,6 +178,18 @@ impl Coordinators {
             c.load_target.set(index);
             if index == 0 {
                 c.loaded.set(true);
+            }
+        }
+    }
+
+    /// Topics were deleted: every coordinator drops the groups' offsets for them (and appends
+    /// tombstones). A coordinator still replaying its log does so as soon as the replay ends,
+    /// before it serves a request.
+    pub fn topics_deleted(&self, broker: &Rc<Broker>, topics: &BTreeSet<String>) {
+        for c in self.all() {
+            c.purge.borrow_mut().extend(topics.iter().cloned());
+            if c.loaded.get() {
+                purge(broker, &c);
             }
         }
     }
@@ -251,8 +267,13 @@ impl Coordinators {
             }
         }
         if let Some(last) = entries.last() {
-            if last.index >= c.load_target.get() {
+            if last.index >= c.load_target.get() && !c.loaded.get() {
                 c.loaded.set(true);
+                if !c.purge.borrow().is_empty() {
+                    let topics = std::mem::take(&mut *c.purge.borrow_mut());
+                    c.gc.borrow_mut().remove_topic_offsets(&topics);
+                    // The tombstones go out with the coordinator's next drain (timer tick).
+                }
             }
         }
     }
@@ -294,10 +315,21 @@ pub async fn run_timers(broker: Rc<Broker>) {
             if !c.loaded.get() {
                 continue;
             }
+            purge(&broker, &c);
             c.gc.borrow_mut().tick(now);
             drain(&broker, &c);
         }
     }
+}
+
+/// Applies a coordinator's pending topic purge and appends its tombstones.
+fn purge(broker: &Rc<Broker>, c: &Rc<Coord>) {
+    let topics = std::mem::take(&mut *c.purge.borrow_mut());
+    if topics.is_empty() {
+        return;
+    }
+    c.gc.borrow_mut().remove_topic_offsets(&topics);
+    drain(broker, c);
 }
 
 /// Delivers parked responses and appends the coordinator's records (not waited for).

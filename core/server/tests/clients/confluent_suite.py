@@ -530,6 +530,56 @@ def cmd_scram_check(user):
     print("OK scram-check")
 
 
+def cmd_recreate(phase, topic=None):
+    """Deleting a topic drops every group's committed offsets for it (as Kafka does), so a group
+    does not resume a re-created topic at the old topic's offsets. `setup` commits, deletes,
+    re-creates and prints the names; `check TOPIC` re-checks (after a broker restart)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    a = AdminClient({"bootstrap.servers": BOOT})
+    if phase == "setup":
+        topic = f"recreate-{uuid.uuid4().hex[:8]}"
+    keep, group = f"{topic}-keep", f"{topic}-g"
+
+    def offsets():
+        r = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=10)
+        return sorted((tp.topic, tp.partition, tp.offset) for tp in r.topic_partitions)
+
+    if phase == "setup":
+        for f in a.create_topics([NewTopic(topic, 2, 1), NewTopic(keep, 1, 1)]).values():
+            f.result(timeout=10)
+        c = Consumer({"bootstrap.servers": BOOT, "group.id": group, "enable.auto.commit": False})
+        c.commit(
+            offsets=[TopicPartition(topic, 0, 7), TopicPartition(topic, 1, 9), TopicPartition(keep, 0, 3)],
+            asynchronous=False,
+        )
+        c.close()
+        assert offsets() == [(topic, 0, 7), (topic, 1, 9), (keep, 0, 3)], offsets()
+        a.delete_topics([topic])[topic].result(timeout=10)
+        assert offsets() == [(keep, 0, 3)], offsets()
+        a.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=10)
+        p = Producer({"bootstrap.servers": BOOT, "acks": "all"})
+        for i in range(20):
+            p.produce(topic, value=f"new{i}".encode(), partition=i % 2)
+        assert p.flush(30) == 0
+        print(f"RECREATED {topic}")
+    assert offsets() == [(keep, 0, 3)], offsets()
+    # A group member starts the re-created topic from its beginning (no committed offset).
+    c = Consumer(
+        {"bootstrap.servers": BOOT, "group.id": group, "auto.offset.reset": "earliest", "enable.auto.commit": False}
+    )
+    c.subscribe([topic])
+    got = []
+    deadline = time.time() + 30
+    while len(got) < 20 and time.time() < deadline:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value())
+    c.close()
+    assert sorted(got) == sorted(f"new{i}".encode() for i in range(20)), got
+    print(f"OK recreate-{phase}")
+
+
 def cmd_member(topic, group):
     """A group member that polls until killed (used by `groups`)."""
     c = Consumer(
@@ -724,6 +774,7 @@ def cmd_txn_timeout(topic):
 COMMANDS = {
     "admin-apis": cmd_admin_apis,
     "scram-check": cmd_scram_check,
+    "recreate": cmd_recreate,
     "member": cmd_member,
     "roundtrip": cmd_roundtrip,
     "produce-acked": cmd_produce_acked,
