@@ -694,10 +694,19 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                 },
             )
         }
-        RequestKind::OffsetCommit(req) => {
+        RequestKind::OffsetCommit(mut req) => {
             let gid = req.group_id.0.as_str().to_string();
+            let unknown = take_unknown(
+                ctx,
+                &mut req.topics,
+                |t| &mut t.partitions,
+                |t| &t.name,
+                |p| p.partition_index,
+            );
             let fallback = req.clone();
-            ResponseKind::OffsetCommit(
+            let mut resp = if req.topics.is_empty() && !unknown.is_empty() {
+                OffsetCommitResponse::default()
+            } else {
                 match call(ctx, &gid, |group| GroupCall::Commit {
                     group,
                     req,
@@ -707,14 +716,42 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                 {
                     GroupReply::Commit(r) => r,
                     other => commit_error(&fallback, error_of(other)),
-                },
-            )
+                }
+            };
+            for (name, parts) in unknown {
+                use kafka_protocol::messages::offset_commit_response::{
+                    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+                };
+                let parts = parts.into_iter().map(|i| {
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(i)
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                });
+                match resp.topics.iter_mut().find(|t| t.name == name) {
+                    Some(t) => t.partitions.extend(parts),
+                    None => resp.topics.push(
+                        OffsetCommitResponseTopic::default()
+                            .with_name(name)
+                            .with_partitions(parts.collect()),
+                    ),
+                }
+            }
+            ResponseKind::OffsetCommit(resp)
         }
         RequestKind::OffsetFetch(req) => ResponseKind::OffsetFetch(offset_fetch(ctx, req).await),
-        RequestKind::TxnOffsetCommit(req) => {
+        RequestKind::TxnOffsetCommit(mut req) => {
             let gid = req.group_id.0.as_str().to_string();
+            let unknown = take_unknown(
+                ctx,
+                &mut req.topics,
+                |t| &mut t.partitions,
+                |t| &t.name,
+                |p| p.partition_index,
+            );
             let fallback = req.clone();
-            ResponseKind::TxnOffsetCommit(
+            let mut resp = if req.topics.is_empty() && !unknown.is_empty() {
+                TxnOffsetCommitResponse::default()
+            } else {
                 match call(ctx, &gid, |group| GroupCall::TxnCommit {
                     group,
                     req,
@@ -724,8 +761,27 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                 {
                     GroupReply::TxnCommit(r) => r,
                     other => txn_commit_error(&fallback, error_of(other)),
-                },
-            )
+                }
+            };
+            for (name, parts) in unknown {
+                use kafka_protocol::messages::txn_offset_commit_response::{
+                    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+                };
+                let parts = parts.into_iter().map(|i| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(i)
+                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                });
+                match resp.topics.iter_mut().find(|t| t.name == name) {
+                    Some(t) => t.partitions.extend(parts),
+                    None => resp.topics.push(
+                        TxnOffsetCommitResponseTopic::default()
+                            .with_name(name)
+                            .with_partitions(parts.collect()),
+                    ),
+                }
+            }
+            ResponseKind::TxnOffsetCommit(resp)
         }
         RequestKind::DescribeGroups(req) => {
             let mut groups = Vec::with_capacity(req.groups.len());
@@ -833,6 +889,44 @@ fn error_of(r: GroupReply) -> i16 {
         GroupReply::Error(c) => c,
         _ => ResponseError::UnknownServerError.code(),
     }
+}
+
+/// Takes the partitions of topics or partition indexes that do not exist out of an offset commit
+/// (Kafka answers them UNKNOWN_TOPIC_OR_PARTITION before the coordinator sees the request, so no
+/// group holds offsets for partitions that are not there); topics left empty are dropped.
+/// Returns the removed `(topic, [partition])`.
+fn take_unknown<T, P>(
+    ctx: &Ctx<'_>,
+    topics: &mut Vec<T>,
+    partitions: impl Fn(&mut T) -> &mut Vec<P>,
+    name: impl Fn(&T) -> &TopicName,
+    index: impl Fn(&P) -> i32,
+) -> Vec<(TopicName, Vec<i32>)> {
+    let meta = ctx.broker.meta();
+    let mut unknown = Vec::new();
+    for t in topics.iter_mut() {
+        let count = meta
+            .topics
+            .get(name(t).0.as_str())
+            .map(|m| m.partitions.len());
+        let topic = name(t).clone();
+        let mut bad = Vec::new();
+        partitions(t).retain(|p| {
+            let i = index(p);
+            let ok = count.is_some_and(|n| usize::try_from(i).is_ok_and(|i| i < n));
+            if !ok {
+                bad.push(i);
+            }
+            ok
+        });
+        if !bad.is_empty() {
+            unknown.push((topic, bad));
+        }
+    }
+    if !unknown.is_empty() {
+        topics.retain_mut(|t| !partitions(t).is_empty());
+    }
+    unknown
 }
 
 fn commit_error(req: &OffsetCommitRequest, code: i16) -> OffsetCommitResponse {

@@ -557,6 +557,16 @@ def cmd_recreate(phase, topic=None):
         assert offsets() == [(topic, 0, 7), (topic, 1, 9), (keep, 0, 3)], offsets()
         a.delete_topics([topic])[topic].result(timeout=10)
         assert offsets() == [(keep, 0, 3)], offsets()
+        # Nor can offsets be committed for a topic (or partition) that does not exist.
+        c = Consumer({"bootstrap.servers": BOOT, "group.id": group, "enable.auto.commit": False})
+        for tp in (TopicPartition(topic, 0, 5), TopicPartition(keep, 1, 5)):
+            try:
+                c.commit(offsets=[tp], asynchronous=False)
+                raise AssertionError(f"commit to missing {tp} succeeded")
+            except KafkaException as e:
+                assert e.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART, e
+        c.close()
+        assert offsets() == [(keep, 0, 3)], offsets()
         a.create_topics([NewTopic(topic, 2, 1)])[topic].result(timeout=10)
         p = Producer({"bootstrap.servers": BOOT, "acks": "all"})
         for i in range(20):
