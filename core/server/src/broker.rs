@@ -662,7 +662,7 @@ impl Applier for Broker {
         if let Some(p) = self.partition(group) {
             p.apply(entries);
         }
-        self.coordinators.apply(group, entries);
+        self.coordinators.apply(group, entries, || self.meta());
         self.txn_coordinators.apply(group, entries);
     }
 

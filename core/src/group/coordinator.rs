@@ -1048,6 +1048,13 @@ impl GroupCoordinator {
         (recs, resp)
     }
 
+    /// Every topic some group has a committed offset for (with repeats).
+    pub fn offset_topics(&self) -> impl Iterator<Item = &str> {
+        self.groups
+            .values()
+            .flat_map(|g| g.offsets.keys().map(|(t, _)| t.as_str()))
+    }
+
     /// The topics were deleted: every group's committed offsets for them go, with tombstones in
     /// [`Self::take_output`], as Kafka's coordinator does when partitions are deleted, so a group
     /// does not resume a re-created topic of the same name at the old topic's offsets. An Empty

@@ -226,7 +226,15 @@ impl Coordinators {
 
     /// Committed entries of a `__consumer_offsets` partition: feed their records to its
     /// coordinator.
-    pub fn apply(&self, group: u64, entries: &[Entry]) {
+    /// `meta` gives the current metadata (asked for only then): when the replay ends, offsets for topics that no longer
+    /// exist (deleted while this coordinator was not running, e.g. before a crash that beat the
+    /// tombstones to disk) are purged like a live deletion's.
+    pub fn apply(
+        &self,
+        group: u64,
+        entries: &[Entry],
+        meta: impl FnOnce() -> std::sync::Arc<chronik_core::meta::MetaState>,
+    ) {
         let Some(c) = self.get(group) else { return };
         let now = now_ms();
         {
@@ -269,11 +277,16 @@ impl Coordinators {
         if let Some(last) = entries.last() {
             if last.index >= c.load_target.get() && !c.loaded.get() {
                 c.loaded.set(true);
-                if !c.purge.borrow().is_empty() {
-                    let topics = std::mem::take(&mut *c.purge.borrow_mut());
-                    c.gc.borrow_mut().remove_topic_offsets(&topics);
-                    // The tombstones go out with the coordinator's next drain (timer tick).
-                }
+                let mut topics = std::mem::take(&mut *c.purge.borrow_mut());
+                let meta = meta();
+                topics.extend(
+                    c.gc.borrow()
+                        .offset_topics()
+                        .filter(|t| !meta.topics.contains_key(*t))
+                        .map(str::to_string),
+                );
+                // The tombstones go out with the coordinator's next drain (timer tick).
+                c.gc.borrow_mut().remove_topic_offsets(&topics);
             }
         }
     }
