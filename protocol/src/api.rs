@@ -71,6 +71,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterReplicaLogDirs, 1, 2),
     (ApiKey::ListConfigResources, 0, 1),
     (ApiKey::UpdateFeatures, 0, 2),
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeQuorum, 0, 2),
 ];
 
@@ -133,6 +135,8 @@ pub fn name(key: ApiKey) -> &'static str {
         ApiKey::AlterReplicaLogDirs => "AlterReplicaLogDirs",
         ApiKey::ListConfigResources => "ListConfigResources",
         ApiKey::UpdateFeatures => "UpdateFeatures",
+        ApiKey::SaslHandshake => "SaslHandshake",
+        ApiKey::SaslAuthenticate => "SaslAuthenticate",
         ApiKey::DescribeQuorum => "DescribeQuorum",
         _ => "Other",
     }

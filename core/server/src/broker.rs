@@ -516,7 +516,41 @@ impl Broker {
             .await
             .map_err(|e| anyhow::anyhow!("creating {txn_state}: {e}"))?;
         }
+        self.ensure_sasl_users().await?;
         self.reconcile_all().await;
+        Ok(())
+    }
+
+    /// Shard 0 at start-up: `server.sasl_bootstrap_users` without any SCRAM credential get
+    /// SCRAM-SHA-256 and SCRAM-SHA-512 ones (users that have credentials keep them, so a
+    /// password changed through AlterUserScramCredentials is not reset by a restart).
+    async fn ensure_sasl_users(self: &Rc<Self>) -> anyhow::Result<()> {
+        use crate::handlers::scram_credentials::{SCRAM_SHA_256, SCRAM_SHA_512};
+        let users =
+            chronik_core::config::sasl_users(&self.shared.config.server.sasl_bootstrap_users.0);
+        let mut upsertions = Vec::new();
+        for (user, password) in users.into_iter().flatten() {
+            if self.meta_state.borrow().scram.contains_key(&user) {
+                continue;
+            }
+            for m in [SCRAM_SHA_256, SCRAM_SHA_512] {
+                upsertions.push((user.clone(), m, crate::sasl::new_credential(m, &password)));
+            }
+        }
+        if upsertions.is_empty() {
+            return Ok(());
+        }
+        let n = upsertions.len() / 2;
+        self.propose_meta_local(MetaCommand::AlterScramCredentials {
+            deletions: Vec::new(),
+            upsertions,
+        })
+        .await
+        .map_err(|e| anyhow::anyhow!("creating SASL bootstrap users: {e}"))?;
+        tracing::info!(
+            users = n,
+            "created SCRAM credentials for SASL bootstrap users"
+        );
         Ok(())
     }
 

@@ -9,6 +9,11 @@
 //! `"GET "` read as a big-endian integer (1.2 GB), so `/metrics` can be curled on the Kafka port
 //! as the deployment guide does.
 //!
+//! With `server.sasl_mechanisms` set, a connection must authenticate (SaslHandshake, then
+//! SaslAuthenticate, or raw tokens after a version-0 handshake) before any request other than
+//! ApiVersions; anything else first closes it, as Kafka's SASL listeners do. Both SASL APIs are
+//! answered here, in order with the connection's other responses.
+//!
 //! What handlers keep between requests of one connection ([`ConnState`]: its fetch sessions)
 //! lives as long as the connection.
 
@@ -25,6 +30,7 @@ use glommio::task::JoinHandle;
 
 use crate::broker::Broker;
 use crate::handlers::{ConnState, Outcome};
+use crate::sasl::{Authenticator, Mechanism};
 
 /// Requests of one connection being handled at once.
 pub const MAX_INFLIGHT_PER_CONNECTION: usize = 64;
@@ -112,6 +118,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     });
     let max = broker.shared.config.server.socket_request_max_bytes as usize;
     let state = Rc::new(ConnState::new(&broker));
+    let mut sasl = Sasl::new(&broker);
     loop {
         let len = match frame::frame_len(prefix, max) {
             Ok(len) => len,
@@ -125,11 +132,21 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
             break;
         }
         let frame = buf.freeze();
-        let task = match request_task(&broker, frame, &peer, &state) {
-            Some(t) => t,
-            None => break,
+        let (task, close) = match sasl.gate(&broker, &frame) {
+            Gate::Pass => match request_task(&broker, frame, &peer, &state) {
+                Some(t) => (t, false),
+                None => break,
+            },
+            // A refused exchange is answered after Kafka's
+            // connection.failed.authentication.delay.ms (100 ms), which slows password guessing.
+            Gate::Answer(bytes, true) => (delayed(bytes, FAILED_AUTH_DELAY), true),
+            Gate::Answer(bytes, false) => (ready(bytes), false),
+            Gate::Close(why) => {
+                tracing::debug!(%peer, "closing connection: {why}");
+                break;
+            }
         };
-        if tx.send(task).await.is_err() {
+        if tx.send(task).await.is_err() || close {
             break;
         }
         if reader.read_exact(&mut prefix).await.is_err() {
@@ -211,6 +228,17 @@ fn unsupported(head: RequestHead) -> Bytes {
     out.freeze()
 }
 
+/// How long a failed SASL exchange waits before its answer and the close.
+const FAILED_AUTH_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+fn delayed(bytes: Bytes, delay: std::time::Duration) -> JoinHandle<Outcome> {
+    glommio::spawn_local(async move {
+        glommio::timer::sleep(delay).await;
+        Outcome::Respond(bytes)
+    })
+    .detach()
+}
+
 fn ready(bytes: Bytes) -> JoinHandle<Outcome> {
     glommio::spawn_local(async move { Outcome::Respond(bytes) }).detach()
 }
@@ -233,5 +261,157 @@ impl Drop for ConnectionGuard {
         self.0
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// What the SASL gate does with one frame.
+enum Gate {
+    /// Not a SASL matter: handle it as a request.
+    Pass,
+    /// Answer with this frame; `true`: then close the connection.
+    Answer(Bytes, bool),
+    /// Close without answering.
+    Close(&'static str),
+}
+
+/// The SASL state of one connection.
+struct Sasl {
+    /// Mechanisms the listener requires; empty: PLAINTEXT, no authentication.
+    enabled: Vec<Mechanism>,
+    /// The exchange under way (after a handshake).
+    auth: Option<Authenticator>,
+    /// A version-0 handshake: tokens come as bare size-prefixed frames.
+    raw: bool,
+    /// The authenticated user.
+    user: Option<String>,
+}
+
+impl Sasl {
+    fn new(broker: &Broker) -> Self {
+        let enabled =
+            Mechanism::parse_list(&broker.shared.config.server.sasl_mechanisms).unwrap_or_default();
+        Sasl {
+            enabled,
+            auth: None,
+            raw: false,
+            user: None,
+        }
+    }
+
+    fn gate(&mut self, broker: &Broker, frame: &Bytes) -> Gate {
+        use kafka_protocol::messages::{
+            ApiKey, RequestKind, ResponseKind, SaslAuthenticateResponse, SaslHandshakeResponse,
+        };
+        use kafka_protocol::ResponseError;
+        if self.raw {
+            // Version-0 handshake: this frame is a bare token, answered by a bare token.
+            let Some(auth) = self.auth.as_mut() else {
+                return Gate::Close("raw SASL token without an exchange");
+            };
+            return match auth.step(frame, &broker.meta()) {
+                Ok(step) => {
+                    if let Some(user) = step.user {
+                        tracing::debug!(user, "SASL authenticated");
+                        self.user = Some(user);
+                        self.auth = None;
+                        self.raw = false;
+                    }
+                    let mut out = BytesMut::with_capacity(4 + step.token.len());
+                    out.extend_from_slice(&(step.token.len() as i32).to_be_bytes());
+                    out.extend_from_slice(&step.token);
+                    Gate::Answer(out.freeze(), false)
+                }
+                Err(_) => Gate::Close("SASL authentication failed"),
+            };
+        }
+        let Ok(head) = frame::request_head(frame) else {
+            return Gate::Pass;
+        };
+        let required = !self.enabled.is_empty();
+        let authenticated = self.user.is_some();
+        let key = ApiKey::try_from(head.api_key).ok();
+        match key {
+            Some(ApiKey::SaslHandshake | ApiKey::SaslAuthenticate) => {}
+            Some(ApiKey::ApiVersions) => return Gate::Pass,
+            _ if required && !authenticated => {
+                return Gate::Close("request before SASL authentication")
+            }
+            _ => return Gate::Pass,
+        }
+        let Ok(req) = frame::decode_request(frame.clone()) else {
+            // Unsupported versions and malformed frames take the usual way.
+            return Gate::Pass;
+        };
+        let names = || {
+            self.enabled
+                .iter()
+                .map(|m| crate::handlers::str_bytes(m.name()))
+                .collect::<Vec<_>>()
+        };
+        // Kafka answers both APIs ILLEGAL_SASL_STATE outside an exchange (on a PLAINTEXT
+        // listener, or after authentication) and closes a SASL connection that errs.
+        let illegal = ResponseError::IllegalSaslState.code();
+        let (body, close) = match req.body {
+            RequestKind::SaslHandshake(r) => {
+                let resp = SaslHandshakeResponse::default().with_mechanisms(names());
+                let wanted =
+                    Mechanism::parse(r.mechanism.as_str()).filter(|m| self.enabled.contains(m));
+                let (resp, close) = if !required || authenticated || self.auth.is_some() {
+                    (resp.with_error_code(illegal), required)
+                } else if let Some(m) = wanted {
+                    self.auth = Some(Authenticator::new(m));
+                    self.raw = req.version == 0;
+                    (resp, false)
+                } else {
+                    let code = ResponseError::UnsupportedSaslMechanism.code();
+                    (resp.with_error_code(code), true)
+                };
+                (ResponseKind::SaslHandshake(resp), close)
+            }
+            RequestKind::SaslAuthenticate(r) => {
+                let resp = SaslAuthenticateResponse::default();
+                let (resp, close) = match self.auth.as_mut() {
+                    Some(auth) if required && !authenticated => {
+                        match auth.step(&r.auth_bytes, &broker.meta()) {
+                            Ok(step) => {
+                                if let Some(user) = step.user {
+                                    tracing::debug!(user, "SASL authenticated");
+                                    self.user = Some(user);
+                                    self.auth = None;
+                                }
+                                (resp.with_auth_bytes(Bytes::from(step.token)), false)
+                            }
+                            Err(msg) => {
+                                tracing::info!(
+                                    mechanism = auth.mechanism().name(),
+                                    "SASL authentication failed: {msg}"
+                                );
+                                (
+                                    resp.with_error_code(
+                                        ResponseError::SaslAuthenticationFailed.code(),
+                                    )
+                                    .with_error_message(Some(crate::handlers::str_bytes(msg))),
+                                    true,
+                                )
+                            }
+                        }
+                    }
+                    _ => (resp.with_error_code(illegal), required),
+                };
+                (ResponseKind::SaslAuthenticate(resp), close)
+            }
+            _ => return Gate::Pass,
+        };
+        let mut out = BytesMut::with_capacity(128);
+        match frame::encode_response(
+            &mut out,
+            head.correlation_id,
+            req.api_key,
+            req.version,
+            &body,
+        ) {
+            Ok(()) => Gate::Answer(out.freeze(), close),
+            Err(_) => Gate::Close("encoding a SASL response failed"),
+        }
     }
 }

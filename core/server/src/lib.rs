@@ -26,4 +26,5 @@ pub mod handlers;
 pub mod http;
 pub mod node;
 pub mod partition;
+pub mod sasl;
 pub mod shared;

@@ -228,6 +228,25 @@ fn deleting_a_topic_drops_group_offsets_so_a_recreated_topic_is_read_from_the_st
 }
 
 #[test]
+fn sasl_scram_and_plain_with_confluent_and_kafka_python() {
+    let Some(py) = python() else { return };
+    let s = Server::start_with(&[
+        (
+            "CHRONIK_SASL_MECHANISMS",
+            "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN",
+        ),
+        ("CHRONIK_SASL_BOOTSTRAP_USERS", "admin:admin-secret"),
+    ]);
+    let out = run_client(
+        &py,
+        "confluent_suite.py",
+        &[&s.bootstrap(), "sasl", "admin", "admin-secret"],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("OK sasl"), "{out}");
+}
+
+#[test]
 fn confluent_admin_group_offsets_records_elections_acls() {
     let Some(py) = python() else { return };
     let mut s = Server::start();

@@ -269,6 +269,12 @@ fn sample(key: ApiKey) -> Option<RequestKind> {
                     .with_upgrade_type(1),
             ]),
         ),
+        ApiKey::SaslHandshake => {
+            RequestKind::SaslHandshake(SaslHandshakeRequest::default().with_mechanism(s("PLAIN")))
+        }
+        ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
+            SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0p")),
+        ),
         ApiKey::DescribeQuorum => {
             RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
                 describe_quorum_request::TopicData::default()

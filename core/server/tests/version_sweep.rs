@@ -776,6 +776,25 @@ fn every_advertised_version_answers_with_a_complete_response() {
         };
         assert_eq!(code, 95, "v{v}");
     });
+    // A PLAINTEXT listener: both SASL APIs answer ILLEGAL_SASL_STATE and the connection stays.
+    each_version!(ApiKey::SaslHandshake, |v| {
+        let r: SaslHandshakeResponse = call(
+            &mut w,
+            ApiKey::SaslHandshake,
+            v,
+            &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
+        );
+        assert_eq!(r.error_code, 34, "v{v}");
+    });
+    each_version!(ApiKey::SaslAuthenticate, |v| {
+        let r: SaslAuthenticateResponse = call(
+            &mut w,
+            ApiKey::SaslAuthenticate,
+            v,
+            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0p")),
+        );
+        assert_eq!(r.error_code, 34, "v{v}");
+    });
     each_version!(ApiKey::DescribeQuorum, |v| {
         let r: DescribeQuorumResponse = call(
             &mut w,

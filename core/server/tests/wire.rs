@@ -1006,3 +1006,100 @@ fn large_and_evicted_batches_are_fetched_exactly() {
         .sum();
     assert!(misses > 0, "no read went to disk:\n{metrics}");
 }
+
+/// SASL on the Kafka listener at the wire level: outside an exchange both SASL APIs are
+/// ILLEGAL_SASL_STATE; with mechanisms required, a request before authentication closes the
+/// connection, an unknown mechanism is refused, a version-0 handshake takes a bare PLAIN token,
+/// a wrong password is SASL_AUTHENTICATION_FAILED and closes, and an authenticated connection
+/// is served. (SCRAM is driven by the real clients in `clients.rs`.)
+#[test]
+fn sasl_handshake_authenticate_and_the_unauthenticated_gate() {
+    let plain = Server::start();
+    let mut w = Wire::connect(plain.port);
+    let r: SaslHandshakeResponse = w.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
+    assert_eq!(r.error_code, 34, "PLAINTEXT listener: ILLEGAL_SASL_STATE");
+    let r: SaslAuthenticateResponse = w.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0a\0b")),
+    );
+    assert_eq!(r.error_code, 34);
+    let m: MetadataResponse = w.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(!m.brokers.is_empty(), "the connection still serves");
+    drop(plain);
+
+    let s = Server::start_with(&[
+        ("CHRONIK_SASL_MECHANISMS", "PLAIN,SCRAM-SHA-512"),
+        (
+            "CHRONIK_SASL_BOOTSTRAP_USERS",
+            "alice:wonder land,bob:builder",
+        ),
+    ]);
+    // ApiVersions is allowed before authentication; Metadata is not.
+    let mut w = Wire::connect(s.port);
+    let v: ApiVersionsResponse = w.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert!(v
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == ApiKey::SaslAuthenticate as i16));
+    w.send(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(w.closed_by_server(), "unauthenticated Metadata must close");
+
+    let mut w = Wire::connect(s.port);
+    let r: SaslHandshakeResponse = w.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("GSSAPI")),
+    );
+    assert_eq!(r.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
+    let names: Vec<&str> = r.mechanisms.iter().map(|m| m.as_str()).collect();
+    assert_eq!(names, vec!["PLAIN", "SCRAM-SHA-512"]);
+    assert!(w.closed_by_server());
+
+    // Version 0: the token travels as a bare frame and the answer is a bare (empty) frame.
+    let mut w = Wire::connect(s.port);
+    let r: SaslHandshakeResponse = w.call(
+        ApiKey::SaslHandshake,
+        0,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
+    assert_eq!(r.error_code, 0);
+    let token = b"\0alice\0wonder land";
+    w.send_raw(&(token.len() as i32).to_be_bytes());
+    w.send_raw(token);
+    assert_eq!(w.recv_frame().expect("bare answer"), Vec::<u8>::new());
+    let m: MetadataResponse = w.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(!m.brokers.is_empty());
+
+    // Version 1 with SaslAuthenticate: a wrong password fails and closes.
+    let mut w = Wire::connect(s.port);
+    let hs = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    let r: SaslHandshakeResponse = w.call(ApiKey::SaslHandshake, 1, &hs);
+    assert_eq!(r.error_code, 0);
+    let r: SaslAuthenticateResponse = w.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0bob\0nope")),
+    );
+    assert_eq!(r.error_code, 58, "SASL_AUTHENTICATION_FAILED");
+    assert!(r.error_message.is_some());
+    assert!(w.closed_by_server());
+
+    // The right password: authenticated, then served; a second handshake is ILLEGAL_SASL_STATE.
+    let mut w = Wire::connect(s.port);
+    let _: SaslHandshakeResponse = w.call(ApiKey::SaslHandshake, 1, &hs);
+    let r: SaslAuthenticateResponse = w.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0bob\0builder")),
+    );
+    assert_eq!(r.error_code, 0);
+    let m: MetadataResponse = w.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(!m.brokers.is_empty());
+    let r: SaslHandshakeResponse = w.call(ApiKey::SaslHandshake, 1, &hs);
+    assert_eq!(r.error_code, 34);
+}

@@ -59,8 +59,8 @@ macro_rules! keys {
 }
 
 use super::value::{
-    Cores, DiscoveryMode, Peer, ProduceProfile, SeedNode, SnapshotCompression, SnapshotPolicy,
-    TimestampType, WalProfile, WalSyncMode,
+    Cores, DiscoveryMode, Peer, ProduceProfile, Secret, SeedNode, SnapshotCompression,
+    SnapshotPolicy, TimestampType, WalProfile, WalSyncMode,
 };
 use std::path::PathBuf;
 
@@ -99,6 +99,10 @@ keys! {
         "how long an idle shard keeps polling before it sleeps (0 = sleep at once)"
     "server.pin_cores" "CHRONIK_PIN_CORES" bool = server.pin_cores;
         "pin each shard thread to its core (for hosts whose shard cores run nothing else)"
+    "server.sasl_mechanisms" "CHRONIK_SASL_MECHANISMS" String = server.sasl_mechanisms;
+        "SASL mechanisms Kafka clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, comma-separated; empty = none"
+    "server.sasl_bootstrap_users" "CHRONIK_SASL_BOOTSTRAP_USERS" Secret = server.sasl_bootstrap_users;
+        "user:password pairs, comma-separated, given SCRAM credentials at start-up if they have none"
 
     "broker.auto_create_topics_enable" "CHRONIK_AUTO_CREATE_TOPICS_ENABLE" bool = broker.auto_create_topics_enable;
         "create unknown topics on Metadata/Produce"

@@ -39,6 +39,7 @@ pub mod model;
 pub mod profiles;
 mod report;
 mod validate;
+pub use validate::sasl_users;
 pub mod value;
 
 #[cfg(test)]
@@ -55,7 +56,7 @@ pub use model::{
 };
 pub use report::{validate_config_main, validate_config_report};
 pub use value::{
-    join_host_port, split_host_port, Cores, DiscoveryMode, Peer, ProduceProfile, SeedNode,
+    join_host_port, split_host_port, Cores, DiscoveryMode, Peer, ProduceProfile, Secret, SeedNode,
     SnapshotCompression, SnapshotPolicy, TimestampType, WalProfile, WalSyncMode,
 };
 

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use super::value::{
-    join_host_port, split_host_port, Cores, DiscoveryMode, Peer, ProduceProfile, SeedNode,
+    join_host_port, split_host_port, Cores, DiscoveryMode, Peer, ProduceProfile, Secret, SeedNode,
     SnapshotCompression, SnapshotPolicy, TimestampType, WalProfile, WalSyncMode,
 };
 
@@ -71,6 +71,12 @@ pub struct ServerConfig {
     /// clients on the same cores, pinned shards starved the clients and stalled for seconds;
     /// turn it on for hosts whose shard cores run nothing else.
     pub pin_cores: bool,
+    /// SASL mechanisms the Kafka listener requires, comma-separated (`PLAIN`, `SCRAM-SHA-256`,
+    /// `SCRAM-SHA-512`); empty: no authentication (PLAINTEXT).
+    pub sasl_mechanisms: String,
+    /// `user:password` pairs, comma-separated, given SCRAM-SHA-256 and SCRAM-SHA-512
+    /// credentials at start-up when they have none (the first users of a SASL listener).
+    pub sasl_bootstrap_users: Secret,
 }
 
 impl Default for ServerConfig {
@@ -93,6 +99,8 @@ impl Default for ServerConfig {
             shutdown_timeout_ms: 30_000,
             spin_before_park_us: 0,
             pin_cores: false,
+            sasl_mechanisms: String::new(),
+            sasl_bootstrap_users: Secret::default(),
         }
     }
 }

@@ -30,6 +30,19 @@ pub const MAX_IN_FLIGHT_MAX: u64 = 100_000;
 /// Smallest registered I/O memory glommio uses (it rounds smaller up to this).
 pub const IO_MEMORY_BYTES_MIN: u64 = 64 << 10;
 
+/// The `user:password` entries of `server.sasl_bootstrap_users` (split at the first ':'), `None`
+/// for a malformed entry. Passwords cannot contain ','.
+pub fn sasl_users(list: &str) -> Vec<Option<(String, String)>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            let (u, p) = e.split_once(':')?;
+            (!u.is_empty() && !p.is_empty()).then(|| (u.to_string(), p.to_string()))
+        })
+        .collect()
+}
+
 fn wildcard(host: &str) -> bool {
     matches!(host, "0.0.0.0" | "::" | "")
 }
@@ -120,6 +133,24 @@ impl Config {
                 s.socket_request_max_bytes, self.broker.message_max_bytes
             ),
         );
+        for name in s.sasl_mechanisms.split(',').map(str::trim) {
+            v.check(
+                matches!(name, "" | "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512"),
+                "server.sasl_mechanisms",
+                || format!("unknown SASL mechanism {name:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"),
+            );
+        }
+        for (i, pair) in sasl_users(&s.sasl_bootstrap_users.0)
+            .into_iter()
+            .enumerate()
+        {
+            v.check(pair.is_some(), "server.sasl_bootstrap_users", || {
+                format!(
+                    "entry {} is not user:password with a non-empty user and password",
+                    i + 1
+                )
+            });
+        }
         v.positive(u64::from(s.max_connections), "server.max_connections");
         v.positive(s.connections_max_idle_ms, "server.connections_max_idle_ms");
     }

@@ -134,6 +134,40 @@ impl ConfValue for String {
     }
 }
 
+/// A string holding secrets (passwords): read like any string, rendered redacted so the
+/// effective-config dump never shows it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "\"\""
+        } else {
+            "\"<redacted>\""
+        })
+    }
+}
+
+impl ConfValue for Secret {
+    fn expected() -> String {
+        "string".to_string()
+    }
+    fn from_toml(v: &toml::Value) -> Result<Self, String> {
+        String::from_toml(v).map(Secret)
+    }
+    fn from_text(s: &str) -> Result<Self, String> {
+        bounded_string(s).map(Secret)
+    }
+    fn render(&self) -> String {
+        if self.0.is_empty() {
+            String::new()
+        } else {
+            "<redacted>".to_string()
+        }
+    }
+}
+
 impl ConfValue for PathBuf {
     fn expected() -> String {
         "path string".to_string()

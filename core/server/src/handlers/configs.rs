@@ -129,6 +129,17 @@ fn broker_configs(ctx: &Ctx<'_>) -> Vec<(&'static str, &'static str, String, Con
             ConfigType::String,
         ),
         (
+            "sasl.enabled.mechanisms",
+            "server.sasl_mechanisms",
+            crate::sasl::Mechanism::parse_list(&c.server.sasl_mechanisms)
+                .unwrap_or_default()
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(","),
+            ConfigType::List,
+        ),
+        (
             "offsets.topic.num.partitions",
             "broker.offsets_topic_num_partitions",
             b.offsets_topic_num_partitions.to_string(),

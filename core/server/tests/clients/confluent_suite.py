@@ -590,6 +590,93 @@ def cmd_recreate(phase, topic=None):
     print(f"OK recreate-{phase}")
 
 
+def cmd_sasl(user, password):
+    """A SASL listener (SCRAM-SHA-256/512 and PLAIN required): the start-up user logs in with
+    each mechanism, a user created through AlterUserScramCredentials can log in with exactly the
+    mechanism it was given until its credential is deleted, wrong passwords and PLAINTEXT
+    clients are refused, and kafka-python authenticates with SCRAM too."""
+    from confluent_kafka.admin import (
+        ScramCredentialInfo,
+        ScramMechanism,
+        UserScramCredentialDeletion,
+        UserScramCredentialUpsertion,
+    )
+
+    def conf(mech, u, pw):
+        return {
+            "bootstrap.servers": BOOT,
+            "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": mech,
+            "sasl.username": u,
+            "sasl.password": pw,
+        }
+
+    def can_login(mech, u, pw):
+        """True once a metadata request succeeds; False on an authentication error."""
+        errors = []
+        a = AdminClient({**conf(mech, u, pw), "error_cb": lambda e: errors.append(e)})
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            a.poll(0.1)  # serves error_cb
+            if any(e.code() == KafkaError._AUTHENTICATION for e in errors):
+                return False
+            try:
+                a.list_topics(timeout=1)
+                return True
+            except KafkaException:
+                pass
+        raise AssertionError(f"neither success nor an authentication error for {u}/{mech}: {errors}")
+
+    topic = f"sasl-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(conf("SCRAM-SHA-512", user, password))
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=10)
+    mechs = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
+    for mech in mechs:
+        p = Producer({**conf(mech, user, password), "acks": "all"})
+        errs = []
+        p.produce(topic, mech.encode(), on_delivery=lambda e, m: errs.append(e))
+        assert p.flush(15) == 0 and errs == [None], (mech, errs)
+    assert not can_login("SCRAM-SHA-256", user, password + "x")
+    assert not can_login("PLAIN", user, "wrong")
+    # A PLAINTEXT client gets nowhere.
+    plain = AdminClient({"bootstrap.servers": BOOT})
+    try:
+        plain.list_topics(timeout=3)
+        raise AssertionError("a PLAINTEXT client read metadata from a SASL listener")
+    except KafkaException:
+        pass
+
+    carol = f"carol-{topic}"
+    futs = admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(carol, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), b"c-pw")]
+    )
+    futs[carol].result(timeout=10)
+    assert can_login("SCRAM-SHA-256", carol, "c-pw")
+    assert can_login("PLAIN", carol, "c-pw")
+    assert not can_login("SCRAM-SHA-512", carol, "c-pw"), "no SHA-512 credential was given"
+    futs = admin.alter_user_scram_credentials([UserScramCredentialDeletion(carol, ScramMechanism.SCRAM_SHA_256)])
+    futs[carol].result(timeout=10)
+    assert not can_login("SCRAM-SHA-256", carol, "c-pw")
+
+    from kafka import KafkaConsumer
+    from kafka import TopicPartition as KTp
+
+    kc = KafkaConsumer(
+        bootstrap_servers=BOOT,
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-256",
+        sasl_plain_username=user,
+        sasl_plain_password=password,
+        consumer_timeout_ms=5000,
+    )
+    kc.assign([KTp(topic, 0)])
+    kc.seek_to_beginning()
+    got = [m.value.decode() for m in kc]
+    kc.close()
+    assert got == mechs, got
+    print("OK sasl")
+
+
 def cmd_member(topic, group):
     """A group member that polls until killed (used by `groups`)."""
     c = Consumer(
@@ -785,6 +872,7 @@ COMMANDS = {
     "admin-apis": cmd_admin_apis,
     "scram-check": cmd_scram_check,
     "recreate": cmd_recreate,
+    "sasl": cmd_sasl,
     "member": cmd_member,
     "roundtrip": cmd_roundtrip,
     "produce-acked": cmd_produce_acked,
