@@ -228,7 +228,7 @@ fn deleting_a_topic_drops_group_offsets_so_a_recreated_topic_is_read_from_the_st
 }
 
 #[test]
-fn sasl_scram_and_plain_with_confluent_and_kafka_python() {
+fn sasl_scram_and_plain_with_confluent_kafka_python_and_kafkajs() {
     let Some(py) = python() else { return };
     let s = Server::start_with(&[
         (
@@ -244,6 +244,15 @@ fn sasl_scram_and_plain_with_confluent_and_kafka_python() {
         Duration::from_secs(120),
     );
     assert!(out.contains("OK sasl"), "{out}");
+    if let Some(js) = kafkajs() {
+        let out = run_node(
+            &js,
+            "kafkajs_suite.js",
+            &[&s.bootstrap(), "sasl", "admin", "admin-secret"],
+            Duration::from_secs(120),
+        );
+        assert!(out.contains("OK sasl"), "{out}");
+    }
 }
 
 #[test]

@@ -752,7 +752,54 @@ async function cmdMember(topic, group) {
   await sleep(WAIT_MS * 3)
 }
 
+// A SASL listener: kafkajs logs in with SCRAM-SHA-256, SCRAM-SHA-512 and PLAIN, produces and
+// reads back; a wrong password is a KafkaJSSASLAuthenticationError.
+async function cmdSasl(user, password) {
+  const topic = `kjs-sasl-${crypto.randomBytes(4).toString('hex')}`
+  const client = (mechanism, pw) =>
+    new Kafka({
+      clientId: 'kjs-sasl',
+      brokers: [BOOT],
+      sasl: { mechanism, username: user, password: pw },
+      logLevel: logLevel.NOTHING,
+      retry: { retries: 0 },
+    })
+  const mechanisms = ['scram-sha-256', 'scram-sha-512', 'plain']
+  const admin = client('scram-sha-512', password).admin()
+  await admin.connect()
+  await admin.createTopics({ topics: [{ topic, numPartitions: 1 }] })
+  await admin.disconnect()
+  for (const m of mechanisms) {
+    const p = client(m, password).producer()
+    await p.connect()
+    await p.send({ topic, acks: -1, messages: [{ value: m }] })
+    await p.disconnect()
+  }
+  const consumer = client('scram-sha-256', password).consumer({ groupId: `${topic}-g` })
+  await consumer.connect()
+  await consumer.subscribe({ topic, fromBeginning: true })
+  const got = []
+  await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`consumed only ${got}`)), WAIT_MS)
+    consumer.run({
+      eachMessage: async ({ message }) => {
+        got.push(message.value.toString())
+        if (got.length === mechanisms.length) {
+          clearTimeout(t)
+          resolve()
+        }
+      },
+    })
+  })
+  await consumer.disconnect()
+  assert.deepStrictEqual(got, mechanisms)
+  const bad = client('scram-sha-256', password + 'x').admin()
+  await assert.rejects(bad.connect(), (e) => e.name === 'KafkaJSSASLAuthenticationError')
+  console.log('OK sasl')
+}
+
 const COMMANDS = {
+  sasl: cmdSasl,
   member: cmdMember,
   transactions: cmdTransactions,
   admin: cmdAdmin,
