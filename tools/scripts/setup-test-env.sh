@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian/Ubuntu machine (run as root or with sudo):
 # protoc (raft's build), kcat and librdkafka (client tests, perf harness), fio (disk baseline),
-# a Python venv at .venv with confluent-kafka and kafka-python, and kafkajs under .node/ (nodejs and
-# npm from apt only when `node` is missing).
+# a Python venv at .venv with confluent-kafka and kafka-python (with its codecs), and kafkajs
+# under .node/ (nodejs and npm from apt only when `node` is missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SUDO=""
@@ -14,7 +14,8 @@ $SUDO apt-get install -y -qq --no-install-recommends \
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check confluent-kafka kafka-python
+# lz4, python-snappy and zstandard: kafka-python's codecs (it compresses in Python).
+.venv/bin/pip install -q --disable-pip-version-check confluent-kafka kafka-python lz4 python-snappy zstandard
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
 fi

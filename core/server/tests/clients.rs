@@ -164,6 +164,27 @@ fn kafka_python_group_consumer_with_auto_commit() {
     assert!(out.contains("OK kafka-python"), "{out}");
 }
 
+/// kafka-python's own codecs (gzip, snappy, lz4, zstd; its encoders, not librdkafka's), its
+/// consumer positioning API and group rebalance, and the rest of its admin client.
+#[test]
+fn kafka_python_codecs_consumer_api_and_admin() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    for (command, ok) in [
+        ("codecs", "OK kafka-python codecs"),
+        ("consumer-api", "OK kafka-python consumer api"),
+        ("admin-more", "OK kafka-python admin-more"),
+    ] {
+        let out = run_client(
+            &py,
+            "kafka_python_suite.py",
+            &[&s.bootstrap(), command],
+            Duration::from_secs(120),
+        );
+        assert!(out.contains(ok), "{command}: {out}");
+    }
+}
+
 /// Runs one command of `kafkajs_suite.js` against a fresh server and checks its OK line.
 fn kafkajs_command(command: &str, timeout: Duration) -> Option<String> {
     let js = kafkajs()?;

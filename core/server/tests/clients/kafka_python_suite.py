@@ -1,7 +1,7 @@
 """kafka-python checks against a running Chronik broker: a group consumer with auto commit, and
 (`transactions`) a transactional producer with read_committed consumers.
 
-Usage: kafka_python_suite.py BOOTSTRAP [transactions]
+Usage: kafka_python_suite.py BOOTSTRAP [admin | transactions | codecs | consumer-api | admin-more]
 """
 
 import sys
@@ -244,8 +244,282 @@ def transactions():
     print(f"OK kafka-python transactions committed={len(committed)} all={len(everything)}")
 
 
+def codecs():
+    """Every codec through kafka-python's own (pure Python) encoders: keys, values and headers
+    come back exactly, in order per partition, with the idempotent producer on for zstd."""
+    admin = KafkaAdminClient(bootstrap_servers=BOOT)
+    topics = {c: f"kpc-{c}-{uuid.uuid4().hex[:6]}" for c in ("gzip", "snappy", "lz4", "zstd")}
+    admin.create_topics([NewTopic(t, num_partitions=3, replication_factor=1) for t in topics.values()])
+    admin.close()
+    n = 2000
+    for codec, topic in topics.items():
+        prod = KafkaProducer(
+            bootstrap_servers=BOOT,
+            acks="all",
+            compression_type=codec,
+            enable_idempotence=(codec == "zstd"),
+            linger_ms=5,
+        )
+        for i in range(n):
+            prod.send(
+                topic,
+                key=f"k{i % 50}".encode(),
+                value=(f"{codec}-{i}-" + "x" * (i % 300)).encode(),
+                headers=[("i", str(i).encode()), ("codec", codec.encode())],
+                partition=i % 3,
+            )
+        prod.flush(timeout=60)
+        prod.close()
+        c = KafkaConsumer(bootstrap_servers=BOOT, enable_auto_commit=False, consumer_timeout_ms=5000)
+        tps = [TopicPartition(topic, p) for p in range(3)]
+        c.assign(tps)
+        c.seek_to_beginning()
+        got = {p: [] for p in range(3)}
+        deadline = time.time() + 45
+        while sum(len(v) for v in got.values()) < n and time.time() < deadline:
+            for tp, msgs in c.poll(timeout_ms=500).items():
+                got[tp.partition].extend(msgs)
+        c.close()
+        for p in range(3):
+            want = [i for i in range(n) if i % 3 == p]
+            have = [int(dict(m.headers)["i"]) for m in got[p]]
+            assert have == want, f"{codec} partition {p}: {len(have)} records, first {have[:5]}"
+            for m in got[p]:
+                i = int(dict(m.headers)["i"])
+                assert m.key == f"k{i % 50}".encode(), (codec, m.key)
+                assert m.value == (f"{codec}-{i}-" + "x" * (i % 300)).encode(), codec
+                assert dict(m.headers)["codec"] == codec.encode()
+                assert m.offset == want.index(i), (codec, m.offset)
+    print("OK kafka-python codecs")
+
+
+def consumer_api():
+    """Manual assignment and positioning: seek, seek_to_beginning/end, position,
+    beginning/end offsets, offsets_for_times, pause/resume, explicit commits; then two group
+    members split a 4-partition topic and the survivor takes everything when one leaves."""
+    topic = f"kpapi-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=BOOT)
+    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])
+    admin.close()
+    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all")
+    base = int(time.time() * 1000) - 100_000
+    for i in range(40):
+        # Partition p gets records i = p, p+4, ...; timestamps 1 s apart in i.
+        prod.send(topic, value=f"v{i}".encode(), partition=i % 4, timestamp_ms=base + i * 1000)
+    prod.flush(timeout=30)
+    prod.close()
+
+    tps = [TopicPartition(topic, p) for p in range(4)]
+    c = KafkaConsumer(bootstrap_servers=BOOT, group_id=f"{topic}-m", enable_auto_commit=False,
+                      auto_offset_reset="earliest")
+    c.assign(tps)
+    assert c.beginning_offsets(tps) == {tp: 0 for tp in tps}
+    assert c.end_offsets(tps) == {tp: 10 for tp in tps}
+    # offsets_for_times: the first record at or after the time, None past the end.
+    tp0 = tps[0]
+    found = c.offsets_for_times({tp0: base + 8 * 1000, tps[1]: base + 10**7})
+    assert found[tp0].offset == 2 and found[tp0].timestamp == base + 8 * 1000, found
+    assert found[tps[1]] is None, found
+    c.seek(tp0, 7)
+    assert c.position(tp0) == 7
+    recs = []
+    deadline = time.time() + 20
+    while len(recs) < 3 and time.time() < deadline:
+        recs.extend(c.poll(timeout_ms=500).get(tp0, []))
+    assert [r.offset for r in recs[:3]] == [7, 8, 9], [r.offset for r in recs]
+    assert recs[0].value == b"v28" and recs[0].timestamp == base + 28 * 1000
+    c.seek_to_end(tp0)
+    assert c.position(tp0) == 10
+    c.seek_to_beginning(tps[1])
+    assert c.position(tps[1]) == 0
+    # Paused partitions return nothing until resumed.
+    c.pause(*tps)
+    assert c.poll(timeout_ms=500) == {}
+    c.resume(tps[1])
+    got = []
+    deadline = time.time() + 20
+    while len(got) < 10 and time.time() < deadline:
+        batch = c.poll(timeout_ms=500)
+        assert set(batch) <= {tps[1]}, batch.keys()
+        got.extend(batch.get(tps[1], []))
+    assert [m.value for m in got] == [f"v{i}".encode() for i in range(1, 40, 4)]
+    c.commit({tps[1]: OffsetAndMetadata(6, "meta-1", -1), tps[2]: OffsetAndMetadata(3, "", -1)})
+    assert c.committed(tps[1]) == 6 and c.committed(tps[2]) == 3 and c.committed(tps[3]) is None
+    c.close()
+
+    # Two members of one group split the partitions; one leaves and the other takes all.
+    group = f"{topic}-g"
+
+    def member():
+        return KafkaConsumer(topic, bootstrap_servers=BOOT, group_id=group,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             heartbeat_interval_ms=300, session_timeout_ms=6000)
+    a, b = member(), member()
+    deadline = time.time() + 40
+    seen = {}
+    while time.time() < deadline:
+        for m in (a, b):
+            for tp, msgs in m.poll(timeout_ms=200).items():
+                for r in msgs:
+                    seen[(tp.partition, r.offset)] = m
+        if a.assignment() and b.assignment() and len(a.assignment()) + len(b.assignment()) == 4:
+            if len(seen) == 40:
+                break
+    pa, pb = a.assignment(), b.assignment()
+    assert pa and pb and not (pa & pb) and len(pa | pb) == 4, (pa, pb)
+    assert len(seen) == 40, len(seen)
+    a.commit()
+    a.close()
+    deadline = time.time() + 40
+    while len(b.assignment()) < 4 and time.time() < deadline:
+        b.poll(timeout_ms=200)
+    assert b.assignment() == set(tps), b.assignment()
+    b.close(autocommit=False)
+    print("OK kafka-python consumer api")
+
+
+def admin_more():
+    """Configs (values and sources), partitions, groups and their offsets, member removal,
+    partition offsets, features and API versions through kafka-python's admin client."""
+    from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions
+    from kafka.errors import GroupIdNotFoundError
+    from kafka.protocol.consumer.offsets import OffsetSpec
+
+    topic = f"kpadm-{uuid.uuid4().hex[:8]}"
+    group = f"{topic}-g"
+    admin = KafkaAdminClient(bootstrap_servers=BOOT)
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1,
+                                  topic_configs={"retention.ms": "3600000"})])
+    res = ConfigResource(ConfigResourceType.TOPIC, topic)
+
+    def topic_config(key):
+        d = admin.describe_configs([res], config_filter="all")
+        entry = d["topic"][topic][key]
+        return entry["value"], entry["config_source"]
+
+    value, source = topic_config("retention.ms")
+    assert value == "3600000" and "DYNAMIC_TOPIC" in str(source), (value, source)
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                        configs={"max.message.bytes": "200000"})])
+    assert topic_config("max.message.bytes")[0] == "200000"
+    admin.reset_configs([ConfigResource(ConfigResourceType.TOPIC, topic,
+                                        configs={"retention.ms": None})])
+    value, source = topic_config("retention.ms")
+    assert value == "604800000" and "DYNAMIC_TOPIC" not in str(source), (value, source)
+    assert topic_config("max.message.bytes")[0] == "200000", "reset touched another key"
+
+    admin.create_partitions({topic: NewPartitions(total_count=4)})
+    desc = admin.describe_topics([topic])
+    assert len(desc[0]["partitions"]) == 4, desc
+
+    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all")
+    for i in range(40):
+        prod.send(topic, value=f"v{i}".encode(), partition=i % 4)
+    prod.flush(timeout=30)
+    prod.close()
+    tps = [TopicPartition(topic, p) for p in range(4)]
+    ends = admin.list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+    assert {tp: o.offset for tp, o in ends.items()} == {tp: 10 for tp in tps}, ends
+    starts = admin.list_partition_offsets({tp: OffsetSpec.EARLIEST for tp in tps})
+    assert all(o.offset == 0 for o in starts.values()), starts
+
+    # A live member: the group is listed and described with it.
+    c = KafkaConsumer(topic, bootstrap_servers=BOOT, group_id=group, client_id="kp-member",
+                      auto_offset_reset="earliest", enable_auto_commit=False)
+    got = 0
+    deadline = time.time() + 30
+    while got < 40 and time.time() < deadline:
+        got += sum(len(v) for v in c.poll(timeout_ms=300).values())
+    assert got == 40, got
+    c.commit()
+    listed = {g["group_id"]: g for g in admin.list_groups()}
+    assert listed[group]["group_state"] == "Stable", listed.get(group)
+    assert listed[group]["protocol_type"] == "consumer"
+    d = admin.describe_groups([group])[group]
+    assert d["group_state"] == "Stable" and d["error"] is None, d
+    assert [m["client_id"] for m in d["members"]] == ["kp-member"], d
+    assigned = d["members"][0]["member_assignment"]["assigned_partitions"]
+    assert assigned == [{"topic": topic, "partitions": [0, 1, 2, 3]}], assigned
+    offs = admin.list_group_offsets({group: None})[group]
+    assert {tp: om.offset for tp, om in offs.items()} == {tp: 10 for tp in tps}, offs
+    # remove_group_members throws the member out: the group is left Empty.
+    from kafka.admin import MemberToRemove
+
+    removed = admin.remove_group_members(group, [MemberToRemove(member_id=d["members"][0]["member_id"])])
+    assert all(e is None or getattr(e, "errno", 0) == 0 for e in removed.values()), removed
+    c.close(autocommit=False)
+    deadline = time.time() + 20
+    while admin.describe_groups([group])[group]["group_state"] != "Empty" and time.time() < deadline:
+        time.sleep(0.3)
+    assert admin.describe_groups([group])[group]["group_state"] == "Empty"
+
+    # Offsets of an empty group: alter, reset to earliest, delete one partition's.
+    admin.alter_group_offsets(group, {tps[0]: OffsetAndMetadata(3, "", -1)})
+    offs = admin.list_group_offsets({group: None})[group]
+    assert offs[tps[0]].offset == 3 and offs[tps[1]].offset == 10, offs
+    admin.reset_group_offsets(group, {tps[1]: OffsetSpec.EARLIEST})
+    assert admin.list_group_offsets({group: None})[group][tps[1]].offset == 0
+    admin.delete_group_offsets(group, [tps[2]])
+    offs = admin.list_group_offsets({group: None})[group]
+    assert tps[2] not in offs or offs[tps[2]].offset == -1, offs
+    admin.delete_groups([group])
+    assert group not in {g["group_id"] for g in admin.list_groups()}
+    assert admin.list_group_offsets({group: None})[group] == {}
+
+    # ApiVersions as kafka-python sees it: the SASL and newer admin APIs are advertised.
+    versions = {int(k): v for k, v in admin.api_versions().items()}
+    assert versions[17] == (0, 1) and versions[36] == (0, 2), versions  # SASL
+    assert versions[51] == (0, 0) and versions[74] == (0, 1) and versions[57] == (0, 2), versions
+
+    # ListConfigResources: this topic and this broker.
+    me = admin.describe_cluster()["controller_id"]
+    listed = admin.list_config_resources(["TOPIC", "BROKER"])
+    assert topic in listed["topic"] and listed["broker"] == [str(me)], listed
+
+    # SCRAM credentials: stored, described, deleted.
+    from kafka.admin import ScramMechanism, UserScramCredentialDeletion, UserScramCredentialUpsertion
+
+    user = f"kp-{topic}"
+    r = admin.alter_user_scram_credentials(
+        [UserScramCredentialUpsertion(user, ScramMechanism.SCRAM_SHA_512, "pw", iterations=8192)])
+    assert r == {user: None}, r
+    d = admin.describe_user_scram_credentials([user])[user]
+    assert d["error"] is None and [(c["mechanism"], c["iterations"]) for c in d["credential_infos"]] == [
+        (ScramMechanism.SCRAM_SHA_512, 8192)], d
+    r = admin.alter_user_scram_credentials([UserScramCredentialDeletion(user, ScramMechanism.SCRAM_SHA_512)])
+    assert r == {user: None}, r
+    assert admin.describe_user_scram_credentials([user])[user]["credential_infos"] == []
+
+    # UpdateFeatures: this broker finalizes no feature, so nothing can be updated.
+    from kafka.errors import InvalidUpdateVersionError
+
+    try:
+        admin.update_features({"metadata.version": 20})
+        raise AssertionError("update_features succeeded")
+    except InvalidUpdateVersionError:
+        pass
+
+    # AlterReplicaLogDirs: the one log dir is a no-op success, another path LOG_DIR_NOT_FOUND.
+    from kafka import TopicPartitionReplica
+    from kafka.errors import LogDirNotFoundError, NoError
+
+    log_dir = admin.describe_log_dirs()[0]["log_dirs"][0]["log_dir"]
+    moved = admin.alter_replica_log_dirs({
+        TopicPartitionReplica(topic, 0, me): log_dir,
+        TopicPartitionReplica(topic, 1, me): "/nonexistent/chronik-log-dir",
+    })
+    assert moved == {TopicPartitionReplica(topic, 0, me): NoError,
+                     TopicPartitionReplica(topic, 1, me): LogDirNotFoundError}, moved
+    admin.close()
+    print("OK kafka-python admin-more")
+
+
+COMMANDS = {
+    "transactions": transactions,
+    "codecs": codecs,
+    "consumer-api": consumer_api,
+    "admin-more": admin_more,
+}
+
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[2] == "transactions":
-        transactions()
-    else:
-        main()
+    COMMANDS.get(sys.argv[2] if len(sys.argv) > 2 else "", main)()
