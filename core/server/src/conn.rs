@@ -55,8 +55,10 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     if reader.read_exact(&mut prefix).await.is_err() {
         return;
     }
-    if broker.shared.config.server.http_on_kafka_port && HTTP_PREFIXES.iter().any(|p| **p == prefix)
-    {
+    // Not on a SASL listener: the HTTP admin routes would bypass authentication.
+    let server = &broker.shared.config.server;
+    let http_here = server.http_on_kafka_port && server.sasl_mechanisms.trim().is_empty();
+    if http_here && HTTP_PREFIXES.iter().any(|p| **p == prefix) {
         let stream = reader.reunite(writer).expect("halves of one stream");
         crate::http::serve(broker, stream, &prefix).await;
         return;

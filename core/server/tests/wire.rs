@@ -1039,6 +1039,13 @@ fn sasl_handshake_authenticate_and_the_unauthenticated_gate() {
             "alice:wonder land,bob:builder",
         ),
     ]);
+    // No HTTP on a SASL Kafka port: its admin routes would bypass authentication.
+    let mut w = Wire::connect(s.port);
+    w.send_raw(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        w.closed_by_server(),
+        "HTTP must not be served on a SASL Kafka port"
+    );
     // ApiVersions is allowed before authentication; Metadata is not.
     let mut w = Wire::connect(s.port);
     let v: ApiVersionsResponse = w.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
