@@ -771,7 +771,8 @@ impl Partition {
         Some(rx)
     }
 
-    /// ListOffsets for one timestamp (-1 latest, -2 earliest, -3 max timestamp); latest is the
+    /// ListOffsets for one timestamp (-1 latest, -2 earliest, -3 max timestamp, -4 earliest
+    /// local, -5 latest tiered); latest is the
     /// last stable offset for read_committed (`isolation` 1).
     pub async fn list_offset(&self, timestamp: i64, isolation: i8) -> OffsetLookup {
         let mut out = OffsetLookup {
@@ -783,7 +784,12 @@ impl Partition {
         let hw = self.high_watermark.get();
         match timestamp {
             -1 => out.offset = self.visible_end(isolation),
+            // -4 (earliest local, v8+): no tiered storage here, so the local log starts at the
+            // log start offset.
             -2 | -4 => out.offset = self.log_start_offset.get(),
+            // -5 (latest tiered, v9+): nothing is tiered; Kafka without remote storage answers
+            // offset -1 with leader epoch -1.
+            -5 => out.leader_epoch = -1,
             -3 => {
                 // The record with the largest timestamp: the batch with the largest max timestamp.
                 if let Some(st) = self.wal.group_state(self.group) {

@@ -193,6 +193,26 @@ fn every_advertised_version_answers_with_a_complete_response() {
         let p = &r.topics[0].partitions[0];
         assert_eq!(p.error_code, 0, "v{v}");
         assert!(p.offset >= 1, "v{v} {p:?}");
+        // v8: earliest local (-4) is the log start; v9: latest tiered (-5) is -1, nothing tiered.
+        for (ts, since, want) in [(-4i64, 8i16, 0i64), (-5, 9, -1)] {
+            if v < since {
+                continue;
+            }
+            let r: ListOffsetsResponse = call(
+                &mut w,
+                ApiKey::ListOffsets,
+                v,
+                &ListOffsetsRequest::default()
+                    .with_replica_id(BrokerId(-1))
+                    .with_topics(vec![ListOffsetsTopic::default()
+                        .with_name(topic(T))
+                        .with_partitions(vec![ListOffsetsPartition::default()
+                            .with_partition_index(0)
+                            .with_timestamp(ts)])]),
+            );
+            let p = &r.topics[0].partitions[0];
+            assert_eq!((p.error_code, p.offset), (0, want), "v{v} ts {ts} {p:?}");
+        }
     });
     each_version!(ApiKey::OffsetForLeaderEpoch, |v| {
         use offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};

@@ -1,5 +1,7 @@
-//! ListOffsets (key 2), versions 1–7: latest (-1), earliest (-2), max timestamp (-3, v7) and
-//! by timestamp. With `isolation_level` 1 (read_committed, v2+) latest is the last stable
+//! ListOffsets (key 2), versions 1–10: latest (-1), earliest (-2), max timestamp (-3, v7),
+//! earliest local (-4, v8; the log start here, nothing being tiered), latest tiered (-5, v9;
+//! offset -1, as Kafka without remote storage) and by timestamp. v10's timeout is moot: every
+//! answer is local. With `isolation_level` 1 (read_committed, v2+) latest is the last stable
 //! offset.
 
 use kafka_protocol::messages::list_offsets_response::{
