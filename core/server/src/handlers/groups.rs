@@ -731,23 +731,11 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                     other => commit_error(&fallback, error_of(other)),
                 }
             };
-            for (name, parts) in unknown {
+            {
                 use kafka_protocol::messages::offset_commit_response::{
-                    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+                    OffsetCommitResponsePartition as P, OffsetCommitResponseTopic as T,
                 };
-                let parts = parts.into_iter().map(|i| {
-                    OffsetCommitResponsePartition::default()
-                        .with_partition_index(i)
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                });
-                match resp.topics.iter_mut().find(|t| t.name == name) {
-                    Some(t) => t.partitions.extend(parts),
-                    None => resp.topics.push(
-                        OffsetCommitResponseTopic::default()
-                            .with_name(name)
-                            .with_partitions(parts.collect()),
-                    ),
-                }
+                answer_unknown!(resp, unknown, T, P);
             }
             ResponseKind::OffsetCommit(resp)
         }
@@ -776,23 +764,11 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                     other => txn_commit_error(&fallback, error_of(other)),
                 }
             };
-            for (name, parts) in unknown {
+            {
                 use kafka_protocol::messages::txn_offset_commit_response::{
-                    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+                    TxnOffsetCommitResponsePartition as P, TxnOffsetCommitResponseTopic as T,
                 };
-                let parts = parts.into_iter().map(|i| {
-                    TxnOffsetCommitResponsePartition::default()
-                        .with_partition_index(i)
-                        .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                });
-                match resp.topics.iter_mut().find(|t| t.name == name) {
-                    Some(t) => t.partitions.extend(parts),
-                    None => resp.topics.push(
-                        TxnOffsetCommitResponseTopic::default()
-                            .with_name(name)
-                            .with_partitions(parts.collect()),
-                    ),
-                }
+                answer_unknown!(resp, unknown, T, P);
             }
             ResponseKind::TxnOffsetCommit(resp)
         }
@@ -903,6 +879,30 @@ fn error_of(r: GroupReply) -> i16 {
         _ => ResponseError::UnknownServerError.code(),
     }
 }
+
+/// Adds the partitions [`take_unknown`] removed to an offset-commit response (topic type `$topic`,
+/// partition type `$part`, the same shape in OffsetCommit and TxnOffsetCommit) as
+/// UNKNOWN_TOPIC_OR_PARTITION, under their topic's entry if the response has one.
+macro_rules! answer_unknown {
+    ($resp:expr, $unknown:expr, $topic:ty, $part:ty) => {
+        for (name, parts) in $unknown {
+            let parts = parts.into_iter().map(|i| {
+                <$part>::default()
+                    .with_partition_index(i)
+                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+            });
+            match $resp.topics.iter_mut().find(|t| t.name == name) {
+                Some(t) => t.partitions.extend(parts),
+                None => $resp.topics.push(
+                    <$topic>::default()
+                        .with_name(name)
+                        .with_partitions(parts.collect()),
+                ),
+            }
+        }
+    };
+}
+use answer_unknown;
 
 /// Takes the partitions of topics or partition indexes that do not exist out of an offset commit
 /// (Kafka answers them UNKNOWN_TOPIC_OR_PARTITION before the coordinator sees the request, so no
