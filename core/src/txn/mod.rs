@@ -123,7 +123,10 @@ pub struct TxnMeta {
     pub state: TxnState,
     /// Invariant: non-empty exactly in Ongoing, PrepareCommit and PrepareAbort.
     pub partitions: BTreeSet<(String, i32)>,
-    /// When the ongoing transaction began (first partition added); -1 when none.
+    /// When the current or last transaction began (first partition added). Kafka keeps it
+    /// through CompleteCommit/CompleteAbort (DescribeTransactions reports it) and clears it
+    /// only when InitProducerId starts afresh.
+    /// Invariant: >= 0 in Ongoing, PrepareCommit and PrepareAbort; -1 in Empty.
     pub start_ms: i64,
     pub last_update_ms: i64,
 }
@@ -292,7 +295,8 @@ impl TxnCoordinator {
 
     /// ListTransactions: (id, producer id, state) of the transactions matching every given
     /// filter (an empty filter matches all; `min_duration_ms >= 0` keeps only transactions
-    /// open at least that long), in id order, at most [`LIST_MAX`].
+    /// open at least that long: a completed one keeps its start time but is not running),
+    /// in id order, at most [`LIST_MAX`].
     pub fn list(
         &self,
         states: &[TxnState],
@@ -308,7 +312,8 @@ impl TxnCoordinator {
             .filter(|m| producer_ids.is_empty() || producer_ids.contains(&m.producer_id))
             .filter(|m| {
                 min_duration_ms < 0
-                    || (m.start_ms >= 0 && now_ms.saturating_sub(m.start_ms) >= min_duration_ms)
+                    || (m.state.has_partitions()
+                        && now_ms.saturating_sub(m.start_ms) >= min_duration_ms)
             })
             .take(LIST_MAX)
             .map(|m| (m.transactional_id.clone(), m.producer_id, m.state))
@@ -614,8 +619,8 @@ impl TxnCoordinator {
             TxnState::PrepareAbort => TxnState::CompleteAbort,
             _ => return None,
         };
+        // start_ms stays: Kafka's completed transaction still reports when it began.
         next.partitions.clear();
-        next.start_ms = -1;
         next.last_update_ms = now_ms;
         Some(self.persist(next))
     }
@@ -768,9 +773,11 @@ impl TxnCoordinator {
                 m.partitions.len()
             );
             assert!(m.partitions.len() <= MAX_PARTITIONS_PER_TXN);
-            assert_eq!(
-                m.state.has_partitions(),
-                m.start_ms >= 0,
+            // Completed transactions keep their start; ones completed by an older broker
+            // version have -1, so only the open and the Empty states are pinned.
+            assert!(
+                (!m.state.has_partitions() || m.start_ms >= 0)
+                    && (m.state != TxnState::Empty || m.start_ms == -1),
                 "{id}: start {} in {:?}",
                 m.start_ms,
                 m.state

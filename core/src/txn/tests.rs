@@ -326,6 +326,62 @@ fn list_filters_by_state_producer_and_duration() {
     assert_eq!(TxnState::from_name("Dead"), None);
 }
 
+/// Kafka keeps a completed transaction's start time (DescribeTransactions reports it, and
+/// `TransactionMetadata` refuses a completion without one); only InitProducerId clears it.
+/// ListTransactions' duration filter still lists only running transactions.
+#[test]
+fn a_completed_transaction_keeps_its_start_time_until_the_next_init() {
+    let mut c = coord();
+    let mut pid = 0;
+    let (p, e) = init(&mut c, (-1, -1), &mut pid);
+    assert_eq!(c.get(T).unwrap().start_ms, -1);
+    let rec = c
+        .add_partitions(
+            T,
+            p,
+            e,
+            &parts(&[("a", 0)]),
+            Api::AddPartitionsToTxn,
+            3,
+            1_000,
+        )
+        .unwrap()
+        .unwrap();
+    c.apply(&rec).unwrap();
+    let rec = c.end_txn(T, p, e, false, 3, 2_000).unwrap().unwrap();
+    c.apply(&rec).unwrap();
+    write_markers(&mut c);
+    let m = c.get(T).unwrap();
+    assert_eq!((m.state, m.start_ms), (TxnState::CompleteAbort, 1_000));
+    assert!(m.partitions.is_empty());
+    assert!(c.list(&[], &[], 0, 9_000).is_empty(), "not running");
+    // The next transaction starts its own clock.
+    let rec = c
+        .add_partitions(
+            T,
+            p,
+            e,
+            &parts(&[("a", 1)]),
+            Api::AddPartitionsToTxn,
+            3,
+            5_000,
+        )
+        .unwrap()
+        .unwrap();
+    c.apply(&rec).unwrap();
+    assert_eq!(c.get(T).unwrap().start_ms, 5_000);
+    assert_eq!(c.list(&[], &[], 4_000, 9_000).len(), 1);
+    let rec = c.end_txn(T, p, e, true, 3, 6_000).unwrap().unwrap();
+    c.apply(&rec).unwrap();
+    write_markers(&mut c);
+    assert_eq!(c.get(T).unwrap().start_ms, 5_000);
+    // A new producer session: Empty, no start.
+    init(&mut c, (p, e), &mut pid);
+    let m = c.get(T).unwrap();
+    assert_eq!((m.state, m.start_ms), (TxnState::Empty, -1));
+    c.check_invariants();
+}
+
 #[test]
 fn verify_accepts_only_added_partitions_of_the_current_epoch() {
     let mut c = coord();
