@@ -185,6 +185,26 @@ fn kafka_python_codecs_consumer_api_and_admin() {
     }
 }
 
+/// What kafka-python's producer is told (offsets, timestamps, size limits, auto-creation),
+/// its reset policies, and the admin client's error answers and less common options.
+#[test]
+fn kafka_python_producer_api_and_admin_edge_cases() {
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    for (command, ok) in [
+        ("producer-api", "OK kafka-python producer api"),
+        ("admin-edges", "OK kafka-python admin-edges"),
+    ] {
+        let out = run_client(
+            &py,
+            "kafka_python_suite.py",
+            &[&s.bootstrap(), command],
+            Duration::from_secs(60),
+        );
+        assert!(out.contains(ok), "{command}: {out}");
+    }
+}
+
 /// Runs one command of `kafkajs_suite.js` against a fresh server and checks its OK line.
 fn kafkajs_command(command: &str, timeout: Duration) -> Option<String> {
     let js = kafkajs()?;
@@ -443,4 +463,12 @@ fn kafka_python_transactions() {
         Duration::from_secs(180),
     );
     assert!(out.contains("OK kafka-python transactions"), "{out}");
+    // The transaction admin APIs (list/describe/find-hanging/abort) on a live producer.
+    let out = run_client(
+        &py,
+        "kafka_python_suite.py",
+        &[&s.bootstrap(), "admin-txn"],
+        Duration::from_secs(60),
+    );
+    assert!(out.contains("OK kafka-python admin-txn"), "{out}");
 }

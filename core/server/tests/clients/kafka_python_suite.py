@@ -1,7 +1,10 @@
-"""kafka-python checks against a running Chronik broker: a group consumer with auto commit, and
-(`transactions`) a transactional producer with read_committed consumers.
+"""kafka-python checks against a running Chronik broker: a group consumer with auto commit (no
+command), and one check per command: `transactions` (a transactional producer with
+read_committed consumers), `admin-txn` (the transaction admin APIs), `codecs`, `consumer-api`,
+`producer-api`, and the admin client in `admin`, `admin-more` and `admin-edges`.
 
-Usage: kafka_python_suite.py BOOTSTRAP [admin | transactions | codecs | consumer-api | admin-more]
+Usage: kafka_python_suite.py BOOTSTRAP [admin | transactions | codecs | consumer-api | admin-more |
+    producer-api | admin-edges | admin-txn]
 """
 
 import sys
@@ -369,11 +372,24 @@ def consumer_api():
     assert pa and pb and not (pa & pb) and len(pa | pb) == 4, (pa, pb)
     assert len(seen) == 40, len(seen)
     a.commit()
+    b.commit()
     a.close()
+    # The survivor takes a's partitions at a's committed offsets: it gets the 4 records written
+    # now (one per partition) and nothing read before. (A late record of b's own partitions may
+    # come twice: polled before the rebalance, then again from the committed offset after it,
+    # which eager rebalancing without auto-commit allows, on Kafka too.)
+    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all")
+    for p in range(4):
+        prod.send(topic, value=f"late{p}".encode(), partition=p)
+    prod.flush(timeout=30)
+    prod.close()
+    late = []
     deadline = time.time() + 40
-    while len(b.assignment()) < 4 and time.time() < deadline:
-        b.poll(timeout_ms=200)
+    while (len(b.assignment()) < 4 or len(set(late)) < 4) and time.time() < deadline:
+        for tp, msgs in b.poll(timeout_ms=200).items():
+            late.extend((tp.partition, r.offset, r.value) for r in msgs)
     assert b.assignment() == set(tps), b.assignment()
+    assert sorted(set(late)) == [(p, 10, f"late{p}".encode()) for p in range(4)], late
     b.close(autocommit=False)
     print("OK kafka-python consumer api")
 
@@ -514,11 +530,307 @@ def admin_more():
     print("OK kafka-python admin-more")
 
 
+def producer_api():
+    """What the broker tells kafka-python's producer: offsets and timestamps in RecordMetadata
+    (CreateTime and LogAppendTime topics), tombstones and empty headers, acks 0/1/all, the
+    topic's max.message.bytes enforced by the broker, auto-creation; and the consumer's reset
+    policies (none, and latest after an out-of-range seek)."""
+    from kafka.errors import MessageSizeTooLargeError, NoOffsetForPartitionError
+
+    topic, lat = f"kpp-{uuid.uuid4().hex[:8]}", f"kppl-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=BOOT)
+    admin.create_topics([
+        NewTopic(topic, num_partitions=2, replication_factor=1),
+        NewTopic(lat, num_partitions=1, replication_factor=1,
+                 topic_configs={"message.timestamp.type": "LogAppendTime", "max.message.bytes": "2000"}),
+    ])
+    # The producer's own size limit is far above the topic's: only the broker can refuse.
+    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all", max_request_size=10_000_000)
+    assert prod.partitions_for(topic) == {0, 1}
+    md = prod.send(topic, key=b"gone", value=None, partition=0, headers=[("h", b"")]).get(30)
+    assert (md.partition, md.offset, md.serialized_value_size) == (0, 0, -1), md
+    md = prod.send(topic, key=b"k", value=b"v", partition=0, timestamp_ms=12345).get(30)
+    assert (md.offset, md.timestamp) == (1, 12345), md
+    before = int(time.time() * 1000)
+    md = prod.send(lat, value=b"v", timestamp_ms=12345).get(30)
+    # LogAppendTime: the broker's clock replaces the producer's timestamp, in the answer too.
+    assert md.offset == 0 and before - 5000 <= md.timestamp <= int(time.time() * 1000) + 5000, md
+    prod.close()
+    # Not idempotent: kafka-python's idempotent producer turns any non-retriable batch error
+    # into a fatal state that fails every later send (Java only fails the batch).
+    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all", max_request_size=10_000_000,
+                         enable_idempotence=False)
+    try:
+        prod.send(lat, value=b"x" * 5000).get(30)
+        raise AssertionError("a 5 KB record went into a topic with max.message.bytes=2000")
+    except MessageSizeTooLargeError:
+        pass
+    md = prod.send(lat, value=b"y" * 1000).get(30)
+    assert md.offset == 1, md  # the refused batch took no offset
+    prod.close()
+    for acks, n in ((0, 5), (1, 5)):
+        p = KafkaProducer(bootstrap_servers=BOOT, acks=acks)
+        futures = [p.send(topic, value=f"a{acks}-{i}".encode(), partition=1) for i in range(n)]
+        p.flush(timeout=30)
+        mds = [f.get(30) for f in futures]
+        if acks == 1:  # acks=0 gets no offsets back (kafka-python reports -1)
+            assert [m.offset for m in mds] == list(range(5, 10)), mds
+        p.close()
+
+    c = KafkaConsumer(bootstrap_servers=BOOT, enable_auto_commit=False, consumer_timeout_ms=3000)
+    c.assign([TopicPartition(topic, 0), TopicPartition(topic, 1), TopicPartition(lat, 0)])
+    c.seek_to_beginning()
+    recs = {}
+    for m in c:
+        recs.setdefault((m.topic, m.partition), []).append(m)
+    assert c.highwater(TopicPartition(topic, 1)) == 10 and c.highwater(TopicPartition(lat, 0)) == 2
+    c.close()
+    p0 = recs[(topic, 0)]
+    assert [(m.key, m.value, m.headers) for m in p0] == [(b"gone", None, [("h", b"")]), (b"k", b"v", [])], p0
+    assert p0[1].timestamp == 12345 and p0[1].timestamp_type == 0, p0[1]
+    assert [m.value for m in recs[(topic, 1)]] == [f"a{a}-{i}".encode() for a in (0, 1) for i in range(5)]
+    ls = recs[(lat, 0)]
+    assert [(m.offset, len(m.value), m.timestamp_type) for m in ls] == [(0, 1, 1), (1, 1000, 1)], ls
+    assert ls[0].timestamp != 12345, ls[0]
+
+    # Metadata for an unknown topic creates it (auto.create.topics.enable defaults to true).
+    auto = f"kppa-{uuid.uuid4().hex[:8]}"
+    p = KafkaProducer(bootstrap_servers=BOOT, acks="all")
+    assert p.send(auto, value=b"x").get(30).offset == 0
+    assert p.partitions_for(auto) == {0}
+    p.close()
+    assert auto in admin.list_topics()
+    admin.close()
+
+    # Reset policies: none raises for a group without offsets; latest after an out-of-range
+    # position lands on the end of the log.
+    tp = TopicPartition(topic, 0)
+    c = KafkaConsumer(bootstrap_servers=BOOT, group_id=f"{topic}-none", auto_offset_reset="none",
+                      enable_auto_commit=False)
+    c.assign([tp])
+    try:
+        c.poll(timeout_ms=3000)
+        raise AssertionError("auto_offset_reset=none found an offset")
+    except NoOffsetForPartitionError:
+        pass
+    c.close()
+    c = KafkaConsumer(bootstrap_servers=BOOT, auto_offset_reset="latest", enable_auto_commit=False)
+    c.assign([tp])
+    c.seek(tp, 100)
+    deadline = time.time() + 10
+    while c.position(tp) != 2 and time.time() < deadline:
+        assert c.poll(timeout_ms=300) == {}
+    assert c.position(tp) == 2, c.position(tp)
+    c.close()
+    print("OK kafka-python producer api")
+
+
+def admin_edges():
+    """The admin client's error answers and less common options: duplicate, invalid and
+    validate-only topic creation, partition decreases, topic deletion, paged
+    describe_topic_partitions, synonyms, the legacy AlterConfigs replacing a whole config set,
+    list_groups filters, static member removal, partition offsets by time and max timestamp."""
+    from kafka.admin import ConfigResource, ConfigResourceType, MemberToRemove, NewPartitions
+    from kafka.errors import (
+        InvalidConfigurationError,
+        InvalidPartitionsError,
+        InvalidReplicationFactorError,
+        TopicAlreadyExistsError,
+        UnknownMemberIdError,
+        UnknownTopicOrPartitionError,
+        NoError,
+    )
+    from kafka.protocol.consumer.offsets import OffsetSpec
+
+    pre = uuid.uuid4().hex[:8]
+    topic, other = f"kpe{pre}-a", f"kpe{pre}-b"
+    admin = KafkaAdminClient(bootstrap_servers=BOOT)
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1),
+                         NewTopic(other, num_partitions=3, replication_factor=1)])
+
+    def refused(err, f):
+        try:
+            f()
+        except err:
+            return
+        raise AssertionError(f"expected {err.__name__}")
+
+    refused(TopicAlreadyExistsError, lambda: admin.create_topics([NewTopic(topic, 2, 1)]))
+    refused(InvalidReplicationFactorError, lambda: admin.create_topics([NewTopic(f"kpe{pre}-rf", 1, 3)]))
+    refused(InvalidConfigurationError, lambda: admin.create_topics(
+        [NewTopic(f"kpe{pre}-cfg", 1, 1, topic_configs={"cleanup.policy": "bogus"})]))
+    r = admin.create_topics([NewTopic(f"kpe{pre}-v", 3, 1)], validate_only=True)
+    assert r["topics"][0]["error_code"] == 0 and r["topics"][0]["num_partitions"] == 3, r
+    names = admin.list_topics()
+    assert topic in names and not any(n.startswith(f"kpe{pre}-") and n not in (topic, other) for n in names), names
+
+    refused(InvalidPartitionsError, lambda: admin.create_partitions({topic: NewPartitions(total_count=1)}))
+    refused(InvalidPartitionsError, lambda: admin.create_partitions({topic: NewPartitions(total_count=2)}))
+    refused(UnknownTopicOrPartitionError,
+            lambda: admin.create_partitions({f"kpe{pre}-none": NewPartitions(total_count=2)}))
+    admin.create_partitions({topic: NewPartitions(total_count=5)}, validate_only=True)
+    assert len(admin.describe_topics([topic])[0]["partitions"]) == 2, "validate_only added partitions"
+
+    # DescribeTopicPartitions pages: topics in name order, a cursor where the limit cut.
+    page = admin.describe_topic_partitions([other, topic], response_partition_limit=3)
+    got = [(t["name"], p["partition_index"]) for t in page["topics"] for p in t["partitions"]]
+    assert got == [(topic, 0), (topic, 1), (other, 0)], page
+    assert page["next_cursor"] == {"topic_name": other, "partition_index": 1}, page["next_cursor"]
+    page = admin.describe_topic_partitions([other, topic], cursor=page["next_cursor"])
+    got = [(t["name"], p["partition_index"]) for t in page["topics"] for p in t["partitions"]]
+    assert got == [(other, 1), (other, 2)] and page["next_cursor"] is None, page
+
+    # Synonyms: the topic override first, then the broker default it shadows.
+    res = ConfigResource(ConfigResourceType.TOPIC, other)
+    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, other,
+                                        configs={"max.message.bytes": "2000", "retention.ms": "7200000"})])
+    e = admin.describe_configs([res], include_synonyms=True, config_filter="all")["topic"][other]["max.message.bytes"]
+    assert [(s["name"], s["value"], s["source"]) for s in e["synonyms"]] == [
+        ("max.message.bytes", "2000", "DYNAMIC_TOPIC_CONFIG"),
+        ("message.max.bytes", "1048588", "DEFAULT_CONFIG")], e
+    # validate_only changes nothing; a bad value is refused per resource.
+    r = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, other, configs={"retention.ms": "1"})],
+                            validate_only=True)
+    assert r == {"topic": {other: "OK"}}, r
+    r = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, other, configs={"retention.ms": "abc"})])
+    assert "InvalidConfigurationError" in r["topic"][other], r
+    assert set(admin.describe_configs([res])["topic"][other]) == {"max.message.bytes", "retention.ms"}
+    assert admin.describe_configs([res])["topic"][other]["retention.ms"]["value"] == "7200000"
+    # The legacy AlterConfigs (key 33) replaces the whole set: a full reset sends none.
+    r = admin.reset_configs([ConfigResource(ConfigResourceType.TOPIC, other)], incremental=False)
+    assert r == {"topic": {other: "OK"}}, r
+    assert admin.describe_configs([res])["topic"][other] == {}, admin.describe_configs([res])
+
+    # DeleteTopics: gone from the listing; a second delete is UNKNOWN_TOPIC_OR_PARTITION.
+    admin.delete_topics([other])
+    assert other not in admin.list_topics()
+    refused(UnknownTopicOrPartitionError, lambda: admin.delete_topics([other]))
+
+    # Partition offsets by timestamp and the max-timestamp record (KIP-734).
+    now = int(time.time() * 1000)
+    prod = KafkaProducer(bootstrap_servers=BOOT, acks="all")
+    for i, ts in enumerate([now - 3000, now - 1000, now - 2000]):
+        prod.send(topic, value=f"t{i}".encode(), partition=0, timestamp_ms=ts)
+    prod.flush(timeout=30)
+    prod.close()
+    tp = TopicPartition(topic, 0)
+    r = admin.list_partition_offsets({tp: OffsetSpec.MAX_TIMESTAMP})[tp]
+    assert (r.offset, r.timestamp) == (1, now - 1000), r
+    r = admin.list_partition_offsets({tp: now - 2500})[tp]
+    assert (r.offset, r.timestamp) == (1, now - 1000), r
+    r = admin.list_partition_offsets({tp: now + 60_000})[tp]
+    assert r.offset == -1, r
+
+    # Groups: a static member (group.instance.id) is listed by state and type filters, and
+    # removed by its instance id; an unknown instance id is UNKNOWN_MEMBER_ID.
+    group = f"kpe{pre}-g"
+    c = KafkaConsumer(topic, bootstrap_servers=BOOT, group_id=group, group_instance_id="kpe-static",
+                      auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=30000)
+    got = 0
+    deadline = time.time() + 30
+    while got < 3 and time.time() < deadline:
+        got += sum(len(v) for v in c.poll(timeout_ms=300).values())
+    assert got == 3, got
+    mine = lambda gs: [g for g in gs if g["group_id"] == group]
+    assert [g["group_state"] for g in mine(admin.list_groups(states_filter=["Stable"]))] == ["Stable"]
+    assert mine(admin.list_groups(states_filter=["Empty"])) == []
+    assert [g["group_type"] for g in mine(admin.list_groups(types_filter=["classic"]))] == ["classic"]
+    assert mine(admin.list_groups(types_filter=["consumer"])) == []
+    d = admin.describe_groups([group], include_authorized_operations=True)[group]
+    assert [m["group_instance_id"] for m in d["members"]] == ["kpe-static"], d
+    assert set(d["authorized_operations"]) == {"DESCRIBE", "READ", "DELETE"}, d
+    r = admin.remove_group_members(group, [MemberToRemove(group_instance_id="kpe-static"),
+                                           MemberToRemove(group_instance_id="kpe-nobody")])
+    assert r == {"kpe-static": NoError, "kpe-nobody": UnknownMemberIdError}, r
+    assert admin.describe_groups([group])[group]["group_state"] == "Empty"
+    c.close(autocommit=False)
+    admin.close()
+    print("OK kafka-python admin-edges")
+
+
+def admin_txn():
+    """The transaction admin APIs (KIP-664) on a live transactional producer: list with each
+    filter, describe while open and after commit, an unknown id, find_hanging, an
+    administrative abort of the open transaction's partition, and describe_features."""
+    from kafka.admin import AbortTransactionSpec, TransactionState
+    from kafka.errors import TransactionalIdNotFoundError
+    from kafka.protocol.consumer.offsets import IsolationLevel, OffsetSpec
+
+    topic = f"kpat-{uuid.uuid4().hex[:8]}"
+    tid = f"kpat-{uuid.uuid4().hex[:8]}"
+    admin = KafkaAdminClient(bootstrap_servers=BOOT)
+    admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    p = KafkaProducer(bootstrap_servers=BOOT, transactional_id=tid, transaction_timeout_ms=30000)
+    p.init_transactions()
+
+    def mine(**filters):
+        return [t for ts in admin.list_transactions(**filters).values() for t in ts
+                if t.transactional_id == tid]
+
+    d = admin.describe_transactions([tid])[tid]
+    assert d.state == TransactionState.EMPTY and d.transaction_start_time_ms == -1, d
+    assert d.transaction_timeout_ms == 30000 and d.topic_partitions == set(), d
+    pid = d.producer_id
+    begun = int(time.time() * 1000)
+    p.begin_transaction()
+    p.send(topic, value=b"x", partition=0)
+    p.send(topic, value=b"y", partition=1)
+    p.flush(timeout=30)
+    d = admin.describe_transactions([tid])[tid]
+    assert d.state == TransactionState.ONGOING and d.producer_id == pid, d
+    assert d.topic_partitions == {TopicPartition(topic, 0), TopicPartition(topic, 1)}, d
+    start = d.transaction_start_time_ms
+    assert begun - 5000 <= start <= int(time.time() * 1000) + 5000, (begun, d)
+    assert [t.state for t in mine()] == [TransactionState.ONGOING]
+    assert [t.producer_id for t in mine(state_filters=["Ongoing"])] == [pid]
+    assert mine(state_filters=["CompleteCommit"]) == []
+    assert mine(producer_id_filters=[pid]) != [] and mine(producer_id_filters=[pid + 1000]) == []
+    time.sleep(0.3)
+    assert len(mine(duration_filter_ms=100)) == 1 and mine(duration_filter_ms=3_600_000) == []
+    try:
+        admin.describe_transactions(["kpat-nobody"])
+        raise AssertionError("an unknown transactional id was described")
+    except TransactionalIdNotFoundError:
+        pass
+    # The coordinator knows every partition the producer wrote: nothing hangs.
+    assert admin.find_hanging_transactions(max_transaction_timeout_ms=0) == []
+
+    # An administrative abort of partition 1 (WriteTxnMarkers): its last stable offset moves
+    # past the abort marker while partition 0 stays pinned at the open transaction.
+    tp0, tp1 = TopicPartition(topic, 0), TopicPartition(topic, 1)
+    admin.abort_transaction(AbortTransactionSpec(tp1, pid, d.producer_epoch))
+    lso = admin.list_partition_offsets({tp0: OffsetSpec.LATEST, tp1: OffsetSpec.LATEST},
+                                       isolation_level=IsolationLevel.READ_COMMITTED)
+    assert (lso[tp0].offset, lso[tp1].offset) == (0, 2), lso
+    p.commit_transaction()
+    p.close()
+    d = admin.describe_transactions([tid])[tid]
+    # Kafka keeps the start time of a completed transaction (TransactionMetadata).
+    assert d.state == TransactionState.COMPLETE_COMMIT and d.topic_partitions == set(), d
+    assert d.transaction_start_time_ms == start, (start, d)
+    assert [t.state for t in mine(state_filters=["CompleteCommit"])] == [TransactionState.COMPLETE_COMMIT]
+    assert mine(duration_filter_ms=0) == [], "a completed transaction is not running"
+    c = KafkaConsumer(bootstrap_servers=BOOT, isolation_level="read_committed", consumer_timeout_ms=3000)
+    c.assign([tp0, tp1])
+    c.seek_to_beginning()
+    got = sorted((m.partition, m.value) for m in c)
+    c.close()
+    assert got == [(0, b"x")], got  # partition 1's record was aborted by the admin
+
+    # This broker finalizes no feature flags (UpdateFeatures refuses every update).
+    assert admin.describe_features() == {}
+    admin.close()
+    print("OK kafka-python admin-txn")
+
+
 COMMANDS = {
     "transactions": transactions,
     "codecs": codecs,
     "consumer-api": consumer_api,
     "admin-more": admin_more,
+    "producer-api": producer_api,
+    "admin-edges": admin_edges,
+    "admin-txn": admin_txn,
 }
 
 if __name__ == "__main__":
