@@ -164,45 +164,47 @@ fn kafka_python_group_consumer_with_auto_commit() {
     assert!(out.contains("OK kafka-python"), "{out}");
 }
 
-/// kafka-python's own codecs (gzip, snappy, lz4, zstd; its encoders, not librdkafka's), its
-/// consumer positioning API and group rebalance, and the rest of its admin client.
-#[test]
-fn kafka_python_codecs_consumer_api_and_admin() {
+/// Runs `kafka_python_suite.py` commands, in order, against one fresh server; each must print
+/// its OK line.
+fn kafka_python_commands(commands: &[(&str, &str)], timeout: Duration) {
     let Some(py) = python() else { return };
     let s = Server::start();
-    for (command, ok) in [
-        ("codecs", "OK kafka-python codecs"),
-        ("consumer-api", "OK kafka-python consumer api"),
-        ("admin-more", "OK kafka-python admin-more"),
-    ] {
+    for (command, ok) in commands {
         let out = run_client(
             &py,
             "kafka_python_suite.py",
             &[&s.bootstrap(), command],
-            Duration::from_secs(120),
+            timeout,
         );
         assert!(out.contains(ok), "{command}: {out}");
     }
+}
+
+/// kafka-python's own codecs (gzip, snappy, lz4, zstd; its encoders, not librdkafka's), its
+/// consumer positioning API and group rebalance, and the rest of its admin client.
+#[test]
+fn kafka_python_codecs_consumer_api_and_admin() {
+    kafka_python_commands(
+        &[
+            ("codecs", "OK kafka-python codecs"),
+            ("consumer-api", "OK kafka-python consumer api"),
+            ("admin-more", "OK kafka-python admin-more"),
+        ],
+        Duration::from_secs(120),
+    );
 }
 
 /// What kafka-python's producer is told (offsets, timestamps, size limits, auto-creation),
 /// its reset policies, and the admin client's error answers and less common options.
 #[test]
 fn kafka_python_producer_api_and_admin_edge_cases() {
-    let Some(py) = python() else { return };
-    let s = Server::start();
-    for (command, ok) in [
-        ("producer-api", "OK kafka-python producer api"),
-        ("admin-edges", "OK kafka-python admin-edges"),
-    ] {
-        let out = run_client(
-            &py,
-            "kafka_python_suite.py",
-            &[&s.bootstrap(), command],
-            Duration::from_secs(60),
-        );
-        assert!(out.contains(ok), "{command}: {out}");
-    }
+    kafka_python_commands(
+        &[
+            ("producer-api", "OK kafka-python producer api"),
+            ("admin-edges", "OK kafka-python admin-edges"),
+        ],
+        Duration::from_secs(60),
+    );
 }
 
 /// Runs one command of `kafkajs_suite.js` against a fresh server and checks its OK line.
