@@ -1,6 +1,7 @@
 //! Chronik core: what every other crate shares, and the broker's pure state machines.
 //!
 //! Module map (what goes where; this crate depends on no other workspace crate and does no I/O):
+//! - `acl`: access control lists, their filters and the authorizer's decision.
 //! - `config`: `chronik.toml` + `CHRONIK_*` environment + defaults, validation.
 //! - `meta`: the cluster metadata state machine replicated by the `__meta` Raft group.
 //! - `topic_config`: topic-level configs, their broker defaults and validation.
@@ -11,6 +12,7 @@
 //!
 //! Time is always passed in (`now_ms`) so these state machines are deterministic under test.
 
+pub mod acl;
 pub mod config;
 pub mod group;
 pub mod meta;

@@ -6,9 +6,11 @@
 //! no clocks, no randomness (ids such as topic UUIDs are chosen by the proposer and carried in the
 //! command).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
+
+use crate::acl::AclBinding;
 
 /// Raft group id of the metadata group.
 pub const META_GROUP: u64 = 0;
@@ -84,6 +86,15 @@ pub enum MetaCommand {
         deletions: Vec<(String, i8)>,
         upsertions: Vec<(String, i8, ScramCredential)>,
     },
+    /// Adds ACLs (validated by the proposer); adding one that exists is a no-op.
+    CreateAcls {
+        bindings: Vec<AclBinding>,
+    },
+    /// Removes these ACLs (the proposer resolved the DeleteAcls filters); removing one that is
+    /// gone is a no-op.
+    DeleteAcls {
+        bindings: Vec<AclBinding>,
+    },
 }
 
 /// Why a command was not applied.
@@ -128,6 +139,9 @@ pub struct MetaState {
     /// SCRAM credentials: user → mechanism code → credential.
     #[serde(default)]
     pub scram: BTreeMap<String, BTreeMap<i8, ScramCredential>>,
+    /// Access control lists (CreateAcls/DeleteAcls), enforced when authorization is on.
+    #[serde(default)]
+    pub acls: BTreeSet<AclBinding>,
 }
 
 /// Checks a topic name the way Kafka does.
@@ -281,6 +295,16 @@ impl MetaState {
                         .entry(user.clone())
                         .or_default()
                         .insert(*mechanism, cred.clone());
+                }
+                Ok(())
+            }
+            MetaCommand::CreateAcls { bindings } => {
+                self.acls.extend(bindings.iter().cloned());
+                Ok(())
+            }
+            MetaCommand::DeleteAcls { bindings } => {
+                for b in bindings {
+                    self.acls.remove(b);
                 }
                 Ok(())
             }
@@ -451,7 +475,38 @@ mod tests {
         let old =
             r#"{"shards":1,"topics":{},"next_group":1,"shard_load":[0],"producer_id_high":0}"#;
         let st: MetaState = serde_json::from_str(old).unwrap();
-        assert!(st.scram.is_empty());
+        assert!(st.scram.is_empty() && st.acls.is_empty());
+    }
+
+    #[test]
+    fn acls_are_added_once_and_removed() {
+        use crate::acl::{op, pattern, permission, resource};
+        let b = |name: &str| AclBinding {
+            resource_type: resource::TOPIC,
+            resource_name: name.into(),
+            pattern_type: pattern::LITERAL,
+            principal: "User:a".into(),
+            host: "*".into(),
+            operation: op::READ,
+            permission: permission::ALLOW,
+        };
+        let mut s = MetaState::default();
+        s.apply(&MetaCommand::CreateAcls {
+            bindings: vec![b("x"), b("y"), b("x")],
+        })
+        .unwrap();
+        assert_eq!(s.acls.len(), 2);
+        s.apply(&MetaCommand::DeleteAcls {
+            bindings: vec![b("x"), b("gone")],
+        })
+        .unwrap();
+        assert_eq!(s.acls.iter().collect::<Vec<_>>(), vec![&b("y")]);
+        // Commands survive the log's JSON encoding.
+        let cmd = MetaCommand::CreateAcls {
+            bindings: vec![b("z")],
+        };
+        let back: MetaCommand = serde_json::from_slice(&serde_json::to_vec(&cmd).unwrap()).unwrap();
+        assert_eq!(back, cmd);
     }
 
     #[test]

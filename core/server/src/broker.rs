@@ -75,6 +75,8 @@ pub struct Broker {
     /// Requests being handled on this shard (drained before shutdown).
     inflight: Cell<usize>,
     pub metrics: ShardMetrics,
+    /// The authorizer's policy; `None` when `server.authorization_enabled` is off.
+    pub authz: Option<chronik_core::acl::Policy>,
     /// Fault injection for tests (`CHRONIK_FAULT_DROP_PRODUCE_RESPONSE_EVERY=N`): every Nth
     /// acknowledged produce on this shard is appended but its connection is dropped unanswered.
     fault_drop_every: u64,
@@ -88,6 +90,16 @@ impl Broker {
         let raft = MultiRaft::new(shared.node_id as u64, wal.clone());
         let metrics = ShardMetrics::new(shard, shared.node_id);
         let meta = shared.meta();
+        let authz = shared
+            .config
+            .server
+            .authorization_enabled
+            .then(|| chronik_core::acl::Policy {
+                super_users: chronik_core::config::super_users(&shared.config.server.super_users)
+                    .map(str::to_string)
+                    .collect(),
+                allow_everyone_if_no_acl_found: shared.config.server.allow_everyone_if_no_acl_found,
+            });
         Rc::new(Self {
             shard,
             shared,
@@ -106,6 +118,7 @@ impl Broker {
             txn_coordinators: TxnCoordinators::default(),
             inflight: Cell::new(0),
             metrics,
+            authz,
             shutdown_waiters: RefCell::new(Vec::new()),
             fault_drop_every: std::env::var("CHRONIK_FAULT_DROP_PRODUCE_RESPONSE_EVERY")
                 .ok()

@@ -119,7 +119,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
         let _ = w.flush().await;
     });
     let max = broker.shared.config.server.socket_request_max_bytes as usize;
-    let state = Rc::new(ConnState::new(&broker));
+    let state = Rc::new(ConnState::new(&broker, &peer));
     let mut sasl = Sasl::new(&broker);
     loop {
         let len = match frame::frame_len(prefix, max) {
@@ -142,7 +142,12 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
             // A refused exchange is answered after Kafka's
             // connection.failed.authentication.delay.ms (100 ms), which slows password guessing.
             Gate::Answer(bytes, true) => (delayed(bytes, FAILED_AUTH_DELAY), true),
-            Gate::Answer(bytes, false) => (ready(bytes), false),
+            Gate::Answer(bytes, false) => {
+                if let Some(user) = sasl.user.as_deref() {
+                    state.authenticated(user);
+                }
+                (ready(bytes), false)
+            }
             Gate::Close(why) => {
                 tracing::debug!(%peer, "closing connection: {why}");
                 break;

@@ -1,6 +1,6 @@
 //! Wire-level tests of the cluster-administration APIs a single node answers from its own state:
 //! DescribeLogDirs, DescribeProducers, List/AlterPartitionReassignments, ElectLeaders, the ACL
-//! APIs (no authorizer: SECURITY_DISABLED), DescribeClientQuotas and DescribeTopicPartitions.
+//! APIs (stored in __meta), DescribeClientQuotas and DescribeTopicPartitions.
 
 mod common;
 
@@ -278,54 +278,153 @@ fn elect_leaders_is_never_needed_for_led_partitions() {
     }
 }
 
+fn acl(
+    rt: i8,
+    name: &str,
+    pt: i8,
+    who: &str,
+    op: i8,
+    perm: i8,
+) -> create_acls_request::AclCreation {
+    create_acls_request::AclCreation::default()
+        .with_resource_type(rt)
+        .with_resource_name(StrBytes::from_string(name.into()))
+        .with_resource_pattern_type(pt)
+        .with_principal(StrBytes::from_string(who.into()))
+        .with_host(StrBytes::from_static_str("*"))
+        .with_operation(op)
+        .with_permission_type(perm)
+}
+
+fn describe_all(w: &mut Wire, version: i16) -> DescribeAclsResponse {
+    w.call(
+        ApiKey::DescribeAcls,
+        version,
+        &DescribeAclsRequest::default()
+            .with_resource_name_filter(None)
+            .with_principal_filter(None)
+            .with_host_filter(None)
+            .with_resource_type_filter(1)
+            .with_pattern_type_filter(1)
+            .with_operation(1)
+            .with_permission_type(1),
+    )
+}
+
 #[test]
-fn acl_apis_answer_security_disabled_without_an_authorizer() {
-    let s = Server::start();
+fn acls_are_created_described_deleted_and_survive_restart() {
+    let mut s = Server::start();
     let mut w = Wire::connect(s.port);
+    // TOPIC=2 GROUP=3; LITERAL=3 PREFIXED=4; READ=3 WRITE=4; DENY=2 ALLOW=3.
+    let c: CreateAclsResponse = w.call(
+        ApiKey::CreateAcls,
+        3,
+        &CreateAclsRequest::default().with_creations(vec![
+            acl(2, "orders", 3, "User:alice", 3, 3),
+            acl(3, "app-", 4, "User:alice", 3, 3),
+            acl(2, "orders", 3, "User:bob", 4, 2),
+            acl(2, "orders", 3, "alice", 3, 3),
+            acl(2, "orders", 2, "User:alice", 3, 3),
+            acl(2, "orders", 3, "User:alice", 3, 3),
+        ]),
+    );
+    let codes: Vec<i16> = c.results.iter().map(|r| r.error_code).collect();
+    // A principal without a type and a MATCH pattern are invalid; a duplicate is fine.
+    assert_eq!(codes, [0, 0, 0, 42, 42, 0], "{c:?}");
+    assert!(c.results[3]
+        .error_message
+        .as_ref()
+        .unwrap()
+        .contains("principal"));
     for version in 1..=3 {
-        let d: DescribeAclsResponse = w.call(
-            ApiKey::DescribeAcls,
-            version,
-            &DescribeAclsRequest::default()
+        let d = describe_all(&mut w, version);
+        assert_eq!(d.error_code, 0);
+        let got: Vec<(i8, String, i8, usize)> = d
+            .resources
+            .iter()
+            .map(|r| {
+                (
+                    r.resource_type,
+                    r.resource_name.to_string(),
+                    r.pattern_type,
+                    r.acls.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [(2, "orders".into(), 3, 2), (3, "app-".into(), 4, 1)],
+            "v{version}"
+        );
+    }
+    // MATCH: the ACLs that apply to group "app-1" (the prefixed one).
+    let d: DescribeAclsResponse = w.call(
+        ApiKey::DescribeAcls,
+        2,
+        &DescribeAclsRequest::default()
+            .with_resource_name_filter(None)
+            .with_principal_filter(None)
+            .with_host_filter(None)
+            .with_resource_type_filter(3)
+            .with_resource_name_filter(Some(StrBytes::from_static_str("app-1")))
+            .with_pattern_type_filter(2)
+            .with_operation(1)
+            .with_permission_type(1),
+    );
+    assert_eq!(d.resources.len(), 1, "{d:?}");
+    assert_eq!(d.resources[0].acls[0].principal.as_str(), "User:alice");
+    // An UNKNOWN resource type in a filter is refused.
+    let bad: DescribeAclsResponse = w.call(
+        ApiKey::DescribeAcls,
+        2,
+        &DescribeAclsRequest::default()
+            .with_resource_name_filter(None)
+            .with_principal_filter(None)
+            .with_host_filter(None)
+            .with_resource_type_filter(0)
+            .with_pattern_type_filter(1)
+            .with_operation(1)
+            .with_permission_type(1),
+    );
+    assert_eq!(bad.error_code, 42);
+    // Delete bob's DENY by principal; the filter result lists what went.
+    let del: DeleteAclsResponse = w.call(
+        ApiKey::DeleteAcls,
+        3,
+        &DeleteAclsRequest::default().with_filters(vec![
+            delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_name_filter(None)
+                .with_principal_filter(None)
+                .with_host_filter(None)
                 .with_resource_type_filter(1)
                 .with_pattern_type_filter(1)
+                .with_principal_filter(Some(StrBytes::from_static_str("User:bob")))
                 .with_operation(1)
                 .with_permission_type(1),
-        );
-        assert_eq!(d.error_code, 54);
-        assert!(d.error_message.is_some());
-        assert!(d.resources.is_empty());
-        let c: CreateAclsResponse = w.call(
-            ApiKey::CreateAcls,
-            version,
-            &CreateAclsRequest::default().with_creations(vec![
-                create_acls_request::AclCreation::default()
-                    .with_resource_type(2)
-                    .with_resource_name(StrBytes::from_static_str("t"))
-                    .with_resource_pattern_type(3)
-                    .with_principal(StrBytes::from_static_str("User:alice"))
-                    .with_host(StrBytes::from_static_str("*"))
-                    .with_operation(3)
-                    .with_permission_type(3);
-                2
-            ]),
-        );
-        assert_eq!(c.results.len(), 2);
-        assert!(c.results.iter().all(|r| r.error_code == 54));
-        let del: DeleteAclsResponse = w.call(
-            ApiKey::DeleteAcls,
-            version,
-            &DeleteAclsRequest::default().with_filters(vec![
-                delete_acls_request::DeleteAclsFilter::default()
-                    .with_resource_type_filter(1)
-                    .with_pattern_type_filter(1)
-                    .with_operation(1)
-                    .with_permission_type(1),
-            ]),
-        );
-        assert_eq!(del.filter_results.len(), 1);
-        assert_eq!(del.filter_results[0].error_code, 54);
-    }
+            delete_acls_request::DeleteAclsFilter::default()
+                .with_resource_name_filter(None)
+                .with_principal_filter(None)
+                .with_host_filter(None)
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(Some(StrBytes::from_static_str("nothing")))
+                .with_pattern_type_filter(3)
+                .with_operation(1)
+                .with_permission_type(1),
+        ]),
+    );
+    assert_eq!(del.filter_results.len(), 2);
+    assert_eq!(del.filter_results[0].error_code, 0);
+    let gone = &del.filter_results[0].matching_acls;
+    assert_eq!(gone.len(), 1, "{del:?}");
+    assert_eq!((gone[0].operation, gone[0].permission_type), (4, 2));
+    assert!(del.filter_results[1].matching_acls.is_empty());
+    drop(w);
+    // The ACLs are in __meta: a restart keeps them.
+    s.restart();
+    let mut w = Wire::connect(s.port);
+    let d = describe_all(&mut w, 3);
+    let n: usize = d.resources.iter().map(|r| r.acls.len()).sum();
+    assert_eq!(n, 2, "{d:?}");
 }
 
 #[test]

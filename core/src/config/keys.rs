@@ -103,6 +103,12 @@ keys! {
         "SASL mechanisms Kafka clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, comma-separated; empty = none"
     "server.sasl_bootstrap_users" "CHRONIK_SASL_BOOTSTRAP_USERS" Secret = server.sasl_bootstrap_users;
         "user:password pairs, comma-separated, given SCRAM credentials at start-up if they have none"
+    "server.authorization_enabled" "CHRONIK_AUTHORIZATION_ENABLED" bool = server.authorization_enabled;
+        "enforce ACLs (CreateAcls) on Kafka requests; ACLs are stored and listed either way"
+    "server.super_users" "CHRONIK_SUPER_USERS" String = server.super_users;
+        "principals allowed everything when authorization is on, e.g. \"User:admin;User:ops\" (';' or ',' separated)"
+    "server.allow_everyone_if_no_acl_found" "CHRONIK_ALLOW_EVERYONE_IF_NO_ACL_FOUND" bool = server.allow_everyone_if_no_acl_found;
+        "with authorization on, allow operations on resources that no ACL names"
 
     "broker.auto_create_topics_enable" "CHRONIK_AUTO_CREATE_TOPICS_ENABLE" bool = broker.auto_create_topics_enable;
         "create unknown topics on Metadata/Produce"

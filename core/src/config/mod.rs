@@ -39,7 +39,7 @@ pub mod model;
 pub mod profiles;
 mod report;
 mod validate;
-pub use validate::sasl_users;
+pub use validate::{sasl_users, super_users};
 pub mod value;
 
 #[cfg(test)]

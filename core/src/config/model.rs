@@ -77,6 +77,14 @@ pub struct ServerConfig {
     /// `user:password` pairs, comma-separated, given SCRAM-SHA-256 and SCRAM-SHA-512
     /// credentials at start-up when they have none (the first users of a SASL listener).
     pub sasl_bootstrap_users: Secret,
+    /// Enforce ACLs on Kafka requests (Kafka's `authorizer.class.name` set to
+    /// `StandardAuthorizer`). ACLs are stored, listed and deleted whether or not this is on.
+    pub authorization_enabled: bool,
+    /// Principals (`User:name`) allowed everything, `;`- or `,`-separated (Kafka `super.users`).
+    pub super_users: String,
+    /// With authorization on, allow operations on resources that no ACL names (Kafka
+    /// `allow.everyone.if.no.acl.found`).
+    pub allow_everyone_if_no_acl_found: bool,
 }
 
 impl Default for ServerConfig {
@@ -101,6 +109,9 @@ impl Default for ServerConfig {
             pin_cores: false,
             sasl_mechanisms: String::new(),
             sasl_bootstrap_users: Secret::default(),
+            authorization_enabled: false,
+            super_users: String::new(),
+            allow_everyone_if_no_acl_found: false,
         }
     }
 }

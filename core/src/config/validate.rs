@@ -30,6 +30,13 @@ pub const MAX_IN_FLIGHT_MAX: u64 = 100_000;
 /// Smallest registered I/O memory glommio uses (it rounds smaller up to this).
 pub const IO_MEMORY_BYTES_MIN: u64 = 64 << 10;
 
+/// The principals of `server.super_users`, split at `;` or `,`, blanks dropped.
+pub fn super_users(list: &str) -> impl Iterator<Item = &str> {
+    list.split([';', ','])
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+}
+
 /// The `user:password` entries of `server.sasl_bootstrap_users` (split at the first ':'), `None`
 /// for a malformed entry. Passwords cannot contain ','.
 pub fn sasl_users(list: &str) -> Vec<Option<(String, String)>> {
@@ -150,6 +157,13 @@ impl Config {
                     i + 1
                 )
             });
+        }
+        for p in super_users(&s.super_users) {
+            v.check(
+                crate::acl::parse_principal(p).is_ok(),
+                "server.super_users",
+                || format!("{p:?} is not a principal of the form Type:name (User:admin)"),
+            );
         }
         v.positive(u64::from(s.max_connections), "server.max_connections");
         v.positive(s.connections_max_idle_ms, "server.connections_max_idle_ms");

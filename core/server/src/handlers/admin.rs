@@ -58,9 +58,9 @@ pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Result<ResponseKind, R
             ResponseKind::AlterPartitionReassignments(partition_reassignments::alter(ctx, r))
         }
         RequestKind::ElectLeaders(r) => ResponseKind::ElectLeaders(elect_leaders::handle(ctx, r)),
-        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(r)),
-        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(r)),
-        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(r)),
+        RequestKind::DescribeAcls(r) => ResponseKind::DescribeAcls(acls::describe(ctx, r)),
+        RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
+        RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
         RequestKind::DescribeClientQuotas(r) => {
             ResponseKind::DescribeClientQuotas(describe_client_quotas::handle(r))
         }

@@ -2,11 +2,14 @@
 //! Each handler takes the decoded request and its version and returns the response body; the
 //! versions served are those of `chronik_protocol::api::SUPPORTED`.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use chronik_protocol::frame::{self, Request};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+
+use chronik_core::acl;
 
 use crate::broker::Broker;
 
@@ -46,18 +49,37 @@ pub mod update_features;
 pub struct ConnState {
     /// Incremental fetch sessions (KIP-227) opened on this connection.
     pub fetch_sessions: fetch_session::FetchSessions,
+    /// Who the client is: `User:<name>` once SASL authenticated it, `User:ANONYMOUS` before.
+    principal: RefCell<Rc<str>>,
+    /// The client's address without the port, as ACL hosts name it.
+    pub host: String,
 }
 
 impl ConnState {
-    pub fn new(broker: &Broker) -> Self {
+    pub fn new(broker: &Broker, peer: &str) -> Self {
         let slots = broker
             .shared
             .config
             .broker
             .max_incremental_fetch_session_cache_slots;
+        let host = peer
+            .parse::<std::net::SocketAddr>()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|_| peer.to_string());
         ConnState {
             fetch_sessions: fetch_session::FetchSessions::new(slots as usize),
+            principal: RefCell::new(Rc::from(acl::ANONYMOUS)),
+            host,
         }
+    }
+
+    pub fn principal(&self) -> Rc<str> {
+        self.principal.borrow().clone()
+    }
+
+    /// Records the SASL-authenticated user.
+    pub fn authenticated(&self, user: &str) {
+        *self.principal.borrow_mut() = Rc::from(format!("User:{user}"));
     }
 }
 
@@ -69,6 +91,39 @@ pub struct Ctx<'a> {
     pub peer: &'a str,
     /// The state of the connection the request came on.
     pub conn: &'a ConnState,
+}
+
+impl Ctx<'_> {
+    /// Whether the client may do `operation` (an `acl::op` code) on the resource; always true
+    /// while `server.authorization_enabled` is off.
+    pub fn allowed(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        let Some(policy) = &self.broker.authz else {
+            return true;
+        };
+        let principal = self.conn.principal();
+        let who = acl::Requester {
+            principal: &principal,
+            host: &self.conn.host,
+        };
+        acl::authorize(
+            &self.broker.meta().acls,
+            policy,
+            who,
+            operation,
+            resource_type,
+            name,
+        )
+    }
+
+    /// [`Ctx::allowed`] on the cluster resource.
+    pub fn cluster_allowed(&self, operation: i8) -> bool {
+        self.allowed(operation, acl::resource::CLUSTER, acl::CLUSTER_NAME)
+    }
+
+    /// Whether authorization is on (so per-resource checks are worth preparing).
+    pub fn authorizing(&self) -> bool {
+        self.broker.authz.is_some()
+    }
 }
 
 /// What to do after a request.
