@@ -285,6 +285,41 @@ pub fn authorize(
     allowed || (!any_acl && policy.allow_everyone_if_no_acl_found)
 }
 
+/// Whether `who` may do `operation` on some resource of the type (Kafka's
+/// `authorizeByResourceType`, used for idempotent producers: WRITE on any topic). Simplified
+/// from Kafka's: some ALLOW for the operation applies to this client and no DENY for it
+/// covers every name (a literal `*` or an empty prefix).
+pub fn authorize_any(
+    acls: &BTreeSet<AclBinding>,
+    policy: &Policy,
+    who: Requester<'_>,
+    operation: i8,
+    resource_type: i8,
+) -> bool {
+    if policy.super_users.iter().any(|s| s == who.principal) {
+        return true;
+    }
+    let mine = |b: &&AclBinding| {
+        b.resource_type == resource_type
+            && (b.principal == who.principal || b.principal == "User:*")
+            && (b.host == who.host || b.host == WILDCARD)
+            && (b.operation == operation || b.operation == op::ALL)
+    };
+    let denied_everywhere = acls.iter().filter(mine).any(|b| {
+        b.permission == permission::DENY
+            && ((b.pattern_type == pattern::LITERAL && b.resource_name == WILDCARD)
+                || (b.pattern_type == pattern::PREFIXED && b.resource_name.is_empty()))
+    });
+    if denied_everywhere {
+        return false;
+    }
+    let any_of_type = acls.iter().any(|b| b.resource_type == resource_type);
+    acls.iter()
+        .filter(mine)
+        .any(|b| b.permission == permission::ALLOW)
+        || (!any_of_type && policy.allow_everyone_if_no_acl_found)
+}
+
 /// An ALLOW for `granted` also allows `wanted` (Kafka's implicit DESCRIBE permissions).
 fn implies(granted: i8, wanted: i8) -> bool {
     match wanted {
@@ -557,5 +592,43 @@ mod tests {
         ));
         assert!(can(&cfg, &policy, op::DESCRIBE_CONFIGS, "t"));
         assert!(!can(&cfg, &policy, op::DESCRIBE, "t"));
+    }
+
+    #[test]
+    fn write_on_any_topic_is_found_by_resource_type() {
+        let policy = Policy::default();
+        let mut acls = BTreeSet::new();
+        let any = |acls: &BTreeSet<AclBinding>| {
+            authorize_any(acls, &policy, ALICE, op::WRITE, resource::TOPIC)
+        };
+        assert!(!any(&acls));
+        acls.insert(acl(
+            resource::TOPIC,
+            "logs-",
+            pattern::PREFIXED,
+            "User:alice",
+            op::WRITE,
+            permission::ALLOW,
+        ));
+        assert!(any(&acls));
+        let mut read_only = BTreeSet::new();
+        read_only.insert(acl(
+            resource::TOPIC,
+            "t",
+            pattern::LITERAL,
+            "User:alice",
+            op::READ,
+            permission::ALLOW,
+        ));
+        assert!(!any(&read_only));
+        acls.insert(acl(
+            resource::TOPIC,
+            "*",
+            pattern::LITERAL,
+            "User:alice",
+            op::ALL,
+            permission::DENY,
+        ));
+        assert!(!any(&acls));
     }
 }

@@ -7,6 +7,7 @@
 
 use std::rc::Rc;
 
+use chronik_core::acl;
 use chronik_core::meta::PartitionMeta;
 use kafka_protocol::messages::{RequestKind, ResponseKind};
 
@@ -42,8 +43,94 @@ pub fn routes(req: &RequestKind) -> bool {
     )
 }
 
+/// The answer to a cluster-wide admin request the client may not make (Kafka's operation on
+/// the cluster resource for each API), or `None` to handle it.
+fn refused(ctx: &Ctx<'_>, req: &RequestKind) -> Option<ResponseKind> {
+    use acl::op::{ALTER, DESCRIBE, DESCRIBE_CONFIGS};
+    use kafka_protocol::messages::*;
+    let operation = match req {
+        RequestKind::DescribeLogDirs(_)
+        | RequestKind::ListPartitionReassignments(_)
+        | RequestKind::DescribeUserScramCredentials(_)
+        | RequestKind::DescribeQuorum(_) => DESCRIBE,
+        RequestKind::AlterPartitionReassignments(_)
+        | RequestKind::ElectLeaders(_)
+        | RequestKind::AlterUserScramCredentials(_)
+        | RequestKind::UpdateFeatures(_) => ALTER,
+        RequestKind::DescribeClientQuotas(_) => DESCRIBE_CONFIGS,
+        _ => return None,
+    };
+    if ctx.cluster_allowed(operation) {
+        return None;
+    }
+    let code = kafka_protocol::ResponseError::ClusterAuthorizationFailed.code();
+    let msg = || Some(super::str_bytes("Cluster authorization failed."));
+    Some(match req {
+        RequestKind::DescribeLogDirs(_) => {
+            ResponseKind::DescribeLogDirs(DescribeLogDirsResponse::default().with_error_code(code))
+        }
+        RequestKind::ListPartitionReassignments(_) => ResponseKind::ListPartitionReassignments(
+            ListPartitionReassignmentsResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg()),
+        ),
+        RequestKind::DescribeUserScramCredentials(_) => ResponseKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg()),
+        ),
+        RequestKind::DescribeQuorum(_) => ResponseKind::DescribeQuorum(
+            DescribeQuorumResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg()),
+        ),
+        RequestKind::AlterPartitionReassignments(_) => ResponseKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg()),
+        ),
+        RequestKind::ElectLeaders(_) => {
+            ResponseKind::ElectLeaders(ElectLeadersResponse::default().with_error_code(code))
+        }
+        RequestKind::AlterUserScramCredentials(r) => {
+            use alter_user_scram_credentials_response::AlterUserScramCredentialsResult as R;
+            let users = r
+                .deletions
+                .iter()
+                .map(|d| d.name.clone())
+                .chain(r.upsertions.iter().map(|u| u.name.clone()));
+            ResponseKind::AlterUserScramCredentials(
+                AlterUserScramCredentialsResponse::default().with_results(
+                    users
+                        .map(|u| {
+                            R::default()
+                                .with_user(u)
+                                .with_error_code(code)
+                                .with_error_message(msg())
+                        })
+                        .collect(),
+                ),
+            )
+        }
+        RequestKind::UpdateFeatures(_) => ResponseKind::UpdateFeatures(
+            UpdateFeaturesResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg()),
+        ),
+        RequestKind::DescribeClientQuotas(_) => ResponseKind::DescribeClientQuotas(
+            DescribeClientQuotasResponse::default()
+                .with_error_code(code)
+                .with_error_message(msg()),
+        ),
+        _ => return None,
+    })
+}
+
 /// Answers `req` if it is one of the admin APIs routed here; gives it back otherwise.
 pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Result<ResponseKind, RequestKind> {
+    if let Some(answer) = refused(ctx, &req) {
+        return Ok(answer);
+    }
     Ok(match req {
         RequestKind::DescribeLogDirs(r) => {
             ResponseKind::DescribeLogDirs(describe_log_dirs::handle(ctx, r).await)

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use chronik_core::acl;
 use chronik_core::meta::MetaCommand;
 use chronik_core::topic_config::{self, ConfigType};
 use kafka_protocol::messages::describe_configs_response::{
@@ -231,6 +232,18 @@ pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsRe
         let mut res = DescribeConfigsResult::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
+        if let Some((code, msg)) = refusal(
+            ctx,
+            r.resource_type,
+            r.resource_name.as_str(),
+            acl::op::DESCRIBE_CONFIGS,
+        ) {
+            results.push(
+                res.with_error_code(code)
+                    .with_error_message(Some(str_bytes(msg))),
+            );
+            continue;
+        }
         match r.resource_type {
             RESOURCE_TOPIC => match ctx.broker.topic(r.resource_name.as_str()) {
                 None => {
@@ -326,6 +339,22 @@ pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsRe
 }
 
 /// Validates and applies topic config changes. `Err((code, message))` on failure.
+/// The error for a config resource this client may not `operation` (DESCRIBE_CONFIGS or
+/// ALTER_CONFIGS): topics are checked on the topic, broker configs on the cluster.
+fn refusal(ctx: &Ctx<'_>, resource_type: i8, name: &str, operation: i8) -> Option<(i16, String)> {
+    let (allowed, code) = match resource_type {
+        RESOURCE_TOPIC => (
+            ctx.allowed(operation, acl::resource::TOPIC, name),
+            ResponseError::TopicAuthorizationFailed,
+        ),
+        _ => (
+            ctx.cluster_allowed(operation),
+            ResponseError::ClusterAuthorizationFailed,
+        ),
+    };
+    (!allowed).then(|| (code.code(), "Authorization failed.".to_string()))
+}
+
 async fn change_topic(
     ctx: &Ctx<'_>,
     resource_type: i8,
@@ -334,6 +363,9 @@ async fn change_topic(
     replace: bool,
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
+    if let Some(refused) = refusal(ctx, resource_type, name, acl::op::ALTER_CONFIGS) {
+        return Err(refused);
+    }
     if resource_type == RESOURCE_BROKER {
         return Err((
             ResponseError::InvalidConfig.code(),

@@ -1,5 +1,6 @@
 //! CreatePartitions (key 37), versions 0–3.
 
+use chronik_core::acl;
 use chronik_core::meta::MetaCommand;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -12,6 +13,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
     for t in req.topics {
         let name = t.name.0.as_str().to_string();
         let err = match ctx.broker.topic(&name) {
+            _ if !ctx.allowed(acl::op::ALTER, acl::resource::TOPIC, &name) => Some((
+                ResponseError::TopicAuthorizationFailed.code(),
+                "Authorization failed.".to_string(),
+            )),
             None => Some((
                 ResponseError::UnknownTopicOrPartition.code(),
                 format!("topic '{name}' does not exist"),

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use chronik_core::acl;
 use chronik_core::meta::{validate_topic_name, MetaCommand, TopicMeta};
 use chronik_core::topic_config;
 use kafka_protocol::messages::create_topics_response::{
@@ -58,6 +59,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
             .with_num_partitions(-1)
             .with_replication_factor(-1);
         let outcome: Result<TopicMeta, (i16, String)> = async {
+            if !ctx.cluster_allowed(acl::op::CREATE)
+                && !ctx.allowed(acl::op::CREATE, acl::resource::TOPIC, &name)
+            {
+                return Err((
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    "Authorization failed.".to_string(),
+                ));
+            }
             validate_topic_name(&name).map_err(|e| meta_error(&e))?;
             if !t.assignments.is_empty() {
                 // Manual replica placement: accepted when it names only this broker.

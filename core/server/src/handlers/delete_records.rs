@@ -13,7 +13,8 @@ use super::Ctx;
 pub async fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let meta = ctx.broker.topic(t.name.0.as_str());
+        let (meta, missing) =
+            ctx.authorized_topic(chronik_core::acl::op::DELETE, t.name.0.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let owner = meta
@@ -23,7 +24,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteRecordsRequest) -> DeleteRecordsRe
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
             match owner {
-                None => r = r.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                None => r = r.with_error_code(missing),
                 Some(o) => {
                     let call = Call::DeleteRecords {
                         group: o.group,

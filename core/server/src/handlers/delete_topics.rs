@@ -1,6 +1,7 @@
 //! DeleteTopics (key 20), versions 1–6: by name, and from v6 by topic id (Java's
 //! `Admin.deleteTopics(TopicCollection.ofTopicIds(..))`).
 
+use chronik_core::acl;
 use chronik_core::meta::MetaCommand;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
@@ -46,7 +47,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResp
         if let Some(t) = ctx.broker.topic(&n) {
             r = r.with_topic_id(uuid::Uuid::from_u128(t.id));
         }
-        let err = if !enabled {
+        let err = if !ctx.allowed(acl::op::DELETE, acl::resource::TOPIC, &n) {
+            Some((
+                ResponseError::TopicAuthorizationFailed.code(),
+                "Authorization failed.".to_string(),
+            ))
+        } else if !enabled {
             Some((
                 ResponseError::TopicDeletionDisabled.code(),
                 "topic deletion is disabled (delete_topic_enable = false)".to_string(),

@@ -46,7 +46,12 @@ pub fn handle(ctx: &Ctx<'_>, req: DescribeClusterRequest) -> DescribeClusterResp
         .with_controller_id(BrokerId(s.node_id))
         .with_endpoint_type(ENDPOINT_BROKER)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
-            super::acls::CLUSTER_OPERATIONS
+            super::acls::authorized_operations(
+                ctx,
+                chronik_core::acl::resource::CLUSTER,
+                chronik_core::acl::CLUSTER_NAME,
+                super::acls::CLUSTER_OPERATIONS,
+            )
         } else {
             super::acls::NOT_REQUESTED
         })

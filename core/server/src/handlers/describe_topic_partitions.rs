@@ -134,7 +134,12 @@ pub fn handle(
                 .with_name(Some(TopicName(str_bytes(name.clone()))))
                 .with_topic_id(uuid::Uuid::from_u128(t.id))
                 .with_is_internal(t.internal)
-                .with_topic_authorized_operations(super::acls::TOPIC_OPERATIONS)
+                .with_topic_authorized_operations(super::acls::authorized_operations(
+                    ctx,
+                    chronik_core::acl::resource::TOPIC,
+                    &name,
+                    super::acls::TOPIC_OPERATIONS,
+                ))
                 .with_partitions(partitions),
         );
         if end < t.partitions.len() {

@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use chronik_core::acl;
 use chronik_core::meta::MetaState;
 use kafka_protocol::messages::fetch_response::{
     AbortedTransaction, FetchableTopicResponse, LeaderIdAndEpoch, NodeEndpoint, PartitionData,
@@ -86,6 +87,9 @@ pub async fn handle(ctx: &Ctx<'_>, req: FetchRequest) -> (FetchResponse, Vec<Vec
     };
     let (meta, ids) = ctx.broker.meta_and_ids();
     let (topics, mut slots) = resolve(&meta, &ids, wanted, req.isolation_level);
+    if ctx.authorizing() {
+        refuse_unreadable(ctx, &ids, wanted, &mut slots);
+    }
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_FETCH_WAIT);
     let min_bytes = req.min_bytes.max(0) as usize;
     long_poll(ctx, &mut slots, min_bytes, start, wait).await;
@@ -227,6 +231,28 @@ fn resolve(
         slots.push(slot);
     }
     (topics, slots)
+}
+
+/// Partitions of topics the client may not READ get TOPIC_AUTHORIZATION_FAILED, unread.
+fn refuse_unreadable(
+    ctx: &Ctx<'_>,
+    ids: &HashMap<u128, String>,
+    wanted: &[(PartitionKey, PartitionFetch)],
+    slots: &mut [Slot],
+) {
+    for ((key, _), slot) in wanted.iter().zip(slots.iter_mut()) {
+        let name = match &key.topic {
+            TopicKey::Name(name) => Some(name),
+            TopicKey::Id(id) => ids.get(id),
+        };
+        if let Some(name) = name {
+            if !ctx.allowed(acl::op::READ, acl::resource::TOPIC, name) {
+                slot.part = None;
+                slot.shard = None;
+                slot.outcome = failed(ResponseError::TopicAuthorizationFailed.code());
+            }
+        }
+    }
 }
 
 fn failed(error: i16) -> FetchOutcome {

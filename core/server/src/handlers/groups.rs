@@ -19,6 +19,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
+use chronik_core::acl;
+
 use bytes::Bytes;
 use chronik_core::group::{Completion, GroupConfig, GroupCoordinator, LogRecord, Reply as GReply};
 use chronik_raft::raft::eraftpb::Entry;
@@ -622,7 +624,17 @@ fn route(broker: &Rc<Broker>, group_id: &str) -> Option<(u64, usize)> {
     Some((pm.group, pm.shard as usize))
 }
 
-async fn call(ctx: &Ctx<'_>, group_id: &str, make: impl FnOnce(u64) -> GroupCall) -> GroupReply {
+/// Sends a call to the group's coordinator, if the client may do `operation` on the group
+/// (GROUP_AUTHORIZATION_FAILED otherwise).
+async fn call(
+    ctx: &Ctx<'_>,
+    group_id: &str,
+    operation: i8,
+    make: impl FnOnce(u64) -> GroupCall,
+) -> GroupReply {
+    if !ctx.allowed(operation, acl::resource::GROUP, group_id) {
+        return GroupReply::Error(ResponseError::GroupAuthorizationFailed.code());
+    }
     let Some((group, shard)) = route(ctx.broker, group_id) else {
         return GroupReply::Error(ResponseError::CoordinatorNotAvailable.code());
     };
@@ -646,7 +658,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                 .to_string();
             let client_id = ctx.client_id.to_string();
             ResponseKind::JoinGroup(
-                match call(ctx, &gid, |group| GroupCall::Join {
+                match call(ctx, &gid, acl::op::READ, |group| GroupCall::Join {
                     group,
                     req,
                     version: v,
@@ -665,7 +677,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         RequestKind::SyncGroup(req) => {
             let gid = req.group_id.0.as_str().to_string();
             ResponseKind::SyncGroup(
-                match call(ctx, &gid, |group| GroupCall::Sync {
+                match call(ctx, &gid, acl::op::READ, |group| GroupCall::Sync {
                     group,
                     req,
                     version: v,
@@ -680,7 +692,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         RequestKind::Heartbeat(req) => {
             let gid = req.group_id.0.as_str().to_string();
             ResponseKind::Heartbeat(
-                match call(ctx, &gid, |group| GroupCall::Heartbeat {
+                match call(ctx, &gid, acl::op::READ, |group| GroupCall::Heartbeat {
                     group,
                     req,
                     version: v,
@@ -695,7 +707,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         RequestKind::LeaveGroup(req) => {
             let gid = req.group_id.0.as_str().to_string();
             ResponseKind::LeaveGroup(
-                match call(ctx, &gid, |group| GroupCall::Leave {
+                match call(ctx, &gid, acl::op::READ, |group| GroupCall::Leave {
                     group,
                     req,
                     version: v,
@@ -720,7 +732,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
             let mut resp = if req.topics.is_empty() && !unknown.is_empty() {
                 OffsetCommitResponse::default()
             } else {
-                match call(ctx, &gid, |group| GroupCall::Commit {
+                match call(ctx, &gid, acl::op::READ, |group| GroupCall::Commit {
                     group,
                     req,
                     version: v,
@@ -753,7 +765,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
             let mut resp = if req.topics.is_empty() && !unknown.is_empty() {
                 TxnOffsetCommitResponse::default()
             } else {
-                match call(ctx, &gid, |group| GroupCall::TxnCommit {
+                match call(ctx, &gid, acl::op::READ, |group| GroupCall::TxnCommit {
                     group,
                     req,
                     version: v,
@@ -774,16 +786,22 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         }
         RequestKind::DescribeGroups(req) => {
             let mut groups = Vec::with_capacity(req.groups.len());
-            let operations = if req.include_authorized_operations {
-                super::acls::GROUP_OPERATIONS
-            } else {
-                super::acls::NOT_REQUESTED
-            };
+            let with_operations = req.include_authorized_operations;
             for g in req.groups {
                 let gid = g.0.as_str().to_string();
+                let operations = if with_operations {
+                    super::acls::authorized_operations(
+                        ctx,
+                        acl::resource::GROUP,
+                        &gid,
+                        super::acls::GROUP_OPERATIONS,
+                    )
+                } else {
+                    super::acls::NOT_REQUESTED
+                };
                 let id2 = gid.clone();
                 groups.push(
-                    match call(ctx, &gid, |group| GroupCall::Describe {
+                    match call(ctx, &gid, acl::op::DESCRIBE, |group| GroupCall::Describe {
                         group,
                         group_id: id2,
                         version: v,
@@ -818,6 +836,16 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                 }
             }
             groups.sort_by(|a, b| a.group_id.0.as_str().cmp(b.group_id.0.as_str()));
+            // Without DESCRIBE on the cluster, only the groups the client may DESCRIBE.
+            if ctx.authorizing() && !ctx.cluster_allowed(acl::op::DESCRIBE) {
+                groups.retain(|g| {
+                    ctx.allowed(
+                        acl::op::DESCRIBE,
+                        acl::resource::GROUP,
+                        g.group_id.0.as_str(),
+                    )
+                });
+            }
             if v >= 5 {
                 // Every group here is a classic group (KIP-848 consumer groups are not served);
                 // Kafka matches the type filter case-insensitively.
@@ -845,7 +873,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                 let gid = g.0.as_str().to_string();
                 let id2 = gid.clone();
                 results.push(
-                    match call(ctx, &gid, |group| GroupCall::Delete {
+                    match call(ctx, &gid, acl::op::DELETE, |group| GroupCall::Delete {
                         group,
                         group_id: id2,
                     })
@@ -863,7 +891,11 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         RequestKind::OffsetDelete(req) => {
             let gid = req.group_id.0.as_str().to_string();
             ResponseKind::OffsetDelete(
-                match call(ctx, &gid, |group| GroupCall::OffsetDelete { group, req }).await {
+                match call(ctx, &gid, acl::op::DELETE, |group| {
+                    GroupCall::OffsetDelete { group, req }
+                })
+                .await
+                {
                     GroupReply::OffsetDelete(r) => r,
                     other => OffsetDeleteResponse::default().with_error_code(error_of(other)),
                 },
@@ -882,14 +914,14 @@ fn error_of(r: GroupReply) -> i16 {
 
 /// Adds the partitions [`take_unknown`] removed to an offset-commit response (topic type `$topic`,
 /// partition type `$part`, the same shape in OffsetCommit and TxnOffsetCommit) as
-/// UNKNOWN_TOPIC_OR_PARTITION, under their topic's entry if the response has one.
+/// UNKNOWN_TOPIC_OR_PARTITION (or TOPIC_AUTHORIZATION_FAILED), under their topic's entry if the response has one.
 macro_rules! answer_unknown {
     ($resp:expr, $unknown:expr, $topic:ty, $part:ty) => {
-        for (name, parts) in $unknown {
+        for (name, parts, code) in $unknown {
             let parts = parts.into_iter().map(|i| {
                 <$part>::default()
                     .with_partition_index(i)
-                    .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                    .with_error_code(code)
             });
             match $resp.topics.iter_mut().find(|t| t.name == name) {
                 Some(t) => t.partitions.extend(parts),
@@ -907,21 +939,24 @@ use answer_unknown;
 /// Takes the partitions of topics or partition indexes that do not exist out of an offset commit
 /// (Kafka answers them UNKNOWN_TOPIC_OR_PARTITION before the coordinator sees the request, so no
 /// group holds offsets for partitions that are not there); topics left empty are dropped.
-/// Returns the removed `(topic, [partition])`.
+/// Topics the client may not READ are taken out the same way, answered
+/// TOPIC_AUTHORIZATION_FAILED. Returns the removed `(topic, [partition], error code)`.
 fn take_unknown<T, P>(
     ctx: &Ctx<'_>,
     topics: &mut Vec<T>,
     partitions: impl Fn(&mut T) -> &mut Vec<P>,
     name: impl Fn(&T) -> &TopicName,
     index: impl Fn(&P) -> i32,
-) -> Vec<(TopicName, Vec<i32>)> {
+) -> Vec<(TopicName, Vec<i32>, i16)> {
     let meta = ctx.broker.meta();
     let mut unknown = Vec::new();
     for t in topics.iter_mut() {
+        let readable = ctx.allowed(acl::op::READ, acl::resource::TOPIC, name(t).0.as_str());
         let count = meta
             .topics
             .get(name(t).0.as_str())
-            .map(|m| m.partitions.len());
+            .map(|m| m.partitions.len())
+            .filter(|_| readable);
         let topic = name(t).clone();
         let mut bad = Vec::new();
         partitions(t).retain(|p| {
@@ -933,7 +968,12 @@ fn take_unknown<T, P>(
             ok
         });
         if !bad.is_empty() {
-            unknown.push((topic, bad));
+            let code = if readable {
+                ResponseError::UnknownTopicOrPartition
+            } else {
+                ResponseError::TopicAuthorizationFailed
+            };
+            unknown.push((topic, bad, code.code()));
         }
     }
     if !unknown.is_empty() {
@@ -1001,11 +1041,13 @@ async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResp
             let gid = g.group_id.0.as_str().to_string();
             let group_id = g.group_id.clone();
             groups.push(
-                match call(ctx, &gid, |group| GroupCall::FetchGroup {
-                    group,
-                    req: g,
-                    version: v,
-                    require_stable,
+                match call(ctx, &gid, acl::op::DESCRIBE, |group| {
+                    GroupCall::FetchGroup {
+                        group,
+                        req: g,
+                        version: v,
+                        require_stable,
+                    }
                 })
                 .await
                 {
@@ -1019,7 +1061,7 @@ async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResp
         return OffsetFetchResponse::default().with_groups(groups);
     }
     let gid = req.group_id.0.as_str().to_string();
-    match call(ctx, &gid, |group| GroupCall::Fetch {
+    match call(ctx, &gid, acl::op::DESCRIBE, |group| GroupCall::Fetch {
         group,
         req,
         version: v,
@@ -1042,6 +1084,16 @@ fn find_coordinator(ctx: &Ctx<'_>, req: FindCoordinatorRequest) -> FindCoordinat
         vec![req.key.as_str().to_string()]
     };
     let answer = |key: &str| -> (i16, Option<String>) {
+        let refused = match req.key_type {
+            0 => (!ctx.allowed(acl::op::DESCRIBE, acl::resource::GROUP, key))
+                .then_some(ResponseError::GroupAuthorizationFailed),
+            1 => (!ctx.allowed(acl::op::DESCRIBE, acl::resource::TRANSACTIONAL_ID, key))
+                .then_some(ResponseError::TransactionalIdAuthorizationFailed),
+            _ => None,
+        };
+        if let Some(e) = refused {
+            return (e.code(), None);
+        }
         let routed = match req.key_type {
             0 if key.is_empty() => return (ResponseError::InvalidGroupId.code(), None),
             0 => route(ctx.broker, key),

@@ -13,6 +13,17 @@ pub async fn handle(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> InitProducerId
     if req.transactional_id.is_some() {
         return super::txn::init_producer_id(ctx, req).await;
     }
+    // KIP-679: an idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on some
+    // topic.
+    if !ctx.cluster_allowed(chronik_core::acl::op::IDEMPOTENT_WRITE)
+        && !ctx.allowed_on_any(
+            chronik_core::acl::op::WRITE,
+            chronik_core::acl::resource::TOPIC,
+        )
+    {
+        return resp
+            .with_error_code(kafka_protocol::ResponseError::ClusterAuthorizationFailed.code());
+    }
     if req.producer_id.0 >= 0 && req.producer_epoch >= 0 {
         // KIP-360: an idempotent producer bumping its epoch after an error keeps its id.
         if req.producer_epoch < i16::MAX - 1 {

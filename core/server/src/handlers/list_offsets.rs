@@ -17,7 +17,8 @@ use super::Ctx;
 pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let meta = ctx.broker.topic(t.name.0.as_str());
+        let (meta, missing) =
+            ctx.authorized_topic(chronik_core::acl::op::DESCRIBE, t.name.0.as_str());
         let futs = t.partitions.into_iter().map(|p| {
             let owner = meta
                 .as_ref()
@@ -29,7 +30,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ListOffsetsRequest) -> ListOffsetsRespon
                     .with_offset(-1)
                     .with_leader_epoch(-1);
                 match owner {
-                    None => r = r.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                    None => r = r.with_error_code(missing),
                     Some(o) => {
                         let call = Call::ListOffsets {
                             group: o.group,

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use chronik_core::acl;
 use chronik_core::meta::TopicMeta;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -25,6 +26,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
     if all {
         let meta = ctx.broker.meta();
         for t in meta.topics.values() {
+            // Topics the client may not see are left out, as on Kafka.
+            if !ctx.allowed(acl::op::DESCRIBE, acl::resource::TOPIC, &t.name) {
+                continue;
+            }
             topics.push(describe_topic(
                 ctx,
                 t,
@@ -47,8 +52,22 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                 }
                 (None, None) => None,
             };
+            let visible = |n: &str| ctx.allowed(acl::op::DESCRIBE, acl::resource::TOPIC, n);
+            let may_create = |n: &str| {
+                ctx.cluster_allowed(acl::op::CREATE)
+                    || ctx.allowed(acl::op::CREATE, acl::resource::TOPIC, n)
+            };
+            let refused = || {
+                Err((
+                    ResponseError::TopicAuthorizationFailed.code(),
+                    String::new(),
+                ))
+            };
             let t = match (found, &name) {
+                (Some(t), _) if !visible(&t.name) => refused(),
                 (Some(t), _) => Ok(t),
+                (None, Some(n)) if !visible(n) => refused(),
+                (None, Some(n)) if auto && !n.starts_with("__") && !may_create(n) => refused(),
                 (None, Some(n)) if auto && !n.starts_with("__") => {
                     let partitions = shared.config.broker.num_partitions.max(1) as i32;
                     create_topic(ctx, n, partitions, BTreeMap::new())
@@ -67,7 +86,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
                     req.include_topic_authorized_operations,
                 )),
                 Err((code, _)) => {
-                    let code = if by_id.is_some() && name.is_none() {
+                    let code = if by_id.is_some()
+                        && name.is_none()
+                        && code == ResponseError::UnknownTopicOrPartition.code()
+                    {
                         ResponseError::UnknownTopicId.code()
                     } else {
                         code
@@ -91,7 +113,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: MetadataRequest) -> MetadataResponse {
         .with_cluster_id(Some(str_bytes(shared.cluster_id.clone())))
         .with_controller_id(me)
         .with_cluster_authorized_operations(if req.include_cluster_authorized_operations {
-            acls::CLUSTER_OPERATIONS
+            acls::authorized_operations(
+                ctx,
+                acl::resource::CLUSTER,
+                acl::CLUSTER_NAME,
+                acls::CLUSTER_OPERATIONS,
+            )
         } else {
             acls::NOT_REQUESTED
         })
@@ -127,7 +154,7 @@ fn describe_topic(ctx: &Ctx<'_>, t: &TopicMeta, with_operations: bool) -> Metada
         .with_topic_id(uuid::Uuid::from_u128(t.id))
         .with_is_internal(t.internal)
         .with_topic_authorized_operations(if with_operations {
-            acls::TOPIC_OPERATIONS
+            acls::authorized_operations(ctx, acl::resource::TOPIC, &t.name, acls::TOPIC_OPERATIONS)
         } else {
             acls::NOT_REQUESTED
         })

@@ -115,9 +115,50 @@ impl Ctx<'_> {
         )
     }
 
+    /// Whether the client may do `operation` on some resource of the type (always true while
+    /// authorization is off).
+    pub fn allowed_on_any(&self, operation: i8, resource_type: i8) -> bool {
+        let Some(policy) = &self.broker.authz else {
+            return true;
+        };
+        let principal = self.conn.principal();
+        let who = acl::Requester {
+            principal: &principal,
+            host: &self.conn.host,
+        };
+        acl::authorize_any(
+            &self.broker.meta().acls,
+            policy,
+            who,
+            operation,
+            resource_type,
+        )
+    }
+
     /// [`Ctx::allowed`] on the cluster resource.
     pub fn cluster_allowed(&self, operation: i8) -> bool {
         self.allowed(operation, acl::resource::CLUSTER, acl::CLUSTER_NAME)
+    }
+
+    /// A topic's metadata if the client may do `operation` on it, with the error code for its
+    /// partitions when there is none: TOPIC_AUTHORIZATION_FAILED when refused (whether or not the
+    /// topic exists, so names do not leak), else UNKNOWN_TOPIC_OR_PARTITION.
+    pub fn authorized_topic(
+        &self,
+        operation: i8,
+        name: &str,
+    ) -> (Option<chronik_core::meta::TopicMeta>, i16) {
+        if self.allowed(operation, acl::resource::TOPIC, name) {
+            (
+                self.broker.topic(name),
+                kafka_protocol::ResponseError::UnknownTopicOrPartition.code(),
+            )
+        } else {
+            (
+                None,
+                kafka_protocol::ResponseError::TopicAuthorizationFailed.code(),
+            )
+        }
     }
 
     /// Whether authorization is on (so per-resource checks are worth preparing).

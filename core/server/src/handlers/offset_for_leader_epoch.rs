@@ -17,7 +17,8 @@ pub async fn handle(
 ) -> OffsetForLeaderEpochResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let meta = ctx.broker.topic(t.topic.0.as_str());
+        let (meta, missing) =
+            ctx.authorized_topic(chronik_core::acl::op::DESCRIBE, t.topic.0.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let owner = meta
@@ -28,7 +29,7 @@ pub async fn handle(
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
             match owner {
-                None => r = r.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+                None => r = r.with_error_code(missing),
                 Some(o) => {
                     let call = Call::EpochEnd {
                         group: o.group,

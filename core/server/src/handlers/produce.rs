@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
+use chronik_core::acl;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
@@ -36,10 +37,13 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
     let mut by_shard: BTreeMap<usize, ShardWork> = BTreeMap::new();
     for (ti, td) in req.topic_data.iter().enumerate() {
         let meta = ctx.broker.topic(td.name.0.as_str());
+        let authorized = ctx.allowed(acl::op::WRITE, acl::resource::TOPIC, td.name.0.as_str());
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.iter().enumerate() {
             let early = if invalid_acks {
                 Some(err(ResponseError::InvalidRequiredAcks))
+            } else if !authorized {
+                Some(err(ResponseError::TopicAuthorizationFailed))
             } else if txn_error != 0 && first_transactional(pd.records.as_ref()).is_some() {
                 Some(ProduceOutcome::failed(txn_error))
             } else {
@@ -145,6 +149,13 @@ async fn verify_transactional(ctx: &Ctx<'_>, req: &ProduceRequest) -> i16 {
     let Some(tid) = req.transactional_id.as_ref() else {
         return ResponseError::TransactionalIdAuthorizationFailed.code();
     };
+    if !ctx.allowed(
+        acl::op::WRITE,
+        acl::resource::TRANSACTIONAL_ID,
+        tid.0.as_str(),
+    ) {
+        return ResponseError::TransactionalIdAuthorizationFailed.code();
+    }
     let code =
         super::txn::verify_produce(ctx, tid.0.as_str(), producer_id, producer_epoch, partitions)
             .await;

@@ -21,6 +21,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
+
+use chronik_core::acl;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -637,7 +639,17 @@ async fn init(
     fail(ResponseError::ConcurrentTransactions)
 }
 
-async fn call(ctx: &Ctx<'_>, id: &str, make: impl FnOnce(u64) -> TxnCall) -> TxnReply {
+/// Sends a call to the transaction's coordinator, if the client may do `operation` on the
+/// transactional id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED otherwise).
+async fn call(
+    ctx: &Ctx<'_>,
+    id: &str,
+    operation: i8,
+    make: impl FnOnce(u64) -> TxnCall,
+) -> TxnReply {
+    if !ctx.allowed(operation, acl::resource::TRANSACTIONAL_ID, id) {
+        return TxnReply::Done(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
     let Some((group, shard)) = route(ctx.broker, id) else {
         return TxnReply::Done(ResponseError::CoordinatorNotAvailable.code());
     };
@@ -668,7 +680,7 @@ pub async fn init_producer_id(ctx: &Ctx<'_>, req: InitProducerIdRequest) -> Init
         (-1, -1)
     };
     let version = ctx.version;
-    let r = call(ctx, &id, |group| TxnCall::Init {
+    let r = call(ctx, &id, acl::op::WRITE, |group| TxnCall::Init {
         group,
         transactional_id: id.clone(),
         timeout_ms: req.transaction_timeout_ms,
@@ -699,12 +711,14 @@ pub async fn verify_produce(
     producer_epoch: i16,
     partitions: Vec<(String, i32)>,
 ) -> i16 {
-    let r = call(ctx, transactional_id, |group| TxnCall::Verify {
-        group,
-        transactional_id: transactional_id.to_owned(),
-        producer_id,
-        producer_epoch,
-        partitions,
+    let r = call(ctx, transactional_id, acl::op::WRITE, |group| {
+        TxnCall::Verify {
+            group,
+            transactional_id: transactional_id.to_owned(),
+            producer_id,
+            producer_epoch,
+            partitions,
+        }
     })
     .await;
     code_of(r)
@@ -731,13 +745,15 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
             let group_id = req.group_id.0.as_str();
             let code = if group_id.is_empty() {
                 ResponseError::InvalidGroupId.code()
+            } else if !ctx.allowed(acl::op::READ, acl::resource::GROUP, group_id) {
+                ResponseError::GroupAuthorizationFailed.code()
             } else {
                 let offsets = ctx.broker.shared.offsets_partition_for(group_id);
                 let partitions = vec![(
                     chronik_core::meta::CONSUMER_OFFSETS_TOPIC.to_string(),
                     offsets,
                 )];
-                let r = call(ctx, &id, |group| TxnCall::Add {
+                let r = call(ctx, &id, acl::op::WRITE, |group| TxnCall::Add {
                     group,
                     transactional_id: id.clone(),
                     producer_id: req.producer_id.0,
@@ -753,7 +769,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         }
         RequestKind::EndTxn(req) => {
             let id = req.transactional_id.0.as_str().to_string();
-            let r = call(ctx, &id, |group| TxnCall::End {
+            let r = call(ctx, &id, acl::op::WRITE, |group| TxnCall::End {
                 group,
                 transactional_id: id.clone(),
                 producer_id: req.producer_id.0,
@@ -775,7 +791,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
             let mut states = Vec::with_capacity(req.transactional_ids.len());
             for tid in req.transactional_ids {
                 let id = tid.0.as_str().to_string();
-                let r = call(ctx, &id, |group| TxnCall::Describe {
+                let r = call(ctx, &id, acl::op::DESCRIBE, |group| TxnCall::Describe {
                     group,
                     transactional_id: id.clone(),
                 })
@@ -951,7 +967,7 @@ async fn add_partitions(
     } else if wanted.is_empty() {
         ResponseError::InvalidRequest.code()
     } else {
-        let r = call(ctx, &id, |group| TxnCall::Add {
+        let r = call(ctx, &id, acl::op::WRITE, |group| TxnCall::Add {
             group,
             transactional_id: id.clone(),
             producer_id: req.v3_and_below_producer_id.0,
