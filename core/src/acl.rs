@@ -81,7 +81,7 @@ pub struct AclBinding {
 }
 
 /// The operations a resource type supports (`AclEntry.supportedOperations`).
-pub fn supported_operations(resource_type: i8) -> &'static [i8] {
+pub const fn supported_operations(resource_type: i8) -> &'static [i8] {
     use op::*;
     match resource_type {
         resource::TOPIC => &[

@@ -20,20 +20,8 @@ use kafka_protocol::ResponseError;
 
 use super::{str_bytes, Ctx};
 
-/// Kafka's ACL operation codes (`AclOperation`) that the resource types below support.
-const READ: u8 = 3;
-const WRITE: u8 = 4;
-const CREATE: u8 = 5;
-const DELETE: u8 = 6;
-const ALTER: u8 = 7;
-const DESCRIBE: u8 = 8;
-const CLUSTER_ACTION: u8 = 9;
-const DESCRIBE_CONFIGS: u8 = 10;
-const ALTER_CONFIGS: u8 = 11;
-const IDEMPOTENT_WRITE: u8 = 12;
-
 /// Kafka's `Utils.to32BitField`: bit `code` set for every operation.
-const fn bit_field(ops: &[u8]) -> i32 {
+const fn bit_field(ops: &[i8]) -> i32 {
     let mut bits = 0i32;
     let mut i = 0;
     // Bounded by the slice length.
@@ -45,28 +33,11 @@ const fn bit_field(ops: &[u8]) -> i32 {
 }
 
 /// The `*_authorized_operations` a client gets when it asks (Metadata, DescribeCluster,
-/// DescribeGroups, DescribeTopicPartitions). With no authorizer Kafka reports every operation
-/// the resource type supports (`AclEntry.supportedOperations`), and so does this broker.
-pub const TOPIC_OPERATIONS: i32 = bit_field(&[
-    READ,
-    WRITE,
-    CREATE,
-    DESCRIBE,
-    DELETE,
-    ALTER,
-    DESCRIBE_CONFIGS,
-    ALTER_CONFIGS,
-]);
-pub const GROUP_OPERATIONS: i32 = bit_field(&[READ, DESCRIBE, DELETE]);
-pub const CLUSTER_OPERATIONS: i32 = bit_field(&[
-    CREATE,
-    CLUSTER_ACTION,
-    DESCRIBE_CONFIGS,
-    ALTER_CONFIGS,
-    IDEMPOTENT_WRITE,
-    ALTER,
-    DESCRIBE,
-]);
+/// DescribeGroups, DescribeTopicPartitions) while authorization is off: like Kafka without an
+/// authorizer, every operation the resource type supports (`AclEntry.supportedOperations`).
+pub const TOPIC_OPERATIONS: i32 = bit_field(acl::supported_operations(acl::resource::TOPIC));
+pub const GROUP_OPERATIONS: i32 = bit_field(acl::supported_operations(acl::resource::GROUP));
+pub const CLUSTER_OPERATIONS: i32 = bit_field(acl::supported_operations(acl::resource::CLUSTER));
 /// What a response carries when the client did not ask (Kafka's `Integer.MIN_VALUE`).
 pub const NOT_REQUESTED: i32 = i32::MIN;
 
@@ -91,6 +62,21 @@ fn denied() -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
 
 fn invalid(msg: String) -> (i16, Option<kafka_protocol::protocol::StrBytes>) {
     (ResponseError::InvalidRequest.code(), Some(str_bytes(msg)))
+}
+
+/// The filter of a DescribeAcls request or a DeleteAcls filter (the same fields in both).
+macro_rules! filter_of {
+    ($f:expr) => {
+        filter(
+            $f.resource_type_filter,
+            $f.resource_name_filter.as_ref(),
+            $f.pattern_type_filter,
+            $f.principal_filter.as_ref(),
+            $f.host_filter.as_ref(),
+            $f.operation,
+            $f.permission_type,
+        )
+    };
 }
 
 fn filter(
@@ -120,15 +106,7 @@ pub fn describe(ctx: &Ctx<'_>, req: DescribeAclsRequest) -> DescribeAclsResponse
         let (code, msg) = denied();
         return resp.with_error_code(code).with_error_message(msg);
     }
-    let f = match filter(
-        req.resource_type_filter,
-        req.resource_name_filter.as_ref(),
-        req.pattern_type_filter,
-        req.principal_filter.as_ref(),
-        req.host_filter.as_ref(),
-        req.operation,
-        req.permission_type,
-    ) {
+    let f = match filter_of!(req) {
         Ok(f) => f,
         Err(msg) => {
             let (code, msg) = invalid(msg);
@@ -219,15 +197,7 @@ pub async fn delete(ctx: &Ctx<'_>, req: DeleteAclsRequest) -> DeleteAclsResponse
     let mut results = Vec::with_capacity(req.filters.len());
     let mut doomed: Vec<AclBinding> = Vec::new();
     for f in &req.filters {
-        let parsed = filter(
-            f.resource_type_filter,
-            f.resource_name_filter.as_ref(),
-            f.pattern_type_filter,
-            f.principal_filter.as_ref(),
-            f.host_filter.as_ref(),
-            f.operation,
-            f.permission_type,
-        );
+        let parsed = filter_of!(f);
         let result = DeleteAclsFilterResult::default().with_error_message(None);
         results.push(match (allowed, parsed) {
             (false, _) => {

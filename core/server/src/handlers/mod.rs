@@ -10,6 +10,7 @@ use chronik_protocol::frame::{self, Request};
 use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 use chronik_core::acl;
+use chronik_core::meta::MetaState;
 
 use crate::broker::Broker;
 
@@ -94,9 +95,11 @@ pub struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    /// Whether the client may do `operation` (an `acl::op` code) on the resource; always true
-    /// while `server.authorization_enabled` is off.
-    pub fn allowed(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+    /// Runs an authorizer decision for this client; true without one (authorization off).
+    fn decide(
+        &self,
+        decision: impl FnOnce(&acl::Policy, acl::Requester<'_>, &MetaState) -> bool,
+    ) -> bool {
         let Some(policy) = &self.broker.authz else {
             return true;
         };
@@ -105,34 +108,23 @@ impl Ctx<'_> {
             principal: &principal,
             host: &self.conn.host,
         };
-        acl::authorize(
-            &self.broker.meta().acls,
-            policy,
-            who,
-            operation,
-            resource_type,
-            name,
-        )
+        decision(policy, who, &self.broker.meta())
+    }
+
+    /// Whether the client may do `operation` (an `acl::op` code) on the resource; always true
+    /// while `server.authorization_enabled` is off.
+    pub fn allowed(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        self.decide(|policy, who, meta| {
+            acl::authorize(&meta.acls, policy, who, operation, resource_type, name)
+        })
     }
 
     /// Whether the client may do `operation` on some resource of the type (always true while
     /// authorization is off).
     pub fn allowed_on_any(&self, operation: i8, resource_type: i8) -> bool {
-        let Some(policy) = &self.broker.authz else {
-            return true;
-        };
-        let principal = self.conn.principal();
-        let who = acl::Requester {
-            principal: &principal,
-            host: &self.conn.host,
-        };
-        acl::authorize_any(
-            &self.broker.meta().acls,
-            policy,
-            who,
-            operation,
-            resource_type,
-        )
+        self.decide(|policy, who, meta| {
+            acl::authorize_any(&meta.acls, policy, who, operation, resource_type)
+        })
     }
 
     /// [`Ctx::allowed`] on the cluster resource.
