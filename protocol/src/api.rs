@@ -12,8 +12,7 @@
 //! versions. Transactions: AddPartitionsToTxn stops at v3 (v4+ is the broker-to-broker batched
 //! form of KIP-890), and AddOffsetsToTxn/EndTxn/TxnOffsetCommit at v3 (v4+ add KIP-890's
 //! TRANSACTION_ABORTABLE and implicit partition registration, not implemented). WriteTxnMarkers is
-//! served at v1 only (the codec's only version; Kafka 4 dropped v0); ListTransactions stops at v1
-//! (v2 adds a transactional-id regex filter).
+//! served at v1 only (the codec's only version; Kafka 4 dropped v0).
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
@@ -46,7 +45,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::EndTxn, 0, 3),
     (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::DescribeTransactions, 0, 0),
-    (ApiKey::ListTransactions, 0, 1),
+    (ApiKey::ListTransactions, 0, 2),
     (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::DescribeConfigs, 1, 4),

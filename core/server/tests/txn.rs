@@ -475,6 +475,33 @@ fn write_txn_markers_ends_a_hanging_transaction_per_partition() {
         .map(|t| (t.transactional_id.0.as_str(), t.producer_id.0))
         .collect();
     assert_eq!(listed, vec![("tx-h", pid)]);
+    // v2: a regular expression over the whole transactional id.
+    let by_pattern = |w: &mut Wire, pattern: &str| -> ListTransactionsResponse {
+        w.call(
+            ApiKey::ListTransactions,
+            2,
+            &ListTransactionsRequest::default()
+                .with_duration_filter(-1)
+                .with_transactional_id_pattern(Some(s(pattern))),
+        )
+    };
+    let ids = |l: &ListTransactionsResponse| -> Vec<String> {
+        l.transaction_states
+            .iter()
+            .map(|t| t.transactional_id.0.to_string())
+            .collect()
+    };
+    assert_eq!(ids(&by_pattern(&mut w, "tx-.*")), ["tx-h"]);
+    assert_eq!(ids(&by_pattern(&mut w, "")), ["tx-h"], "empty: every one");
+    assert!(
+        ids(&by_pattern(&mut w, "tx")).is_empty(),
+        "whole id must match"
+    );
+    assert_eq!(
+        by_pattern(&mut w, "tx-(").error_code,
+        128,
+        "INVALID_REGULAR_EXPRESSION"
+    );
     // What `kafka-transactions.sh abort` sends to the partition leader.
     let req = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
         .with_producer_id(ProducerId(pid))

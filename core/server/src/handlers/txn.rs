@@ -832,6 +832,20 @@ async fn list_transactions(
     if !unknown.is_empty() && states.is_empty() {
         return resp; // only unknown states were asked for: nothing matches
     }
+    // v2 (KIP-1152): a regular expression the whole transactional id must match, as Java's
+    // `Matcher.matches`; empty or null matches everything.
+    let pattern = match req.transactional_id_pattern.as_ref().map(|p| p.as_str()) {
+        Some(p) if ctx.version >= 2 && !p.is_empty() => {
+            match regex::Regex::new(&format!("^(?:{p})$")) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    tracing::debug!("ListTransactions pattern {p:?}: {e}");
+                    return resp.with_error_code(ResponseError::InvalidRegularExpression.code());
+                }
+            }
+        }
+        _ => None,
+    };
     let producer_ids: Vec<i64> = req.producer_id_filters.iter().map(|p| p.0).collect();
     let min_duration_ms = if ctx.version >= 1 {
         req.duration_filter
@@ -851,6 +865,20 @@ async fn list_transactions(
             Some(Reply::Txn(TxnReply::List(l))) => resp.transaction_states.extend(l),
             _ => resp.error_code = ResponseError::CoordinatorNotAvailable.code(),
         }
+    }
+    if let Some(re) = &pattern {
+        resp.transaction_states
+            .retain(|t| re.is_match(t.transactional_id.0.as_str()));
+    }
+    // Only the transactions the client may DESCRIBE, as Kafka lists them.
+    if ctx.authorizing() {
+        resp.transaction_states.retain(|t| {
+            ctx.allowed(
+                acl::op::DESCRIBE,
+                acl::resource::TRANSACTIONAL_ID,
+                t.transactional_id.0.as_str(),
+            )
+        });
     }
     resp.transaction_states.sort_by(|a, b| {
         a.transactional_id
@@ -947,22 +975,29 @@ async fn add_partitions(
     let id = req.v3_and_below_transactional_id.0.as_str().to_string();
     // Partitions of unknown topics fail alone; the others then get OPERATION_NOT_ATTEMPTED
     // (Kafka's rule: the transaction never holds a partition that does not exist).
+    // Topics the client may not WRITE fail the same way, TOPIC_AUTHORIZATION_FAILED.
     let meta = ctx.broker.meta();
-    let mut unknown = HashSet::new();
+    let mut unknown = HashMap::new();
     let mut wanted = Vec::new();
     for t in &req.v3_and_below_topics {
+        let writable = ctx.allowed(acl::op::WRITE, acl::resource::TOPIC, t.name.0.as_str());
         let topic = meta.topics.get(t.name.0.as_str());
         for &p in &t.partitions {
             let exists =
                 topic.is_some_and(|m| usize::try_from(p).is_ok_and(|i| i < m.partitions.len()));
-            if exists {
-                wanted.push((t.name.0.as_str().to_string(), p));
+            let key = (t.name.0.as_str().to_string(), p);
+            if !writable {
+                unknown.insert(key, ResponseError::TopicAuthorizationFailed.code());
+            } else if exists {
+                wanted.push(key);
             } else {
-                unknown.insert((t.name.0.as_str().to_string(), p));
+                unknown.insert(key, ResponseError::UnknownTopicOrPartition.code());
             }
         }
     }
-    let shared_code = if !unknown.is_empty() {
+    let shared_code = if !ctx.allowed(acl::op::WRITE, acl::resource::TRANSACTIONAL_ID, &id) {
+        ResponseError::TransactionalIdAuthorizationFailed.code()
+    } else if !unknown.is_empty() {
         ResponseError::OperationNotAttempted.code()
     } else if wanted.is_empty() {
         ResponseError::InvalidRequest.code()
@@ -979,6 +1014,7 @@ async fn add_partitions(
         .await;
         map_fenced(code_of(r), Api::AddPartitionsToTxn, v)
     };
+    let txn_id_refused = ResponseError::TransactionalIdAuthorizationFailed.code();
     let results = req
         .v3_and_below_topics
         .iter()
@@ -989,10 +1025,9 @@ async fn add_partitions(
                     t.partitions
                         .iter()
                         .map(|&p| {
-                            let code = if unknown.contains(&(t.name.0.as_str().to_string(), p)) {
-                                ResponseError::UnknownTopicOrPartition.code()
-                            } else {
-                                shared_code
+                            let code = match unknown.get(&(t.name.0.as_str().to_string(), p)) {
+                                Some(&code) if shared_code != txn_id_refused => code,
+                                _ => shared_code,
                             };
                             AddPartitionsToTxnPartitionResult::default()
                                 .with_partition_index(p)
