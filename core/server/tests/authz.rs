@@ -10,6 +10,10 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
@@ -210,6 +214,60 @@ fn acls_decide_what_each_principal_may_do() {
             .with_topics(None),
     );
     assert_eq!(r.error_code, GROUP_AUTHORIZATION_FAILED);
+
+    // Committed offsets of topics she may not DESCRIBE stay hidden.
+    let commit = OffsetCommitRequest::default()
+        .with_group_id(GroupId(s("app")))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(
+            ["orders", "secret"]
+                .iter()
+                .map(|t| {
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s(t)))
+                        .with_partitions(vec![OffsetCommitRequestPartition::default()
+                            .with_partition_index(0)
+                            .with_committed_offset(1)])
+                })
+                .collect(),
+        );
+    let r: OffsetCommitResponse = admin.call(ApiKey::OffsetCommit, 8, &commit);
+    assert!(
+        r.topics.iter().all(|t| t.partitions[0].error_code == 0),
+        "{r:?}"
+    );
+    grant(&mut admin, 2, "secret", 3, "User:alice", 8, 2);
+    let offsets = |w: &mut Wire, topics: Option<Vec<&str>>| -> Vec<(String, i64, i16)> {
+        let r: OffsetFetchResponse = w.call(
+            ApiKey::OffsetFetch,
+            7,
+            &OffsetFetchRequest::default()
+                .with_group_id(GroupId(s("app")))
+                .with_topics(topics.map(|ts| {
+                    ts.iter()
+                        .map(|t| {
+                            OffsetFetchRequestTopic::default()
+                                .with_name(TopicName(s(t)))
+                                .with_partition_indexes(vec![0])
+                        })
+                        .collect()
+                })),
+        );
+        assert_eq!(r.error_code, 0);
+        r.topics
+            .iter()
+            .map(|t| {
+                let p = &t.partitions[0];
+                (t.name.0.to_string(), p.committed_offset, p.error_code)
+            })
+            .collect()
+    };
+    assert_eq!(offsets(&mut alice, None), [("orders".to_string(), 1, 0)]);
+    assert_eq!(
+        offsets(&mut alice, Some(vec!["secret"])),
+        [("secret".to_string(), -1, TOPIC_AUTHORIZATION_FAILED)]
+    );
+    assert_eq!(offsets(&mut admin, None).len(), 2, "a super user sees both");
 
     // Bob has none of alice's ACLs.
     let mut bob = login(port, "bob", "bob-pw");

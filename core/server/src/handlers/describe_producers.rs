@@ -12,6 +12,8 @@ use kafka_protocol::messages::describe_producers_response::{
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
+use chronik_core::acl;
+
 use super::admin::report_partitions;
 use super::Ctx;
 
@@ -19,7 +21,15 @@ pub async fn handle(ctx: &Ctx<'_>, req: DescribeProducersRequest) -> DescribePro
     let meta = ctx.broker.meta();
     let mut topics = Vec::with_capacity(req.topics.len());
     for rt in req.topics {
-        let t = meta.topics.get(rt.name.0.as_str());
+        // Kafka asks READ on the topic; refused topics answer TOPIC_AUTHORIZATION_FAILED.
+        let allowed = ctx.allowed(acl::op::READ, acl::resource::TOPIC, rt.name.0.as_str());
+        let missing = if allowed {
+            ResponseError::UnknownTopicOrPartition
+        } else {
+            ResponseError::TopicAuthorizationFailed
+        }
+        .code();
+        let t = meta.topics.get(rt.name.0.as_str()).filter(|_| allowed);
         // Owners of the known partitions; unknown ones answer UNKNOWN_TOPIC_OR_PARTITION.
         let owners: Vec<_> = rt
             .partition_indexes
@@ -40,7 +50,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: DescribeProducersRequest) -> DescribePro
             .map(|(&index, owner)| {
                 let r = PartitionResponse::default().with_partition_index(index);
                 if owner.is_none() {
-                    return r.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+                    return r.with_error_code(missing);
                 }
                 match reports.next().flatten() {
                     Some(rep) if rep.error == 0 => r.with_active_producers(

@@ -1032,7 +1032,41 @@ fn txn_commit_error(req: &TxnOffsetCommitRequest, code: i16) -> TxnOffsetCommitR
     )
 }
 
+/// Hides committed offsets of topics the client may not DESCRIBE, as Kafka does: dropped from
+/// an all-topics answer, TOPIC_AUTHORIZATION_FAILED (offset -1) where the request named them.
+/// `$topics` is the response's topic list, `$named` whether the request listed topics.
+macro_rules! hide_undescribable {
+    ($ctx:expr, $topics:expr, $named:expr) => {{
+        let code = ResponseError::TopicAuthorizationFailed.code();
+        $topics.retain_mut(|t| {
+            if $ctx.allowed(acl::op::DESCRIBE, acl::resource::TOPIC, t.name.0.as_str()) {
+                return true;
+            }
+            for p in &mut t.partitions {
+                p.committed_offset = -1;
+                p.metadata = None;
+                p.error_code = code;
+            }
+            $named
+        });
+    }};
+}
+
 async fn offset_fetch(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    if !ctx.authorizing() {
+        return offset_fetch_unfiltered(ctx, req).await;
+    }
+    let named = req.topics.is_some();
+    let groups_named: Vec<bool> = req.groups.iter().map(|g| g.topics.is_some()).collect();
+    let mut resp = offset_fetch_unfiltered(ctx, req).await;
+    hide_undescribable!(ctx, resp.topics, named);
+    for (g, named) in resp.groups.iter_mut().zip(groups_named) {
+        hide_undescribable!(ctx, g.topics, named);
+    }
+    resp
+}
+
+async fn offset_fetch_unfiltered(ctx: &Ctx<'_>, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let v = ctx.version;
     if v >= 8 {
         let require_stable = req.require_stable;
