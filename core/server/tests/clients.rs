@@ -474,3 +474,24 @@ fn kafka_python_transactions() {
     );
     assert!(out.contains("OK kafka-python admin-txn"), "{out}");
 }
+
+#[test]
+fn acl_enforcement_with_confluent_kafka() {
+    let Some(py) = python() else { return };
+    let s = Server::start_with(&[
+        ("CHRONIK_SASL_MECHANISMS", "SCRAM-SHA-256"),
+        (
+            "CHRONIK_SASL_BOOTSTRAP_USERS",
+            "admin:admin-pw,alice:alice-pw",
+        ),
+        ("CHRONIK_AUTHORIZATION_ENABLED", "true"),
+        ("CHRONIK_SUPER_USERS", "User:admin"),
+    ]);
+    let out = run_client(
+        &py,
+        "authz_client.py",
+        &[&s.bootstrap(), "admin", "admin-pw", "alice", "alice-pw"],
+        Duration::from_secs(180),
+    );
+    assert!(out.contains("OK authz"), "{out}");
+}
