@@ -444,37 +444,46 @@ def cmd_admin_apis():
     grp = a.describe_consumer_groups([group], include_authorized_operations=True)[group].result(timeout=10)
     assert ops(grp.authorized_operations) == ["DELETE", "DESCRIBE", "READ"], grp.authorized_operations
 
-    # No authorizer: ACL changes fail with SECURITY_DISABLED, as on Kafka without one.
-    binding = AclBinding(
-        ResourceType.TOPIC,
-        topic,
-        ResourcePatternType.LITERAL,
-        "User:alice",
-        "*",
-        AclOperation.READ,
-        AclPermissionType.ALLOW,
-    )
-    for fut in a.create_acls([binding]).values():
+    # ACLs: stored (not enforced on this server), listed by filter, deleted by filter.
+    def bind(rtype, name, ptype, principal, op, perm):
+        return AclBinding(rtype, name, ptype, principal, "*", op, perm)
+
+    prefix = f"{topic}-pre"
+    alice, bob = f"User:alice-{topic}", f"User:bob-{topic}"
+    created = [
+        bind(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, alice, AclOperation.READ, AclPermissionType.ALLOW),
+        bind(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, bob, AclOperation.WRITE, AclPermissionType.DENY),
+        bind(ResourceType.GROUP, prefix, ResourcePatternType.PREFIXED, alice, AclOperation.READ, AclPermissionType.ALLOW),
+    ]
+    for fut in a.create_acls(created).values():
+        assert fut.result(timeout=10) is None
+    # The broker refuses a principal without its type, with INVALID_REQUEST.
+    bad = bind(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL, "alice", AclOperation.READ, AclPermissionType.ALLOW)
+    for fut in a.create_acls([bad]).values():
         try:
             fut.result(timeout=10)
-            raise AssertionError("create_acls succeeded without an authorizer")
+            raise AssertionError("an ACL without a principal type was accepted")
         except KafkaException as e:
-            assert e.args[0].code() == KafkaError.SECURITY_DISABLED, e
-    flt = AclBindingFilter(
-        ResourceType.TOPIC,
-        topic,
-        ResourcePatternType.LITERAL,
-        None,
-        None,
-        AclOperation.ANY,
-        AclPermissionType.ANY,
-    )
-    for fut in a.delete_acls([flt]).values():
-        try:
-            fut.result(timeout=10)
-            raise AssertionError("delete_acls succeeded without an authorizer")
-        except KafkaException as e:
-            assert e.args[0].code() == KafkaError.SECURITY_DISABLED, e
+            assert e.args[0].code() == KafkaError.INVALID_REQUEST, e
+
+    def described(rtype, name, ptype, principal=None):
+        flt = AclBindingFilter(rtype, name, ptype, principal, None, AclOperation.ANY, AclPermissionType.ANY)
+        got = a.describe_acls(flt).result(timeout=10)
+        return sorted((b.restype, b.name, b.resource_pattern_type, b.principal, b.operation, b.permission_type) for b in got)
+
+    def key(b):
+        return (b.restype, b.name, b.resource_pattern_type, b.principal, b.operation, b.permission_type)
+
+    assert described(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL) == sorted(map(key, created[:2]))
+    assert described(ResourceType.ANY, topic, ResourcePatternType.ANY, bob) == [key(created[1])]
+    # MATCH: the ACLs that apply to group "<prefix>-1" are the prefixed one.
+    assert described(ResourceType.GROUP, f"{prefix}-1", ResourcePatternType.MATCH) == [key(created[2])]
+    # Delete alice's ACLs (either resource type); the result lists exactly what went.
+    flt = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, alice, None, AclOperation.ANY, AclPermissionType.ANY)
+    gone = a.delete_acls([flt])[flt].result(timeout=10)
+    assert sorted(map(key, gone)) == sorted([key(created[0]), key(created[2])]), gone
+    assert described(ResourceType.ANY, None, ResourcePatternType.ANY, alice) == []
+    assert described(ResourceType.TOPIC, topic, ResourcePatternType.LITERAL) == [key(created[1])]
     # SCRAM credentials: stored and described (mechanism and iterations, never the secret).
     from confluent_kafka.admin import (
         ScramCredentialInfo,

@@ -33,7 +33,7 @@ def admin_main():
         ResourcePatternFilter,
         ResourceType,
     )
-    from kafka.errors import InvalidReplicationAssignmentError, SecurityDisabledError
+    from kafka.errors import InvalidReplicationAssignmentError, InvalidRequestError, NoError
 
     topic = f"kpa-{uuid.uuid4().hex[:8]}"
     admin = KafkaAdminClient(bootstrap_servers=BOOT)
@@ -78,23 +78,40 @@ def admin_main():
     assert [p["partition_index"] for p in desc[0]["partitions"]] == [0, 1], desc
     assert all(p["leader_id"] == me for p in desc[0]["partitions"]), desc
 
-    # ACLs without an authorizer: SECURITY_DISABLED, as Kafka answers.
-    flt = ACLFilter(
-        principal=None,
-        host="*",
-        operation=ACLOperation.ANY,
-        permission_type=ACLPermissionType.ANY,
-        resource_pattern=ResourcePatternFilter(ResourceType.TOPIC, None, ACLResourcePatternType.ANY),
-    )
-    try:
-        admin.describe_acls(flt)
-        raise AssertionError("describe_acls succeeded without an authorizer")
-    except SecurityDisabledError:
-        pass
-    acl = ACL("User:alice", "*", ACLOperation.READ, ACLPermissionType.ALLOW,
-              ResourcePattern(ResourceType.TOPIC, topic))
-    r = admin.create_acls([acl])
-    assert r == {"succeeded": [], "failed": [SecurityDisabledError]}, r
+    # ACLs: created, described through filters, deleted (stored, not enforced, on this server).
+    alice, bob = f"User:alice-{topic}", f"User:bob-{topic}"
+    read = ACL(alice, "*", ACLOperation.READ, ACLPermissionType.ALLOW, ResourcePattern(ResourceType.TOPIC, topic))
+    deny = ACL(bob, "*", ACLOperation.WRITE, ACLPermissionType.DENY, ResourcePattern(ResourceType.TOPIC, topic))
+    pre = ACL(alice, "*", ACLOperation.READ, ACLPermissionType.ALLOW,
+              ResourcePattern(ResourceType.GROUP, f"{topic}-g", ACLResourcePatternType.PREFIXED))
+    r = admin.create_acls([read, deny, pre])
+    assert len(r["succeeded"]) == 3 and r["failed"] == [], r
+    # A principal without its type is refused by the broker.
+    r = admin.create_acls([ACL("alice", "*", ACLOperation.READ, ACLPermissionType.ALLOW,
+                               ResourcePattern(ResourceType.TOPIC, topic))])
+    assert r["succeeded"] == [] and r["failed"] == [InvalidRequestError], r
+
+    def key(acl):
+        rp = acl.resource_pattern
+        return (rp.resource_type, rp.resource_name, rp.pattern_type, acl.principal, acl.operation, acl.permission_type)
+
+    def described(rtype, name, ptype, principal=None):
+        flt = ACLFilter(principal=principal, host=None, operation=ACLOperation.ANY,
+                        permission_type=ACLPermissionType.ANY,
+                        resource_pattern=ResourcePatternFilter(rtype, name, ptype))
+        acls, err = admin.describe_acls(flt)
+        assert err is NoError, err
+        return sorted(map(key, acls))
+
+    assert described(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL) == sorted(map(key, [read, deny]))
+    # MATCH: what applies to group "<topic>-g1" is the prefixed ACL.
+    assert described(ResourceType.GROUP, f"{topic}-g1", ACLResourcePatternType.MATCH) == [key(pre)]
+    flt = ACLFilter(principal=alice, host=None, operation=ACLOperation.ANY, permission_type=ACLPermissionType.ANY,
+                    resource_pattern=ResourcePatternFilter(ResourceType.ANY, None, ACLResourcePatternType.ANY))
+    [(_, gone, err)] = admin.delete_acls([flt])
+    assert err is NoError and sorted(map(key, gone)) == sorted(map(key, [read, pre])), (gone, err)
+    assert described(ResourceType.ANY, None, ACLResourcePatternType.ANY, alice) == []
+    assert described(ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL) == [key(deny)]
 
     # No SCRAM credentials are stored: none listed, a named user is not found.
     assert admin.describe_user_scram_credentials() == {}

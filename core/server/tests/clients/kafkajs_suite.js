@@ -279,33 +279,54 @@ async function cmdAdmin() {
       assert.strictEqual(e.errors[0].partition, 1)
     },
   )
-  step('ACLs without an authorizer: SECURITY_DISABLED')
+  step('ACLs: create, describe by filter, delete (stored, not enforced here)')
+  const alice = `User:alice-${topic}`
+  const bob = `User:bob-${topic}`
+  const acl = (resourceType, resourceName, resourcePatternType, principal, operation, permissionType) => ({
+    resourceType, resourceName, resourcePatternType, principal, host: '*', operation, permissionType,
+  })
+  const read = acl(AclResourceTypes.TOPIC, topic, ResourcePatternTypes.LITERAL, alice,
+    AclOperationTypes.READ, AclPermissionTypes.ALLOW)
+  const deny = acl(AclResourceTypes.TOPIC, topic, ResourcePatternTypes.LITERAL, bob,
+    AclOperationTypes.WRITE, AclPermissionTypes.DENY)
+  const pre = acl(AclResourceTypes.GROUP, `${topic}-g`, ResourcePatternTypes.PREFIXED, alice,
+    AclOperationTypes.READ, AclPermissionTypes.ALLOW)
+  await admin.createAcls({ acl: [read, deny, pre] })
   await expectReject(
-    'describeAcls',
-    admin.describeAcls({
-      resourceType: AclResourceTypes.ANY,
-      resourcePatternType: ResourcePatternTypes.ANY,
-      operation: AclOperationTypes.ANY,
-      permissionType: AclPermissionTypes.ANY,
-    }),
-    (e) => assert.strictEqual(e.type, 'SECURITY_DISABLED', e.message),
+    'an ACL principal without its type',
+    admin.createAcls({ acl: [{ ...read, principal: 'alice' }] }),
+    (e) => assert.strictEqual(e.type, 'INVALID_REQUEST', e.message),
   )
-  await expectReject(
-    'createAcls',
-    admin.createAcls({
-      acl: [
-        {
-          resourceType: AclResourceTypes.TOPIC,
-          resourceName: topic,
-          resourcePatternType: ResourcePatternTypes.LITERAL,
-          principal: 'User:alice',
-          host: '*',
-          operation: AclOperationTypes.READ,
-          permissionType: AclPermissionTypes.ALLOW,
-        },
-      ],
-    }),
-    (e) => assert.strictEqual(e.type, 'SECURITY_DISABLED', e.message),
+  const key = (a) => [a.resourceType, a.resourceName, a.resourcePatternType, a.principal,
+    a.operation, a.permissionType].join('|')
+  const described = async (filter) => {
+    const r = await admin.describeAcls({
+      operation: AclOperationTypes.ANY, permissionType: AclPermissionTypes.ANY, ...filter,
+    })
+    return r.resources
+      .flatMap((res) => res.acls.map((a) => key({ ...res, ...a })))
+      .sort()
+  }
+  assert.deepStrictEqual(
+    await described({ resourceType: AclResourceTypes.TOPIC, resourceName: topic,
+      resourcePatternType: ResourcePatternTypes.LITERAL }),
+    [key(read), key(deny)].sort(),
+  )
+  assert.deepStrictEqual(
+    await described({ resourceType: AclResourceTypes.GROUP, resourceName: `${topic}-g1`,
+      resourcePatternType: ResourcePatternTypes.MATCH }),
+    [key(pre)],
+  )
+  const aclsGone = await admin.deleteAcls({
+    filters: [{ resourceType: AclResourceTypes.ANY, resourcePatternType: ResourcePatternTypes.ANY,
+      principal: alice, operation: AclOperationTypes.ANY, permissionType: AclPermissionTypes.ANY }],
+  })
+  assert.strictEqual(aclsGone.filterResponses[0].errorCode, 0)
+  assert.deepStrictEqual(aclsGone.filterResponses[0].matchingAcls.map(key).sort(), [key(read), key(pre)].sort())
+  assert.deepStrictEqual(
+    await described({ resourceType: AclResourceTypes.ANY, resourcePatternType: ResourcePatternTypes.ANY,
+      principal: alice }),
+    [],
   )
 
   await admin.deleteTopics({ topics: [topic], timeout: 30000 })
