@@ -280,6 +280,20 @@ fn acls_decide_what_each_principal_may_do() {
         &DescribeUserScramCredentialsRequest::default().with_users(None),
     );
     assert_eq!(r.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    use alter_replica_log_dirs_request::{AlterReplicaLogDir, AlterReplicaLogDirTopic};
+    let r: AlterReplicaLogDirsResponse = bob.call(
+        ApiKey::AlterReplicaLogDirs,
+        2,
+        &AlterReplicaLogDirsRequest::default().with_dirs(vec![AlterReplicaLogDir::default()
+            .with_path(s("/elsewhere"))
+            .with_topics(vec![AlterReplicaLogDirTopic::default()
+                .with_name(TopicName(s("orders")))
+                .with_partitions(vec![0])])]),
+    );
+    assert_eq!(
+        r.results[0].partitions[0].error_code,
+        CLUSTER_AUTHORIZATION_FAILED
+    );
     // A wildcard principal ACL reaches him too.
     grant(&mut admin, 2, "orders", 3, "User:*", 4, 3);
     assert_eq!(produce(&mut bob, "orders"), 0);

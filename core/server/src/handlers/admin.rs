@@ -56,6 +56,7 @@ fn refused(ctx: &Ctx<'_>, req: &RequestKind) -> Option<ResponseKind> {
         RequestKind::AlterPartitionReassignments(_)
         | RequestKind::ElectLeaders(_)
         | RequestKind::AlterUserScramCredentials(_)
+        | RequestKind::AlterReplicaLogDirs(_)
         | RequestKind::UpdateFeatures(_) => ALTER,
         RequestKind::DescribeClientQuotas(_) => DESCRIBE_CONFIGS,
         _ => return None,
@@ -110,6 +111,31 @@ fn refused(ctx: &Ctx<'_>, req: &RequestKind) -> Option<ResponseKind> {
                         })
                         .collect(),
                 ),
+            )
+        }
+        RequestKind::AlterReplicaLogDirs(r) => {
+            use alter_replica_log_dirs_response::{
+                AlterReplicaLogDirPartitionResult as P, AlterReplicaLogDirTopicResult as T,
+            };
+            let results = r
+                .dirs
+                .iter()
+                .flat_map(|d| &d.topics)
+                .map(|t| {
+                    T::default()
+                        .with_topic_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|&p| {
+                                    P::default().with_partition_index(p).with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            ResponseKind::AlterReplicaLogDirs(
+                AlterReplicaLogDirsResponse::default().with_results(results),
             )
         }
         RequestKind::UpdateFeatures(_) => ResponseKind::UpdateFeatures(
