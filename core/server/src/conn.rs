@@ -51,6 +51,21 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
         .map(|a| a.to_string())
         .unwrap_or_default();
     let mut prefix = [0u8; 4];
+    if let Some(acceptor) = broker.shared.kafka_tls.clone() {
+        // SSL / SASL_SSL listener: the handshake first, then Kafka frames inside TLS.
+        let tls = match acceptor.accept(stream).await {
+            Ok(tls) => tls,
+            Err(e) => {
+                tracing::debug!(%peer, "TLS handshake failed: {e}");
+                return;
+            }
+        };
+        let (mut reader, writer) = tls.split();
+        if reader.read_exact(&mut prefix).await.is_err() {
+            return;
+        }
+        return serve_kafka(broker, reader, writer, prefix, peer).await;
+    }
     let (mut reader, writer) = stream.split();
     if reader.read_exact(&mut prefix).await.is_err() {
         return;
@@ -63,6 +78,20 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
         crate::http::serve(broker, stream, &prefix).await;
         return;
     }
+    serve_kafka(broker, reader, writer, prefix, peer).await
+}
+
+/// The Kafka protocol on one connection whose first four bytes (`prefix`) were read.
+async fn serve_kafka<R, W>(
+    broker: Rc<Broker>,
+    mut reader: R,
+    writer: W,
+    mut prefix: [u8; 4],
+    peer: String,
+) where
+    R: futures::io::AsyncRead + Unpin,
+    W: futures::io::AsyncWrite + Unpin + 'static,
+{
     let (tx, rx) = local_channel::new_bounded::<JoinHandle<Outcome>>(MAX_INFLIGHT_PER_CONNECTION);
     let writer_task = glommio::spawn_local(async move {
         let mut w = futures::io::BufWriter::with_capacity(64 * 1024, writer);

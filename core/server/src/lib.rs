@@ -28,3 +28,4 @@ pub mod node;
 pub mod partition;
 pub mod sasl;
 pub mod shared;
+pub mod tls;

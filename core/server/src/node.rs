@@ -92,7 +92,11 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
     let shared_cfg_spin_us = config.server.spin_before_park_us;
     let pin_cores = config.server.pin_cores;
-    let shared = Arc::new(Shared::new(config, cores.len()));
+    let kafka_tls = crate::tls::kafka_acceptor(&config.server)
+        .context("setting up TLS for the Kafka listener")?;
+    let mut shared = Shared::new(config, cores.len());
+    shared.kafka_tls = kafka_tls;
+    let shared = Arc::new(shared);
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, unsafe_flag(&shared))
             .context("installing signal handlers")?;

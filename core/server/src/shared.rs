@@ -48,6 +48,8 @@ pub struct Shared {
     pub drained_shards: std::sync::atomic::AtomicUsize,
     /// Open client connections on this node (bounded by `server.max_connections`).
     pub connections: std::sync::atomic::AtomicUsize,
+    /// TLS for the Kafka listener (`server.kafka_tls_enabled`), set before the shards start.
+    pub kafka_tls: Option<futures_rustls::TlsAcceptor>,
 }
 
 /// The `chronik.toml` key behind each entry of [`Shared::topic_defaults`].
@@ -98,6 +100,7 @@ impl Shared {
             stats: RwLock::new(vec![Vec::new(); shards]),
             drained_shards: std::sync::atomic::AtomicUsize::new(0),
             connections: std::sync::atomic::AtomicUsize::new(0),
+            kafka_tls: None,
         }
     }
 

@@ -103,6 +103,14 @@ keys! {
         "SASL mechanisms Kafka clients must authenticate with: PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, comma-separated; empty = none"
     "server.sasl_bootstrap_users" "CHRONIK_SASL_BOOTSTRAP_USERS" Secret = server.sasl_bootstrap_users;
         "user:password pairs, comma-separated, given SCRAM credentials at start-up if they have none"
+    "server.kafka_tls_enabled" "CHRONIK_KAFKA_TLS_ENABLED" bool = server.kafka_tls_enabled;
+        "TLS on the Kafka listener (SSL, or SASL_SSL with sasl_mechanisms)"
+    "server.kafka_tls_cert_path" "CHRONIK_KAFKA_TLS_CERT_PATH" Option<PathBuf> = server.kafka_tls_cert_path;
+        "PEM certificate chain of the Kafka listener (required with kafka_tls_enabled)"
+    "server.kafka_tls_key_path" "CHRONIK_KAFKA_TLS_KEY_PATH" Option<PathBuf> = server.kafka_tls_key_path;
+        "PEM private key of the Kafka listener (required with kafka_tls_enabled)"
+    "server.kafka_tls_ca_path" "CHRONIK_KAFKA_TLS_CA_PATH" Option<PathBuf> = server.kafka_tls_ca_path;
+        "PEM CA certificates: when set, clients must present a certificate it signed (mTLS)"
     "server.authorization_enabled" "CHRONIK_AUTHORIZATION_ENABLED" bool = server.authorization_enabled;
         "enforce ACLs (CreateAcls) on Kafka requests; ACLs are stored and listed either way"
     "server.super_users" "CHRONIK_SUPER_USERS" String = server.super_users;

@@ -77,6 +77,15 @@ pub struct ServerConfig {
     /// `user:password` pairs, comma-separated, given SCRAM-SHA-256 and SCRAM-SHA-512
     /// credentials at start-up when they have none (the first users of a SASL listener).
     pub sasl_bootstrap_users: Secret,
+    /// TLS on the Kafka listener (Kafka's SSL and SASL_SSL listeners).
+    pub kafka_tls_enabled: bool,
+    /// PEM certificate chain of the Kafka listener.
+    pub kafka_tls_cert_path: Option<PathBuf>,
+    /// PEM private key of the Kafka listener.
+    pub kafka_tls_key_path: Option<PathBuf>,
+    /// PEM CA certificates; when set, clients must present a certificate signed by one of them
+    /// (Kafka `ssl.client.auth=required`).
+    pub kafka_tls_ca_path: Option<PathBuf>,
     /// Enforce ACLs on Kafka requests (Kafka's `authorizer.class.name` set to
     /// `StandardAuthorizer`). ACLs are stored, listed and deleted whether or not this is on.
     pub authorization_enabled: bool,
@@ -109,6 +118,10 @@ impl Default for ServerConfig {
             pin_cores: false,
             sasl_mechanisms: String::new(),
             sasl_bootstrap_users: Secret::default(),
+            kafka_tls_enabled: false,
+            kafka_tls_cert_path: None,
+            kafka_tls_key_path: None,
+            kafka_tls_ca_path: None,
             authorization_enabled: false,
             super_users: String::new(),
             allow_everyone_if_no_acl_found: false,

@@ -497,6 +497,10 @@ fn validation_reports_every_problem_at_once() {
 kafka_port = 9092
 http_port = 9092
 advertised_addr = "0.0.0.0"
+kafka_tls_enabled = true
+kafka_tls_cert_path = "{}"
+kafka_tls_ca_path = "/nonexistent/ca.pem"
+super_users = "User:admin;admin"
 [broker]
 default_replication_factor = 2
 min_insync_replicas = 3
@@ -523,6 +527,7 @@ wal_segment_size = 1000000
 snapshot_compression = "gzip"
 wal_sync_interval_ms = 0
 "#,
+        cert.display(),
         cert.display()
     );
     let c = Config::load_str(&text, &no_env).unwrap();
@@ -541,6 +546,9 @@ wal_sync_interval_ms = 0
         "cluster.raft.max_snapshot_chunk_size",
         "cluster.network.tls_key_path",
         "cluster.network.tls_ca_path",
+        "server.kafka_tls_key_path",
+        "server.kafka_tls_ca_path",
+        "server.super_users",
         "cluster.network.keepalive_timeout_secs",
         "cluster.storage.wal_segment_size",
         "cluster.storage.snapshot_compression",
@@ -550,7 +558,8 @@ wal_sync_interval_ms = 0
     }
     // The cert exists, so it is not reported.
     assert!(
-        !keys.contains(&"cluster.network.tls_cert_path"),
+        !keys.contains(&"cluster.network.tls_cert_path")
+            && !keys.contains(&"server.kafka_tls_cert_path"),
         "{issues:#?}"
     );
     let hb = issues

@@ -30,6 +30,29 @@ pub const MAX_IN_FLIGHT_MAX: u64 = 100_000;
 /// Smallest registered I/O memory glommio uses (it rounds smaller up to this).
 pub const IO_MEMORY_BYTES_MIN: u64 = 64 << 10;
 
+/// TLS settings `{prefix}tls_cert_path`, `tls_key_path`, `tls_ca_path`: with TLS on, the
+/// certificate and key are required and every named file must exist.
+fn check_tls(v: &mut Issues, prefix: &str, enabled: bool, paths: [&Option<std::path::PathBuf>; 3]) {
+    if !enabled {
+        return;
+    }
+    for (i, (name, path)) in ["tls_cert_path", "tls_key_path", "tls_ca_path"]
+        .into_iter()
+        .zip(paths)
+        .enumerate()
+    {
+        let key = format!("{prefix}{name}");
+        match path {
+            None if i < 2 => v.push(&key, format!("required when {prefix}tls_enabled = true")),
+            Some(p) if !p.is_file() => v.push(
+                &key,
+                format!("file {} does not exist or is not a file", p.display()),
+            ),
+            _ => {}
+        }
+    }
+}
+
 /// The principals of `server.super_users`, split at `;` or `,`, blanks dropped.
 pub fn super_users(list: &str) -> impl Iterator<Item = &str> {
     list.split([';', ','])
@@ -165,6 +188,16 @@ impl Config {
                 || format!("{p:?} is not a principal of the form Type:name (User:admin)"),
             );
         }
+        check_tls(
+            v,
+            "server.kafka_",
+            s.kafka_tls_enabled,
+            [
+                &s.kafka_tls_cert_path,
+                &s.kafka_tls_key_path,
+                &s.kafka_tls_ca_path,
+            ],
+        );
         v.positive(u64::from(s.max_connections), "server.max_connections");
         v.positive(s.connections_max_idle_ms, "server.connections_max_idle_ms");
     }
@@ -520,29 +553,12 @@ impl Config {
                 )
             },
         );
-        if n.tls_enabled {
-            for (key, path) in [
-                ("cluster.network.tls_cert_path", &n.tls_cert_path),
-                ("cluster.network.tls_key_path", &n.tls_key_path),
-            ] {
-                match path {
-                    None => v.push(
-                        key,
-                        "required when cluster.network.tls_enabled = true".to_string(),
-                    ),
-                    Some(p) if !p.is_file() => v.push(
-                        key,
-                        format!("file {} does not exist or is not a file", p.display()),
-                    ),
-                    Some(_) => {}
-                }
-            }
-            if let Some(p) = &n.tls_ca_path {
-                v.check(p.is_file(), "cluster.network.tls_ca_path", || {
-                    format!("file {} does not exist or is not a file", p.display())
-                });
-            }
-        }
+        check_tls(
+            v,
+            "cluster.network.",
+            n.tls_enabled,
+            [&n.tls_cert_path, &n.tls_key_path, &n.tls_ca_path],
+        );
         if n.verify_peer {
             v.check(n.tls_enabled, "cluster.network.verify_peer", || {
                 "has no effect unless cluster.network.tls_enabled = true".to_string()

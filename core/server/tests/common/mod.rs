@@ -109,9 +109,30 @@ impl Server {
                     self.log_text()
                 );
             }
-            // A connect alone can succeed without a server (a loopback socket may connect to
-            // itself when the port is in the ephemeral range): ask for ApiVersions.
-            if let Ok(mut probe) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            // A TLS Kafka listener cannot be probed in plaintext: ask the HTTP port whether
+            // the broker is ready.
+            let tls = self
+                .extra_env
+                .iter()
+                .any(|(k, v)| k == "CHRONIK_KAFKA_TLS_ENABLED" && v == "true");
+            if tls {
+                if TcpStream::connect_timeout(
+                    &SocketAddr::from(([127, 0, 0, 1], self.http_port)),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
+                    && self
+                        .http_get(self.http_port, "/health/ready")
+                        .0
+                        .contains(" 200")
+                {
+                    return;
+                }
+            } else if let Ok(mut probe) =
+                TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+            {
+                // A connect alone can succeed without a server (a loopback socket may connect
+                // to itself when the port is in the ephemeral range): ask for ApiVersions.
                 let _ = probe.set_read_timeout(Some(Duration::from_secs(2)));
                 // ApiVersions v0, correlation id 1, null client id.
                 let req: [u8; 14] = [0, 0, 0, 10, 0, 18, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
