@@ -60,11 +60,18 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
                 return;
             }
         };
+        // mTLS: the client certificate names the principal (SASL, if any, replaces it).
+        let principal = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|leaf| crate::tls::principal_of(leaf));
         let (mut reader, writer) = tls.split();
         if reader.read_exact(&mut prefix).await.is_err() {
             return;
         }
-        return serve_kafka(broker, reader, writer, prefix, peer).await;
+        return serve_kafka(broker, reader, writer, prefix, peer, principal).await;
     }
     let (mut reader, writer) = stream.split();
     if reader.read_exact(&mut prefix).await.is_err() {
@@ -78,16 +85,18 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
         crate::http::serve(broker, stream, &prefix).await;
         return;
     }
-    serve_kafka(broker, reader, writer, prefix, peer).await
+    serve_kafka(broker, reader, writer, prefix, peer, None).await
 }
 
-/// The Kafka protocol on one connection whose first four bytes (`prefix`) were read.
+/// The Kafka protocol on one connection whose first four bytes (`prefix`) were read;
+/// `principal` is the client certificate's (mTLS).
 async fn serve_kafka<R, W>(
     broker: Rc<Broker>,
     mut reader: R,
     writer: W,
     mut prefix: [u8; 4],
     peer: String,
+    principal: Option<String>,
 ) where
     R: futures::io::AsyncRead + Unpin,
     W: futures::io::AsyncWrite + Unpin + 'static,
@@ -149,6 +158,9 @@ async fn serve_kafka<R, W>(
     });
     let max = broker.shared.config.server.socket_request_max_bytes as usize;
     let state = Rc::new(ConnState::new(&broker, &peer));
+    if let Some(p) = principal {
+        state.set_principal(p);
+    }
     let mut sasl = Sasl::new(&broker);
     loop {
         let len = match frame::frame_len(prefix, max) {

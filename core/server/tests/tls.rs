@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{python, run_client, Server};
+use common::{python, run_client, Server, Wire};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType, IsCa, KeyPair,
 };
@@ -86,26 +86,40 @@ fn api_versions_frame() -> Vec<u8> {
     frame
 }
 
-/// Sends ApiVersions over a rustls client connection and returns the response's correlation id
-/// and error code.
-fn api_versions_over_tls(port: u16, pki: &Pki) -> std::io::Result<(i32, i16)> {
+/// A rustls client session to the broker, trusting the test CA, presenting the client
+/// certificate when `client_cert`.
+fn tls_stream(port: u16, pki: &Pki, client_cert: bool) -> impl Read + Write {
     use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, ServerName};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
     let mut roots = rustls::RootCertStore::empty();
     for c in CertificateDer::pem_file_iter(pki.path("ca.pem")).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = if client_cert {
+        let chain = CertificateDer::pem_file_iter(pki.path("client.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(pki.path("client.key")).unwrap();
+        builder.with_client_auth_cert(chain, key).unwrap()
+    } else {
+        builder.with_no_client_auth()
+    };
     let name = ServerName::try_from("127.0.0.1").unwrap();
     let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", port))?;
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut tls = rustls::StreamOwned::new(conn, tcp);
+    let tcp = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    rustls::StreamOwned::new(conn, tcp)
+}
+
+/// Sends ApiVersions v0 over TLS; returns the response's correlation id and error code.
+fn api_versions_over_tls(port: u16, pki: &Pki) -> std::io::Result<(i32, i16)> {
+    let mut tls = tls_stream(port, pki, false);
     tls.write_all(&api_versions_frame())?;
     let mut len = [0u8; 4];
     tls.read_exact(&mut len)?;
@@ -196,4 +210,55 @@ fn tls_sasl_ssl_and_mtls_with_confluent_kafka() {
         Duration::from_secs(60),
     );
     assert!(out.contains("OK tls-refused"), "{out}");
+}
+
+#[test]
+fn client_certificate_names_the_principal_for_acls() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::*;
+    use kafka_protocol::protocol::StrBytes;
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = Pki::new(tmp.path());
+    let mut env = tls_env(&pki, true);
+    env.push(("CHRONIK_AUTHORIZATION_ENABLED", "true".into()));
+    env.push(("CHRONIK_SUPER_USERS", "User:CN=admin".into()));
+    let s = start(&env);
+    let create = |w: &mut Wire, name: &str| -> i16 {
+        let req = CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_string(name.into())))
+                .with_num_partitions(1)
+                .with_replication_factor(1)])
+            .with_timeout_ms(10_000);
+        let r: CreateTopicsResponse = w.call(ApiKey::CreateTopics, 7, &req);
+        r.topics[0].error_code
+    };
+    // The client certificate's subject is CN=client: no ACL, no topic creation.
+    let mut w = Wire::over(tls_stream(s.port, &pki, true));
+    assert_eq!(create(&mut w, "by-cert"), 29, "TOPIC_AUTHORIZATION_FAILED");
+    // Nor may it change ACLs.
+    let acl = CreateAclsRequest::default().with_creations(vec![
+        create_acls_request::AclCreation::default()
+            .with_resource_type(4)
+            .with_resource_name(StrBytes::from_static_str("kafka-cluster"))
+            .with_resource_pattern_type(3)
+            .with_principal(StrBytes::from_static_str("User:CN=client"))
+            .with_host(StrBytes::from_static_str("*"))
+            .with_operation(5)
+            .with_permission_type(3),
+    ]);
+    let r: CreateAclsResponse = w.call(ApiKey::CreateAcls, 3, &acl);
+    assert_eq!(r.results[0].error_code, 31, "it may not grant itself");
+    drop(w);
+    // A broker whose super user is User:CN=client (Kafka's SSL principal for that subject)
+    // lets this certificate do everything.
+    drop(s);
+    let mut env = tls_env(&pki, true);
+    env.push(("CHRONIK_AUTHORIZATION_ENABLED", "true".into()));
+    env.push(("CHRONIK_SUPER_USERS", "User:CN=client".into()));
+    let s = start(&env);
+    let mut w = Wire::over(tls_stream(s.port, &pki, true));
+    let r: CreateAclsResponse = w.call(ApiKey::CreateAcls, 3, &acl);
+    assert_eq!(r.results[0].error_code, 0);
+    assert_eq!(create(&mut w, "by-super-cert"), 0);
 }

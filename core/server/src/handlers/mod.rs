@@ -80,7 +80,12 @@ impl ConnState {
 
     /// Records the SASL-authenticated user.
     pub fn authenticated(&self, user: &str) {
-        *self.principal.borrow_mut() = Rc::from(format!("User:{user}"));
+        self.set_principal(format!("User:{user}"));
+    }
+
+    /// Sets the principal (`Type:name`), e.g. from a client certificate.
+    pub fn set_principal(&self, principal: String) {
+        *self.principal.borrow_mut() = Rc::from(principal);
     }
 }
 

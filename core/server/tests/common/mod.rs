@@ -367,8 +367,12 @@ fn run_script(mut cmd: Command, script: &str, args: &[&str], timeout: Duration) 
 }
 
 /// A raw Kafka protocol connection for wire-level tests.
+/// A byte stream a [`Wire`] can talk over (TCP, or TLS over TCP).
+pub trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
 pub struct Wire {
-    pub stream: TcpStream,
+    pub stream: Box<dyn Stream>,
     next_correlation: i32,
 }
 
@@ -378,8 +382,13 @@ impl Wire {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
+        Wire::over(stream)
+    }
+
+    /// A connection over an already connected stream (a TLS session, say).
+    pub fn over(stream: impl Stream + 'static) -> Wire {
         Wire {
-            stream,
+            stream: Box::new(stream),
             next_correlation: 1,
         }
     }
