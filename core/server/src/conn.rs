@@ -9,6 +9,9 @@
 //! `"GET "` read as a big-endian integer (1.2 GB), so `/metrics` can be curled on the Kafka port
 //! as the deployment guide does.
 //!
+//! With `server.kafka_tls_enabled` the listener is TLS only: the handshake comes first, no HTTP
+//! is served, and with mutual TLS the client certificate names the principal.
+//!
 //! With `server.sasl_mechanisms` set, a connection must authenticate (SaslHandshake, then
 //! SaslAuthenticate, or raw tokens after a version-0 handshake) before any request other than
 //! ApiVersions; anything else first closes it, as Kafka's SASL listeners do. Both SASL APIs are
