@@ -83,7 +83,7 @@ pub struct GroupCoordinator {
     /// per such group, equal to `Group::next_deadline_ms()` between calls, so timers cost
     /// O(due groups), not O(groups), per request.
     timers: BTreeSet<(i64, String)>,
-    out: Output,
+    pub(super) out: Output,
     /// Set by the first request or tick. Before it, `apply` replays the log (group metadata
     /// included); after it, group metadata in the log only echoes what memory already holds.
     serving: bool,
@@ -239,6 +239,9 @@ impl GroupCoordinator {
         if let Some(g) = self.groups.get(group_id) {
             if g.state == GroupState::Empty
                 && g.generation_id == 0
+                && g.consumer
+                    .as_ref()
+                    .is_none_or(|c| c.epoch == 0 && c.members.is_empty())
                 && g.members.is_empty()
                 && g.pending_members.is_empty()
                 && g.offsets.is_empty()
@@ -276,13 +279,13 @@ impl GroupCoordinator {
 
     /// After a handler changed `group_id`: re-index it, fire timers that became due at once
     /// (e.g. an initial rebalance delay of 0) and drop the group if it holds nothing.
-    fn settle(&mut self, group_id: &str, now_ms: i64) {
+    pub(super) fn settle(&mut self, group_id: &str, now_ms: i64) {
         self.reindex(group_id);
         self.run_timers(now_ms);
         self.maybe_forget(group_id);
     }
 
-    fn new_member_id(&mut self, prefix: &str, now_ms: i64) -> String {
+    pub(super) fn new_member_id(&mut self, prefix: &str, now_ms: i64) -> String {
         // Kafka uses `clientId-UUID`. A UUID-shaped id drawn from (partition, time, counter)
         // keeps ids unique across coordinator restarts and deterministic under a virtual clock.
         let prefix = truncate_utf8(prefix, MAX_ID_BYTES / 2);
@@ -403,6 +406,20 @@ impl GroupCoordinator {
             protocols,
             waiter: Waiter { token, version },
         };
+        if let Some(c) = self.groups[group_id].consumer.as_deref() {
+            // A consumer group takes classic members only once it is empty; then it turns
+            // back into a classic group (keeping its offsets).
+            if !c.members.is_empty() {
+                return err(ResponseError::InconsistentGroupProtocol);
+            }
+            let epoch = c.epoch;
+            self.groups.get_mut(group_id).expect("present").consumer = None;
+            if epoch > 0 {
+                self.out
+                    .records
+                    .push(records::consumer_group_tombstone(group_id));
+            }
+        }
         let (groups, mut ctx) = self.ctx_parts(now_ms);
         let g = groups.get_mut(group_id).expect("inserted above");
         if g.state == GroupState::Dead {
@@ -655,7 +672,7 @@ impl GroupCoordinator {
     ) -> (Vec<LogRecord>, OffsetCommitResponse) {
         self.run_timers(now_ms);
         let group_id = req.group_id.0.as_str();
-        let group_error = self.validate_commit(req, now_ms);
+        let group_error = self.validate_commit(req, version, now_ms);
         self.settle(group_id, now_ms);
         // v2–v4 carry a retention; -1 means "broker default" (retention counted from Empty).
         let expire = if (2..=4).contains(&version) && req.retention_time_ms >= 0 {
@@ -707,7 +724,12 @@ impl GroupCoordinator {
         (recs, resp)
     }
 
-    fn validate_commit(&mut self, req: &OffsetCommitRequest, now_ms: i64) -> Option<ResponseError> {
+    fn validate_commit(
+        &mut self,
+        req: &OffsetCommitRequest,
+        version: i16,
+        now_ms: i64,
+    ) -> Option<ResponseError> {
         let group_id = req.group_id.0.as_str();
         if group_id.is_empty() || group_id.len() > MAX_ID_BYTES {
             return Some(ResponseError::InvalidGroupId);
@@ -721,6 +743,17 @@ impl GroupCoordinator {
         };
         if g.state == GroupState::Dead {
             return Some(ResponseError::CoordinatorNotAvailable);
+        }
+        if let Some(c) = g.consumer.as_deref_mut() {
+            let e = super::consumer::validate_commit(c, member_id, generation, version, false);
+            if e.is_none() {
+                // A commit proves the member is alive, like a heartbeat.
+                let session = i64::from(self.cfg.consumer_session_timeout_ms);
+                if let Some(m) = c.members.get_mut(member_id) {
+                    m.session_deadline_ms = m.session_deadline_ms.max(now_ms + session);
+                }
+            }
+            return e;
         }
         if generation < 0 && g.state == GroupState::Empty {
             return None;
@@ -894,6 +927,9 @@ impl GroupCoordinator {
             }
             return d;
         };
+        if let Some(c) = g.consumer.as_deref() {
+            return super::consumer::describe_classic(g, c, version);
+        }
         d.group_state = sb(g.state.as_str());
         d.protocol_type = sb(g.protocol_type.as_deref().unwrap_or(""));
         // Like Kafka, member metadata and assignments are shown only when Stable.
@@ -938,23 +974,33 @@ impl GroupCoordinator {
         } else {
             Vec::new()
         };
-        if !types.is_empty() && !types.iter().any(|t| t == "classic") {
-            return Vec::new();
+        fn describe(g: &Group) -> (&'static str, &str, &str) {
+            match g.consumer.as_deref() {
+                Some(c) => ("consumer", c.state_name(), "consumer"),
+                None => (
+                    "classic",
+                    g.state.as_str(),
+                    g.protocol_type.as_deref().unwrap_or(""),
+                ),
+            }
         }
         self.groups
             .values()
             .filter(|g| {
-                states.is_empty() || states.iter().any(|s| *s == g.state.as_str().to_lowercase())
+                let (kind, state, _) = describe(g);
+                (states.is_empty() || states.iter().any(|s| *s == state.to_lowercase()))
+                    && (types.is_empty() || types.iter().any(|t| t == kind))
             })
             .map(|g| {
+                let (kind, state, protocol_type) = describe(g);
                 let mut l = ListedGroup::default();
                 l.group_id = GroupId(sb(&g.group_id));
-                l.protocol_type = sb(g.protocol_type.as_deref().unwrap_or(""));
+                l.protocol_type = sb(protocol_type);
                 if version >= 4 {
-                    l.group_state = sb(g.state.as_str());
+                    l.group_state = sb(state);
                 }
                 if version >= 5 {
-                    l.group_type = sb("classic");
+                    l.group_type = sb(kind);
                 }
                 l
             })
@@ -992,6 +1038,9 @@ impl GroupCoordinator {
             .map(|(t, p)| records::offset_tombstone(group_id, t, *p))
             .collect();
         recs.push(records::group_tombstone(group_id));
+        if g.consumer.as_ref().is_some_and(|c| c.epoch > 0) {
+            recs.push(records::consumer_group_tombstone(group_id));
+        }
         (recs, res)
     }
 
@@ -1012,7 +1061,10 @@ impl GroupCoordinator {
             resp.error_code = ResponseError::GroupIdNotFound.code();
             return (Vec::new(), resp);
         };
-        if g.state != GroupState::Empty && g.protocol_type.as_deref() != Some("consumer") {
+        if g.state != GroupState::Empty
+            && g.consumer.is_none()
+            && g.protocol_type.as_deref() != Some("consumer")
+        {
             resp.error_code = ResponseError::NonEmptyGroup.code();
             return (Vec::new(), resp);
         }
@@ -1020,6 +1072,8 @@ impl GroupCoordinator {
         // recoverable, deleting the offsets of a live consumer is not.
         let subscribed: Option<BTreeSet<String>> = if g.state == GroupState::Empty {
             Some(BTreeSet::new())
+        } else if let Some(c) = g.consumer.as_deref() {
+            Some(c.subscription_meta.keys().cloned().collect())
         } else {
             g.subscribed_topics()
         };
@@ -1138,7 +1192,25 @@ impl GroupCoordinator {
                     // Membership goes; offsets have their own tombstones.
                     let mut fresh = Group::new(group.clone(), now_ms);
                     fresh.offsets = std::mem::take(&mut g.offsets);
+                    fresh.consumer = g.consumer.take();
                     self.groups.insert(group.clone(), fresh);
+                    self.maybe_forget(&group);
+                }
+            }
+            Decoded::ConsumerGroup { .. } if self.serving => {}
+            Decoded::ConsumerGroup {
+                group,
+                epoch: Some(epoch),
+            } => {
+                let g = self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(group, now_ms));
+                g.consumer = Some(Box::new(super::consumer::ConsumerGroup::new(epoch)));
+            }
+            Decoded::ConsumerGroup { group, epoch: None } => {
+                if let Some(g) = self.groups.get_mut(&group) {
+                    g.consumer = None;
                     self.maybe_forget(&group);
                 }
             }
@@ -1166,7 +1238,7 @@ impl GroupCoordinator {
         }
     }
 
-    fn run_timers(&mut self, now_ms: i64) {
+    pub(super) fn run_timers(&mut self, now_ms: i64) {
         self.serving = true;
         for _ in 0..MAX_TIMER_ROUNDS {
             let due: Vec<String> = self
@@ -1228,6 +1300,11 @@ impl GroupCoordinator {
                 if g.generation_id > 0 {
                     self.out.records.push(records::group_tombstone(&g.group_id));
                 }
+                if g.consumer.as_ref().is_some_and(|c| c.epoch > 0) {
+                    self.out
+                        .records
+                        .push(records::consumer_group_tombstone(&g.group_id));
+                }
                 gone.push(g.group_id.clone());
             }
         }
@@ -1278,6 +1355,19 @@ impl GroupCoordinator {
                 "{id}: Dead groups leave the map"
             );
             assert!(g.generation_id >= 0, "{id}: negative generation");
+            if let Some(c) = g.consumer.as_deref() {
+                c.check_invariants(id);
+                assert!(
+                    g.members.is_empty(),
+                    "{id}: consumer group with classic members"
+                );
+                assert_eq!(
+                    g.state == GroupState::Empty,
+                    c.members.is_empty(),
+                    "{id}: consumer group state"
+                );
+                continue;
+            }
             assert!(g.members.len() + g.pending_members.len() <= MAX_MEMBERS_PER_GROUP);
             match &g.leader_id {
                 Some(l) => assert!(g.members.contains_key(l), "{id}: leader {l} not a member"),
@@ -1611,6 +1701,9 @@ fn leave_one(
 
 /// Fires the timers of one group that are due; true if anything fired.
 fn fire_due(g: &mut Group, ctx: &mut Ctx) -> bool {
+    if g.consumer.is_some() {
+        return super::consumer::fire_consumer(g, ctx);
+    }
     let now = ctx.now_ms;
     let mut fired = false;
     let expired: Vec<String> = g

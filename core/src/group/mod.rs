@@ -68,6 +68,7 @@
 //! coord.check_invariants();
 //! ```
 
+pub mod consumer;
 pub mod coordinator;
 pub mod records;
 mod state;
@@ -115,6 +116,11 @@ pub struct GroupConfig {
     pub offset_metadata_max_bytes: usize,
     /// `group.max.size`, capped by [`MAX_MEMBERS_PER_GROUP`].
     pub group_max_size: usize,
+    /// `group.consumer.session.timeout.ms`: a KIP-848 member that does not heartbeat for this
+    /// long is removed.
+    pub consumer_session_timeout_ms: i32,
+    /// `group.consumer.heartbeat.interval.ms`: how often KIP-848 members heartbeat.
+    pub consumer_heartbeat_interval_ms: i32,
 }
 
 impl Default for GroupConfig {
@@ -127,6 +133,8 @@ impl Default for GroupConfig {
             offsets_retention_check_interval_ms: 600_000,
             offset_metadata_max_bytes: 4096,
             group_max_size: MAX_MEMBERS_PER_GROUP,
+            consumer_session_timeout_ms: 45_000,
+            consumer_heartbeat_interval_ms: 5_000,
         }
     }
 }

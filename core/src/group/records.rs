@@ -53,6 +53,8 @@ pub const MAX_RECORD_MEMBERS: usize = super::MAX_MEMBERS_PER_GROUP;
 
 pub const OFFSET_KEY_VERSION: i16 = 1;
 pub const GROUP_KEY_VERSION: i16 = 2;
+/// Kafka's ConsumerGroupMetadataKey (KIP-848): the group epoch of a consumer group.
+pub const CONSUMER_GROUP_KEY_VERSION: i16 = 3;
 /// Written when the commit carries no explicit expiry (it then carries the leader epoch).
 pub const OFFSET_VALUE_VERSION: i16 = 3;
 /// Written when the commit carries an explicit expiry (OffsetCommit v2-v4 `retention_time_ms`).
@@ -109,6 +111,8 @@ pub enum Decoded {
         group: String,
         value: Option<GroupValue>,
     },
+    /// A KIP-848 consumer group's epoch (`None`: the group was deleted).
+    ConsumerGroup { group: String, epoch: Option<i32> },
     /// A key version this coordinator does not own (e.g. KIP-848 records); replay skips it.
     Other { key_version: i16 },
 }
@@ -225,6 +229,32 @@ pub fn group_metadata_record(group: &str, v: &GroupValue) -> LogRecord {
 pub fn group_tombstone(group: &str) -> LogRecord {
     LogRecord {
         key: group_key(group),
+        value: None,
+    }
+}
+
+pub fn consumer_group_key(group: &str) -> Bytes {
+    let mut buf = BytesMut::with_capacity(4 + group.len());
+    buf.put_i16(CONSUMER_GROUP_KEY_VERSION);
+    put_str(&mut buf, group);
+    buf.freeze()
+}
+
+/// Kafka's ConsumerGroupMetadataValue v0 (flexible): the epoch, then no tagged fields.
+pub fn consumer_group_record(group: &str, epoch: i32) -> LogRecord {
+    let mut buf = BytesMut::with_capacity(7);
+    buf.put_i16(0);
+    buf.put_i32(epoch);
+    buf.put_u8(0);
+    LogRecord {
+        key: consumer_group_key(group),
+        value: Some(buf.freeze()),
+    }
+}
+
+pub fn consumer_group_tombstone(group: &str) -> LogRecord {
+    LogRecord {
+        key: consumer_group_key(group),
         value: None,
     }
 }
@@ -518,7 +548,20 @@ pub fn decode(rec: &LogRecord) -> Result<Decoded> {
             let value = rec.value.as_deref().map(decode_group_value).transpose()?;
             Ok(Decoded::Group { group, value })
         }
-        v if v >= 3 => Ok(Decoded::Other { key_version: v }),
+        CONSUMER_GROUP_KEY_VERSION => {
+            let group = r.str(false)?;
+            r.finish("ConsumerGroupMetadataKey")?;
+            let epoch = match rec.value.as_deref() {
+                None => None,
+                Some(v) => {
+                    let mut vr = Reader::new(v);
+                    let _version = vr.i16()?;
+                    Some(vr.i32()?)
+                }
+            };
+            Ok(Decoded::ConsumerGroup { group, epoch })
+        }
+        v if v > CONSUMER_GROUP_KEY_VERSION => Ok(Decoded::Other { key_version: v }),
         v => Err(RecordError::UnsupportedVersion {
             what: "record key",
             version: v,

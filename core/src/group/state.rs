@@ -139,6 +139,9 @@ pub(crate) struct Group {
     pub offsets: BTreeMap<(String, i32), OffsetValue>,
     /// The deadline under which the coordinator's timer index holds this group.
     pub indexed_deadline_ms: Option<i64>,
+    /// Some for a KIP-848 consumer group: membership lives there, and `state` is only Empty
+    /// or Stable (see `consumer::sync_consumer_state`).
+    pub consumer: Option<Box<super::consumer::ConsumerGroup>>,
 }
 
 impl Group {
@@ -161,6 +164,7 @@ impl Group {
             current_state_timestamp_ms: now_ms,
             offsets: BTreeMap::new(),
             indexed_deadline_ms: None,
+            consumer: None,
         }
     }
 
@@ -176,10 +180,12 @@ impl Group {
         let join = self
             .join_deadline_ms
             .filter(|_| self.state == GroupState::PreparingRebalance);
+        let consumer = self.consumer.as_ref().and_then(|c| c.next_deadline_ms());
         pending
             .chain(sessions)
             .chain(join)
             .chain(self.sync_deadline_ms)
+            .chain(consumer)
             .min()
     }
 

@@ -63,6 +63,15 @@ impl GroupCoordinator {
                 Some(g) if g.state == GroupState::Dead => {
                     Some(ResponseError::CoordinatorNotAvailable)
                 }
+                Some(g) if g.consumer.is_some() && version >= 3 => {
+                    let c = g.consumer.as_deref().expect("checked");
+                    let member = req.member_id.as_str();
+                    if member.is_empty() && req.generation_id < 0 {
+                        None
+                    } else {
+                        super::consumer::validate_commit(c, member, req.generation_id, 9, true)
+                    }
+                }
                 Some(g) => {
                     let member = req.member_id.as_str();
                     if version >= 3 && !member.is_empty() && !g.members.contains_key(member) {
