@@ -156,6 +156,10 @@ keys! {
         "largest session timeout a member may request"
     "broker.group_max_size" "CHRONIK_GROUP_MAX_SIZE" u32 = broker.group_max_size;
         "most members per consumer group"
+    "broker.group_consumer_session_timeout_ms" "CHRONIK_GROUP_CONSUMER_SESSION_TIMEOUT_MS" u64 = broker.group_consumer_session_timeout_ms;
+        "KIP-848 consumer groups: a member silent this long is removed"
+    "broker.group_consumer_heartbeat_interval_ms" "CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS" u64 = broker.group_consumer_heartbeat_interval_ms;
+        "KIP-848 consumer groups: how often members heartbeat"
     "broker.transactional_id_expiration_ms" "CHRONIK_TRANSACTIONAL_ID_EXPIRATION_MS" u64 = broker.transactional_id_expiration_ms;
         "transactional ids expire after this long unused"
     "broker.transaction_state_log_num_partitions" "CHRONIK_TRANSACTION_STATE_LOG_NUM_PARTITIONS" u32 = broker.transaction_state_log_num_partitions;

@@ -170,6 +170,10 @@ pub struct BrokerConfig {
     pub group_max_session_timeout_ms: u64,
     /// Most members per consumer group.
     pub group_max_size: u32,
+    /// Kafka `group.consumer.session.timeout.ms` (KIP-848 groups).
+    pub group_consumer_session_timeout_ms: u64,
+    /// Kafka `group.consumer.heartbeat.interval.ms` (KIP-848 groups).
+    pub group_consumer_heartbeat_interval_ms: u64,
     /// Transactional ids expire after this long without use.
     pub transactional_id_expiration_ms: u64,
     /// Partitions of `__transaction_state` (Kafka `transaction.state.log.num.partitions`).
@@ -211,6 +215,8 @@ impl Default for BrokerConfig {
             group_min_session_timeout_ms: 6_000,
             group_max_session_timeout_ms: 1_800_000,
             group_max_size: 2_147_483_647,
+            group_consumer_session_timeout_ms: 45_000,
+            group_consumer_heartbeat_interval_ms: 5_000,
             transactional_id_expiration_ms: 604_800_000,
             transaction_state_log_num_partitions: 50,
             transaction_max_timeout_ms: 900_000,

@@ -303,6 +303,18 @@ impl Config {
             },
         );
         v.check(
+            b.group_consumer_heartbeat_interval_ms >= 1
+                && b.group_consumer_heartbeat_interval_ms < b.group_consumer_session_timeout_ms
+                && b.group_consumer_session_timeout_ms <= i32::MAX as u64,
+            "broker.group_consumer_heartbeat_interval_ms",
+            || {
+                format!(
+                    "{} must be at least 1 and less than broker.group_consumer_session_timeout_ms ({})",
+                    b.group_consumer_heartbeat_interval_ms, b.group_consumer_session_timeout_ms
+                )
+            },
+        );
+        v.check(
             b.group_max_size >= 1 && b.group_max_size <= i32::MAX as u32,
             "broker.group_max_size",
             || format!("must be 1..={}", i32::MAX),
