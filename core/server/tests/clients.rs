@@ -495,3 +495,18 @@ fn acl_enforcement_with_confluent_kafka() {
     );
     assert!(out.contains("OK authz"), "{out}");
 }
+
+/// KIP-848: librdkafka consumers with `group.protocol=consumer` share a topic through the
+/// broker-side assignor, commit, fail over and resume (see kip848_client.py).
+#[test]
+fn consumer_protocol_groups_with_confluent_kafka() {
+    let Some(py) = python() else { return };
+    let s = Server::start_with(&[("CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", "500")]);
+    let out = run_client(
+        &py,
+        "kip848_client.py",
+        &[&s.bootstrap()],
+        Duration::from_secs(240),
+    );
+    assert!(out.contains("OK kip848"), "{out}");
+}

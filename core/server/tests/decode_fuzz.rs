@@ -275,6 +275,23 @@ fn sample(key: ApiKey) -> Option<RequestKind> {
         ApiKey::SaslAuthenticate => RequestKind::SaslAuthenticate(
             SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\0u\0p")),
         ),
+        ApiKey::ConsumerGroupHeartbeat => RequestKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(GroupId(s("g")))
+                .with_member_id(s("m"))
+                .with_instance_id(Some(s("i")))
+                .with_rack_id(None)
+                .with_subscribed_topic_names(Some(vec![TopicName(s("t"))]))
+                .with_subscribed_topic_regex(Some(s("t.*")))
+                .with_server_assignor(Some(s("uniform")))
+                .with_topic_partitions(Some(vec![
+                    consumer_group_heartbeat_request::TopicPartitions::default()
+                        .with_partitions(vec![0, 1]),
+                ])),
+        ),
+        ApiKey::ConsumerGroupDescribe => RequestKind::ConsumerGroupDescribe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(s("g"))]),
+        ),
         ApiKey::DescribeQuorum => {
             RequestKind::DescribeQuorum(DescribeQuorumRequest::default().with_topics(vec![
                 describe_quorum_request::TopicData::default()

@@ -359,6 +359,56 @@ fn every_advertised_version_answers_with_a_complete_response() {
             assert_eq!(some.groups.len(), r.groups.len());
         }
     });
+    // KIP-848: a member joins (epoch 0), gets the whole topic, is described, and leaves.
+    each_version!(ApiKey::ConsumerGroupHeartbeat, |v| {
+        let gid = format!("sweep-cg-{v}");
+        let join = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(group(&gid))
+            .with_member_id(s(&format!("member-{v}")))
+            .with_member_epoch(0)
+            .with_instance_id(None)
+            .with_rack_id(None)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names(Some(vec![topic(T)]))
+            .with_subscribed_topic_regex(None)
+            .with_server_assignor(None)
+            .with_topic_partitions(Some(vec![]));
+        let r: ConsumerGroupHeartbeatResponse =
+            call(&mut w, ApiKey::ConsumerGroupHeartbeat, v, &join);
+        assert_eq!(r.error_code, 0, "v{v} {r:?}");
+        assert!(r.member_epoch > 0, "v{v} {r:?}");
+        assert!(r.heartbeat_interval_ms > 0, "v{v} {r:?}");
+        let parts: usize = r.assignment.as_ref().map_or(0, |a| {
+            a.topic_partitions.iter().map(|t| t.partitions.len()).sum()
+        });
+        assert!(parts > 0, "v{v} {r:?}");
+        for dv in 0..=1 {
+            let d: ConsumerGroupDescribeResponse = call(
+                &mut w,
+                ApiKey::ConsumerGroupDescribe,
+                dv,
+                &ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![group(&gid), group("sweep-g-0")]),
+            );
+            assert_eq!(d.groups[0].error_code, 0, "v{dv} {d:?}");
+            assert_eq!(d.groups[0].members.len(), 1, "v{dv} {d:?}");
+            assert_eq!(d.groups[0].members[0].member_epoch, r.member_epoch);
+            // A classic group is not a consumer-protocol group.
+            assert_eq!(
+                d.groups[1].error_code,
+                kafka_protocol::ResponseError::GroupIdNotFound.code(),
+                "{d:?}"
+            );
+        }
+        let leave = join
+            .with_member_epoch(-1)
+            .with_rebalance_timeout_ms(-1)
+            .with_subscribed_topic_names(None)
+            .with_topic_partitions(None);
+        let l: ConsumerGroupHeartbeatResponse =
+            call(&mut w, ApiKey::ConsumerGroupHeartbeat, v, &leave);
+        assert_eq!((l.error_code, l.member_epoch), (0, -1), "v{v} {l:?}");
+    });
     each_version!(ApiKey::OffsetCommit, |v| {
         use offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
         let r: OffsetCommitResponse = call(

@@ -1,7 +1,9 @@
 //! The consumer-group APIs: FindCoordinator (10, v0–4), JoinGroup (11, v0–9), Heartbeat
-//! (12, v0–4), LeaveGroup (13, v0–5), SyncGroup (14, v0–5), OffsetCommit (8, v2–8), OffsetFetch
-//! (9, v1–8), DescribeGroups (15, v0–5), ListGroups (16, v0–5), DeleteGroups (42, v0–2) and
-//! OffsetDelete (47, v0).
+//! (12, v0–4), LeaveGroup (13, v0–5), SyncGroup (14, v0–5), OffsetCommit (8, v2–9),
+//! OffsetFetch (9, v1–9), DescribeGroups (15, v0–5), ListGroups (16, v0–5), DeleteGroups
+//! (42, v0–2), OffsetDelete (47, v0), and the KIP-848 consumer protocol:
+//! ConsumerGroupHeartbeat (68, v0–1) and ConsumerGroupDescribe (69, v0–1) (see
+//! `chronik_core::group::consumer`).
 //!
 //! A group's coordinator is the leader of its `__consumer_offsets` partition
 //! (`partition_for_group`), so every call is routed to the shard owning that partition, where a
@@ -109,6 +111,17 @@ pub enum GroupCall {
         group: u64,
         req: OffsetDeleteRequest,
     },
+    ConsumerHeartbeat {
+        group: u64,
+        req: Box<ConsumerGroupHeartbeatRequest>,
+        version: i16,
+        client_id: String,
+        client_host: String,
+    },
+    ConsumerDescribe {
+        group: u64,
+        group_id: String,
+    },
 }
 
 pub enum GroupReply {
@@ -124,6 +137,8 @@ pub enum GroupReply {
     List(Vec<ListedGroup>),
     Delete(DeletableGroupResult),
     OffsetDelete(OffsetDeleteResponse),
+    ConsumerHeartbeat(ConsumerGroupHeartbeatResponse),
+    ConsumerDescribe(consumer_group_describe_response::DescribedGroup),
     /// The partition is not here, or its state is still being replayed.
     Error(i16),
 }
@@ -158,6 +173,11 @@ impl Coordinators {
             offsets_retention_ms: (b.offsets_retention_minutes as i64).saturating_mul(60_000),
             group_max_size: (b.group_max_size as usize)
                 .min(chronik_core::group::MAX_MEMBERS_PER_GROUP),
+            consumer_session_timeout_ms: b.group_consumer_session_timeout_ms.min(i32::MAX as u64)
+                as i32,
+            consumer_heartbeat_interval_ms: b
+                .group_consumer_heartbeat_interval_ms
+                .min(i32::MAX as u64) as i32,
             ..GroupConfig::default()
         };
         let target = 0;
@@ -442,7 +462,9 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
         | GroupCall::TxnCommit { group, .. }
         | GroupCall::Describe { group, .. }
         | GroupCall::Delete { group, .. }
-        | GroupCall::OffsetDelete { group, .. } => Some(*group),
+        | GroupCall::OffsetDelete { group, .. }
+        | GroupCall::ConsumerHeartbeat { group, .. }
+        | GroupCall::ConsumerDescribe { group, .. } => Some(*group),
         GroupCall::List { .. } => None,
     };
     if let GroupCall::List { req, version } = &call {
@@ -551,6 +573,18 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
             ..
         } => {
             let gc = c.gc.borrow();
+            if version >= 9 {
+                let member = req.member_id.as_ref().map(|m| m.as_str());
+                if let Some(e) =
+                    gc.validate_offset_fetch(req.group_id.0.as_str(), member, req.member_epoch)
+                {
+                    return GroupReply::FetchGroup(
+                        OffsetFetchResponseGroup::default()
+                            .with_group_id(req.group_id)
+                            .with_error_code(e.code()),
+                    );
+                }
+            }
             let mut r = gc.offset_fetch_group(&req, version);
             if require_stable {
                 gc.mark_unstable_group(&mut r);
@@ -604,6 +638,31 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
                 }
             }
             GroupReply::OffsetDelete(resp)
+        }
+        GroupCall::ConsumerHeartbeat {
+            req,
+            version,
+            client_id,
+            client_host,
+            ..
+        } => {
+            let meta = broker.meta();
+            let caller = chronik_core::group::consumer::Caller {
+                client_id: &client_id,
+                client_host: &client_host,
+            };
+            let r = c.gc.borrow_mut().consumer_group_heartbeat(
+                &req,
+                version,
+                meta.as_ref(),
+                caller,
+                now,
+            );
+            drain(broker, &c);
+            GroupReply::ConsumerHeartbeat(r)
+        }
+        GroupCall::ConsumerDescribe { group_id, .. } => {
+            GroupReply::ConsumerDescribe(c.gc.borrow().consumer_group_describe(&group_id))
         }
         GroupCall::List { .. } => unreachable!("handled above"),
     };
@@ -784,6 +843,44 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
             }
             ResponseKind::TxnOffsetCommit(resp)
         }
+        RequestKind::ConsumerGroupHeartbeat(req) => {
+            ResponseKind::ConsumerGroupHeartbeat(consumer_heartbeat(ctx, req).await)
+        }
+        RequestKind::ConsumerGroupDescribe(req) => {
+            let mut groups = Vec::with_capacity(req.group_ids.len());
+            for g in req.group_ids {
+                let gid = g.0.as_str().to_string();
+                let operations = if req.include_authorized_operations {
+                    super::acls::authorized_operations(
+                        ctx,
+                        acl::resource::GROUP,
+                        &gid,
+                        super::acls::GROUP_OPERATIONS,
+                    )
+                } else {
+                    super::acls::NOT_REQUESTED
+                };
+                let id2 = gid.clone();
+                groups.push(
+                    match call(ctx, &gid, acl::op::DESCRIBE, |group| {
+                        GroupCall::ConsumerDescribe {
+                            group,
+                            group_id: id2,
+                        }
+                    })
+                    .await
+                    {
+                        GroupReply::ConsumerDescribe(d) => d.with_authorized_operations(operations),
+                        other => consumer_group_describe_response::DescribedGroup::default()
+                            .with_group_id(g)
+                            .with_error_code(error_of(other)),
+                    },
+                );
+            }
+            ResponseKind::ConsumerGroupDescribe(
+                ConsumerGroupDescribeResponse::default().with_groups(groups),
+            )
+        }
         RequestKind::DescribeGroups(req) => {
             let mut groups = Vec::with_capacity(req.groups.len());
             let with_operations = req.include_authorized_operations;
@@ -846,21 +943,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                     )
                 });
             }
-            if v >= 5 {
-                // Every group here is a classic group (KIP-848 consumer groups are not served);
-                // Kafka matches the type filter case-insensitively.
-                let classic = req.types_filter.is_empty()
-                    || req
-                        .types_filter
-                        .iter()
-                        .any(|t| t.as_str().eq_ignore_ascii_case("classic"));
-                if !classic {
-                    groups.clear();
-                }
-                for g in &mut groups {
-                    g.group_type = str_bytes("classic");
-                }
-            }
+            // The coordinators apply the state (v4+) and type (v5+) filters.
             ResponseKind::ListGroups(
                 ListGroupsResponse::default()
                     .with_error_code(error)
@@ -903,6 +986,58 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         }
         _ => return None,
     })
+}
+
+/// ConsumerGroupHeartbeat: READ on the group, and DESCRIBE on every topic named in the
+/// subscription (TOPIC_AUTHORIZATION_FAILED otherwise, as Kafka 4 answers).
+async fn consumer_heartbeat(
+    ctx: &Ctx<'_>,
+    req: ConsumerGroupHeartbeatRequest,
+) -> ConsumerGroupHeartbeatResponse {
+    let failed = |code: i16| {
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(code)
+            .with_member_id(None)
+    };
+    if ctx.authorizing() {
+        let denied: Vec<&str> = req
+            .subscribed_topic_names
+            .iter()
+            .flatten()
+            .map(|t| t.0.as_str())
+            .filter(|t| !ctx.allowed(acl::op::DESCRIBE, acl::resource::TOPIC, t))
+            .collect();
+        if !denied.is_empty() {
+            return failed(ResponseError::TopicAuthorizationFailed.code()).with_error_message(
+                Some(str_bytes(format!(
+                    "Not authorized to describe topics: {}",
+                    denied.join(", ")
+                ))),
+            );
+        }
+    }
+    let gid = req.group_id.0.as_str().to_string();
+    let host = ctx
+        .peer
+        .rsplit_once(':')
+        .map_or(ctx.peer, |(h, _)| h)
+        .to_string();
+    let client_id = ctx.client_id.to_string();
+    let version = ctx.version;
+    match call(ctx, &gid, acl::op::READ, |group| {
+        GroupCall::ConsumerHeartbeat {
+            group,
+            req: Box::new(req),
+            version,
+            client_id,
+            client_host: format!("/{host}"),
+        }
+    })
+    .await
+    {
+        GroupReply::ConsumerHeartbeat(r) => r,
+        other => failed(error_of(other)),
+    }
 }
 
 fn error_of(r: GroupReply) -> i16 {
