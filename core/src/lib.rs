@@ -17,5 +17,6 @@ pub mod config;
 pub mod group;
 pub mod meta;
 pub mod producer_state;
+pub mod quota;
 pub mod topic_config;
 pub mod txn;

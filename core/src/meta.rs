@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::acl::AclBinding;
+use crate::quota::{QuotaEntity, QuotaOp, Quotas};
 
 /// Raft group id of the metadata group.
 pub const META_GROUP: u64 = 0;
@@ -95,6 +96,11 @@ pub enum MetaCommand {
     DeleteAcls {
         bindings: Vec<AclBinding>,
     },
+    /// Sets (`Some`) and removes (`None`) client quota keys per entity (validated by the
+    /// proposer with `quota::validate_alteration`).
+    AlterClientQuotas {
+        alterations: Vec<(QuotaEntity, Vec<QuotaOp>)>,
+    },
 }
 
 /// Why a command was not applied.
@@ -142,6 +148,9 @@ pub struct MetaState {
     /// Access control lists (CreateAcls/DeleteAcls), enforced when authorization is on.
     #[serde(default)]
     pub acls: BTreeSet<AclBinding>,
+    /// Client quotas (AlterClientQuotas), enforced on produce and fetch byte rates.
+    #[serde(default, with = "crate::quota::as_entries")]
+    pub quotas: Quotas,
 }
 
 /// Checks a topic name the way Kafka does.
@@ -305,6 +314,12 @@ impl MetaState {
             MetaCommand::DeleteAcls { bindings } => {
                 for b in bindings {
                     self.acls.remove(b);
+                }
+                Ok(())
+            }
+            MetaCommand::AlterClientQuotas { alterations } => {
+                for (entity, ops) in alterations {
+                    crate::quota::apply_alteration(&mut self.quotas, entity, ops);
                 }
                 Ok(())
             }
@@ -507,6 +522,30 @@ mod tests {
         };
         let back: MetaCommand = serde_json::from_slice(&serde_json::to_vec(&cmd).unwrap()).unwrap();
         assert_eq!(back, cmd);
+    }
+
+    #[test]
+    fn client_quotas_apply_and_survive_json() {
+        use crate::quota::{QuotaValue, PRODUCER_BYTE_RATE, USER};
+        let alice = vec![(USER.to_string(), Some("alice".to_string()))];
+        let cmd = MetaCommand::AlterClientQuotas {
+            alterations: vec![(
+                alice.clone(),
+                vec![(PRODUCER_BYTE_RATE.to_string(), Some(QuotaValue(1024.5)))],
+            )],
+        };
+        let back: MetaCommand = serde_json::from_slice(&serde_json::to_vec(&cmd).unwrap()).unwrap();
+        assert_eq!(back, cmd);
+        let mut s = MetaState::default();
+        s.apply(&cmd).unwrap();
+        assert_eq!(s.quotas[&alice][PRODUCER_BYTE_RATE], QuotaValue(1024.5));
+        let state: MetaState = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
+        assert_eq!(state, s);
+        s.apply(&MetaCommand::AlterClientQuotas {
+            alterations: vec![(alice, vec![(PRODUCER_BYTE_RATE.to_string(), None)])],
+        })
+        .unwrap();
+        assert!(s.quotas.is_empty());
     }
 
     #[test]
