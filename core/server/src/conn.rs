@@ -165,6 +165,7 @@ async fn serve_kafka<R, W>(
         state.set_principal(p);
     }
     let mut sasl = Sasl::new(&broker);
+    let mut last_quota_bound: Option<futures::channel::oneshot::Receiver<()>> = None;
     loop {
         let len = match frame::frame_len(prefix, max) {
             Ok(len) => len,
@@ -178,8 +179,29 @@ async fn serve_kafka<R, W>(
             break;
         }
         let frame = buf.freeze();
+        // A client under a byte-rate quota has its produce/fetch requests handled one at a time,
+        // as Kafka handles every connection, so a throttle takes effect before the next one;
+        // without quotas requests pipeline freely.
+        let quota_bound =
+            crate::quotas::applies_to_frame(&broker.meta(), &state.principal(), &frame);
+        if quota_bound {
+            if let Some(done) = last_quota_bound.take() {
+                let _ = done.await;
+            }
+        }
+        // A client over its quota gets no request served until its throttle time has passed
+        // (KIP-219 mutes the channel; a request already read waits the same way).
+        let muted = state.muted_for_ms(crate::partition::now_ms());
+        if muted > 0 {
+            glommio::timer::sleep(std::time::Duration::from_millis(muted as u64)).await;
+        }
+        let done = quota_bound.then(|| {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            last_quota_bound = Some(rx);
+            tx
+        });
         let (task, close) = match sasl.gate(&broker, &frame) {
-            Gate::Pass => match request_task(&broker, frame, &peer, &state) {
+            Gate::Pass => match request_task(&broker, frame, &peer, &state, done) {
                 Some(t) => (t, false),
                 None => break,
             },
@@ -209,11 +231,13 @@ async fn serve_kafka<R, W>(
 }
 
 /// Starts handling one request; `None` means close the connection (malformed input).
+/// `done` is signalled once the request is handled.
 fn request_task(
     broker: &Rc<Broker>,
     frame: Bytes,
     peer: &str,
     state: &Rc<ConnState>,
+    done: Option<futures::channel::oneshot::Sender<()>>,
 ) -> Option<JoinHandle<Outcome>> {
     let head = match frame::request_head(&frame) {
         Ok(h) => h,
@@ -230,6 +254,9 @@ fn request_task(
                     let out = crate::handlers::dispatch(broker, req, &peer, &state).await;
                     if let Some(h) = request_histogram(head.api_key) {
                         h.record(started.elapsed().as_secs_f64());
+                    }
+                    if let Some(done) = done {
+                        let _ = done.send(());
                     }
                     out
                 })

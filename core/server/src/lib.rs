@@ -26,6 +26,7 @@ pub mod handlers;
 pub mod http;
 pub mod node;
 pub mod partition;
+pub mod quotas;
 pub mod sasl;
 pub mod shared;
 pub mod tls;

@@ -50,6 +50,8 @@ pub struct Shared {
     pub connections: std::sync::atomic::AtomicUsize,
     /// TLS for the Kafka listener (`server.kafka_tls_enabled`), set before the shards start.
     pub kafka_tls: Option<futures_rustls::TlsAcceptor>,
+    /// Client quota rates (produce/fetch byte rates), shared by all shards.
+    pub quotas: crate::quotas::QuotaSensors,
 }
 
 /// The `chronik.toml` key behind each entry of [`Shared::topic_defaults`].
@@ -101,6 +103,7 @@ impl Shared {
             drained_shards: std::sync::atomic::AtomicUsize::new(0),
             connections: std::sync::atomic::AtomicUsize::new(0),
             kafka_tls: None,
+            quotas: Default::default(),
         }
     }
 

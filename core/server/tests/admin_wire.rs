@@ -1,6 +1,7 @@
 //! Wire-level tests of the cluster-administration APIs a single node answers from its own state:
 //! DescribeLogDirs, DescribeProducers, List/AlterPartitionReassignments, ElectLeaders, the ACL
-//! APIs (stored in __meta), DescribeClientQuotas and DescribeTopicPartitions.
+//! APIs (stored in __meta), client quotas (stored in __meta, enforced on produce) and
+//! DescribeTopicPartitions.
 
 mod common;
 
@@ -427,33 +428,207 @@ fn acls_are_created_described_deleted_and_survive_restart() {
     assert_eq!(n, 2, "{d:?}");
 }
 
+fn quota_entry(
+    entity: &[(&str, Option<&str>)],
+    ops: &[(&str, f64, bool)],
+) -> alter_client_quotas_request::EntryData {
+    use alter_client_quotas_request::{EntityData, EntryData, OpData};
+    EntryData::default()
+        .with_entity(
+            entity
+                .iter()
+                .map(|(t, n)| {
+                    EntityData::default()
+                        .with_entity_type(StrBytes::from_string(t.to_string()))
+                        .with_entity_name(n.map(|n| StrBytes::from_string(n.to_string())))
+                })
+                .collect(),
+        )
+        .with_ops(
+            ops.iter()
+                .map(|(k, v, remove)| {
+                    OpData::default()
+                        .with_key(StrBytes::from_string(k.to_string()))
+                        .with_value(*v)
+                        .with_remove(*remove)
+                })
+                .collect(),
+        )
+}
+
+fn alter_quotas(
+    w: &mut Wire,
+    entries: Vec<alter_client_quotas_request::EntryData>,
+    validate_only: bool,
+) -> Vec<i16> {
+    let r: AlterClientQuotasResponse = w.call(
+        ApiKey::AlterClientQuotas,
+        1,
+        &AlterClientQuotasRequest::default()
+            .with_entries(entries)
+            .with_validate_only(validate_only),
+    );
+    r.entries.iter().map(|e| e.error_code).collect()
+}
+
+/// (entity, values) of every stored quota matching one filter component.
+#[allow(clippy::type_complexity)]
+fn describe_quotas(
+    w: &mut Wire,
+    entity_type: &str,
+    match_type: i8,
+    strict: bool,
+) -> Vec<(Vec<(String, Option<String>)>, Vec<(String, f64)>)> {
+    use describe_client_quotas_request::ComponentData;
+    let r: DescribeClientQuotasResponse = w.call(
+        ApiKey::DescribeClientQuotas,
+        1,
+        &DescribeClientQuotasRequest::default()
+            .with_components(vec![ComponentData::default()
+                .with_entity_type(StrBytes::from_string(entity_type.to_string()))
+                .with_match_type(match_type)
+                .with_match(None)])
+            .with_strict(strict),
+    );
+    assert_eq!(r.error_code, 0, "{r:?}");
+    r.entries
+        .unwrap()
+        .into_iter()
+        .map(|e| {
+            (
+                e.entity
+                    .iter()
+                    .map(|d| {
+                        (
+                            d.entity_type.to_string(),
+                            d.entity_name.as_ref().map(|n| n.to_string()),
+                        )
+                    })
+                    .collect(),
+                e.values
+                    .iter()
+                    .map(|v| (v.key.to_string(), v.value))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
 #[test]
-fn describe_client_quotas_matches_nothing_and_validates_filters() {
-    let s = Server::start();
+fn client_quotas_are_stored_described_and_enforced() {
+    let mut s = Server::start();
     let mut w = Wire::connect(s.port);
     use describe_client_quotas_request::ComponentData;
-    for version in 0..=1 {
-        let ok: DescribeClientQuotasResponse = w.call(
-            ApiKey::DescribeClientQuotas,
-            version,
-            &DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
-                .with_entity_type(StrBytes::from_static_str("user"))
-                .with_match_type(2)
-                .with_match(None)]),
-        );
-        assert_eq!(ok.error_code, 0);
-        assert_eq!(ok.entries, Some(vec![]));
-        let bad: DescribeClientQuotasResponse = w.call(
-            ApiKey::DescribeClientQuotas,
-            version,
-            &DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
-                .with_entity_type(StrBytes::from_static_str("user"))
-                .with_match_type(0)
-                .with_match(None)]),
-        );
-        assert_eq!(bad.error_code, 42);
-        assert_eq!(bad.entries, None);
-    }
+    // Filters are checked the way Kafka checks them.
+    let bad: DescribeClientQuotasResponse = w.call(
+        ApiKey::DescribeClientQuotas,
+        1,
+        &DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
+            .with_entity_type(StrBytes::from_static_str("user"))
+            .with_match_type(0)
+            .with_match(None)]),
+    );
+    assert_eq!((bad.error_code, bad.entries), (42, None));
+    assert!(describe_quotas(&mut w, "user", 2, false).is_empty());
+
+    // Each entry stands alone: the valid ones apply, the others get INVALID_REQUEST.
+    let codes = alter_quotas(
+        &mut w,
+        vec![
+            quota_entry(
+                &[("client-id", Some("wire-test"))],
+                &[("producer_byte_rate", 20_000.0, false)],
+            ),
+            quota_entry(
+                &[("user", Some("alice")), ("client-id", None)],
+                &[("consumer_byte_rate", 1.5, false)],
+            ),
+            quota_entry(&[("user", None)], &[("request_percentage", 50.0, false)]),
+            quota_entry(
+                &[("ip", Some("bogus"))],
+                &[("connection_creation_rate", 3.0, false)],
+            ),
+            quota_entry(
+                &[("user", Some("bob"))],
+                &[
+                    ("producer_byte_rate", 1.0, false),
+                    ("producer_byte_rate", 2.0, false),
+                ],
+            ),
+        ],
+        false,
+    );
+    assert_eq!(codes, vec![0, 42, 0, 42, 42]);
+    // validate_only stores nothing.
+    let codes = alter_quotas(
+        &mut w,
+        vec![quota_entry(
+            &[("client-id", Some("other"))],
+            &[("producer_byte_rate", 5.0, false)],
+        )],
+        true,
+    );
+    assert_eq!(codes, vec![0]);
+    let clients = describe_quotas(&mut w, "client-id", 2, true);
+    assert_eq!(
+        clients,
+        vec![(
+            vec![("client-id".to_string(), Some("wire-test".to_string()))],
+            vec![("producer_byte_rate".to_string(), 20_000.0)]
+        )]
+    );
+    let users = describe_quotas(&mut w, "user", 1, false);
+    assert_eq!(users.len(), 1, "{users:?}");
+    assert_eq!(users[0].1, vec![("request_percentage".to_string(), 50.0)]);
+
+    // 220 KB at once is 22 KB/s over the 10 s minimum window: throttled about a second, and
+    // the connection is not read again before that.
+    create_topic(&mut w, "quota-t", 1);
+    let values = vec![vec![7u8; 1000]; 220];
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> =
+        values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(name("quota-t"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(Bytes::from(
+                    chronik_protocol::batch::encode_batch(&kv, 1),
+                )))])]);
+    let r: ProduceResponse = w.call(ApiKey::Produce, 9, &req);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    assert!(
+        (500..=2_000).contains(&r.throttle_time_ms),
+        "throttle {}",
+        r.throttle_time_ms
+    );
+    let started = std::time::Instant::now();
+    let _ = describe_quotas(&mut w, "user", 1, false);
+    assert!(
+        started.elapsed() >= std::time::Duration::from_millis(r.throttle_time_ms as u64 - 200),
+        "muted only {:?}",
+        started.elapsed()
+    );
+
+    // Quotas are metadata: they survive kill -9.
+    s.kill9();
+    s.restart();
+    let mut w = Wire::connect(s.port);
+    assert_eq!(describe_quotas(&mut w, "client-id", 2, false), clients);
+    // Removing the last key removes the entity.
+    let codes = alter_quotas(
+        &mut w,
+        vec![quota_entry(
+            &[("client-id", Some("wire-test"))],
+            &[("producer_byte_rate", 0.0, true)],
+        )],
+        false,
+    );
+    assert_eq!(codes, vec![0]);
+    assert!(describe_quotas(&mut w, "client-id", 2, false).is_empty());
+    assert_eq!(describe_quotas(&mut w, "user", 1, false).len(), 1);
 }
 
 #[test]

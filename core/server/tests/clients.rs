@@ -510,3 +510,57 @@ fn consumer_protocol_groups_with_confluent_kafka() {
     );
     assert!(out.contains("OK kip848"), "{out}");
 }
+
+/// A producer_byte_rate quota holds a librdkafka producer down to about its rate (it is told
+/// through throttle_time_ms and its connection is muted), while another client id is not.
+#[test]
+fn producer_byte_rate_quota_throttles_confluent_kafka() {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey};
+    use kafka_protocol::protocol::StrBytes;
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    let mut w = common::Wire::connect(s.port);
+    let r: AlterClientQuotasResponse = w.call(
+        ApiKey::AlterClientQuotas,
+        1,
+        &AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+            .with_entity(vec![EntityData::default()
+                .with_entity_type(StrBytes::from_static_str("client-id"))
+                .with_entity_name(Some(StrBytes::from_static_str("slow")))])
+            .with_ops(vec![OpData::default()
+                .with_key(StrBytes::from_static_str("producer_byte_rate"))
+                .with_value(100_000.0)])]),
+    );
+    assert_eq!(r.entries[0].error_code, 0);
+    let bytes = |out: &str| -> (u64, u64) {
+        let line = out.lines().find(|l| l.starts_with("BYTES")).expect(out);
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (f[0], f[1])
+    };
+    let slow = run_client(
+        &py,
+        "quota_client.py",
+        &[&s.bootstrap(), "slow", "12"],
+        Duration::from_secs(120),
+    );
+    assert!(slow.contains("OK quota"), "{slow}");
+    let (slow_bytes, throttles) = bytes(&slow);
+    // 100 KB/s over a window of at least 10 s, plus the first requests before the rate
+    // shows: a few MB in 12 s, far from unthrottled.
+    assert!(slow_bytes < 5_000_000, "{slow}");
+    assert!(throttles > 0, "{slow}");
+    let fast = run_client(
+        &py,
+        "quota_client.py",
+        &[&s.bootstrap(), "fast", "3"],
+        Duration::from_secs(120),
+    );
+    let (fast_bytes, fast_throttles) = bytes(&fast);
+    eprintln!("quota: slow {slow_bytes} B ({throttles} throttles), fast {fast_bytes} B");
+    assert!(fast_bytes > 3 * slow_bytes, "{fast} vs {slow}");
+    assert_eq!(fast_throttles, 0, "{fast}");
+}

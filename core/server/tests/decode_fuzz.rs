@@ -229,6 +229,17 @@ fn sample(key: ApiKey) -> Option<RequestKind> {
         ApiKey::DescribeClientQuotas => {
             RequestKind::DescribeClientQuotas(DescribeClientQuotasRequest::default())
         }
+        ApiKey::AlterClientQuotas => {
+            RequestKind::AlterClientQuotas(AlterClientQuotasRequest::default().with_entries(vec![
+                alter_client_quotas_request::EntryData::default()
+                    .with_entity(vec![alter_client_quotas_request::EntityData::default()
+                        .with_entity_type(s("user"))
+                        .with_entity_name(Some(s("u")))])
+                    .with_ops(vec![alter_client_quotas_request::OpData::default()
+                        .with_key(s("producer_byte_rate"))
+                        .with_value(1024.0)]),
+            ]))
+        }
         ApiKey::DescribeTopicPartitions => {
             RequestKind::DescribeTopicPartitions(DescribeTopicPartitionsRequest::default())
         }

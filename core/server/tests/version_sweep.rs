@@ -737,14 +737,36 @@ fn every_advertised_version_answers_with_a_complete_response() {
         assert_eq!(r.filter_results[0].error_code, 0, "v{v}");
         assert!(r.filter_results[0].matching_acls.is_empty(), "v{v}");
     });
+    // A quota set per version, then read back through every DescribeClientQuotas version.
+    each_version!(ApiKey::AlterClientQuotas, |v| {
+        use alter_client_quotas_request::{EntityData, EntryData, OpData};
+        let r: AlterClientQuotasResponse = call(
+            &mut w,
+            ApiKey::AlterClientQuotas,
+            v,
+            &AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+                .with_entity(vec![EntityData::default()
+                    .with_entity_type(s("client-id"))
+                    .with_entity_name(Some(s(&format!("sweep-{v}"))))])
+                .with_ops(vec![OpData::default()
+                    .with_key(s("producer_byte_rate"))
+                    .with_value(1e9)])]),
+        );
+        assert_eq!(r.entries[0].error_code, 0, "v{v} {r:?}");
+    });
     each_version!(ApiKey::DescribeClientQuotas, |v| {
+        use describe_client_quotas_request::ComponentData;
         let r: DescribeClientQuotasResponse = call(
             &mut w,
             ApiKey::DescribeClientQuotas,
             v,
-            &DescribeClientQuotasRequest::default(),
+            &DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
+                .with_entity_type(s("client-id"))
+                .with_match_type(2)
+                .with_match(None)]),
         );
         assert_eq!(r.error_code, 0, "v{v}");
+        assert_eq!(r.entries.as_ref().map(Vec::len), Some(2), "v{v} {r:?}");
     });
     each_version!(ApiKey::DescribeTopicPartitions, |v| {
         let r: DescribeTopicPartitionsResponse = call(

@@ -15,7 +15,7 @@ use crate::broker::Broker;
 use crate::calls::{Call, PartitionReport, Reply};
 
 use super::{
-    acls, alter_replica_log_dirs, describe_client_quotas, describe_log_dirs, describe_producers,
+    acls, alter_replica_log_dirs, client_quotas, describe_log_dirs, describe_producers,
     describe_quorum, describe_topic_partitions, elect_leaders, list_config_resources,
     partition_reassignments, scram_credentials, update_features, Ctx,
 };
@@ -33,6 +33,7 @@ pub fn routes(req: &RequestKind) -> bool {
             | RequestKind::CreateAcls(_)
             | RequestKind::DeleteAcls(_)
             | RequestKind::DescribeClientQuotas(_)
+            | RequestKind::AlterClientQuotas(_)
             | RequestKind::DescribeTopicPartitions(_)
             | RequestKind::DescribeUserScramCredentials(_)
             | RequestKind::AlterUserScramCredentials(_)
@@ -46,7 +47,7 @@ pub fn routes(req: &RequestKind) -> bool {
 /// The answer to a cluster-wide admin request the client may not make (Kafka's operation on
 /// the cluster resource for each API), or `None` to handle it.
 fn refused(ctx: &Ctx<'_>, req: &RequestKind) -> Option<ResponseKind> {
-    use acl::op::{ALTER, DESCRIBE, DESCRIBE_CONFIGS};
+    use acl::op::{ALTER, ALTER_CONFIGS, DESCRIBE, DESCRIBE_CONFIGS};
     use kafka_protocol::messages::*;
     let operation = match req {
         RequestKind::DescribeLogDirs(_)
@@ -59,6 +60,7 @@ fn refused(ctx: &Ctx<'_>, req: &RequestKind) -> Option<ResponseKind> {
         | RequestKind::AlterReplicaLogDirs(_)
         | RequestKind::UpdateFeatures(_) => ALTER,
         RequestKind::DescribeClientQuotas(_) => DESCRIBE_CONFIGS,
+        RequestKind::AlterClientQuotas(_) => ALTER_CONFIGS,
         _ => return None,
     };
     if ctx.cluster_allowed(operation) {
@@ -148,6 +150,31 @@ fn refused(ctx: &Ctx<'_>, req: &RequestKind) -> Option<ResponseKind> {
                 .with_error_code(code)
                 .with_error_message(msg()),
         ),
+        RequestKind::AlterClientQuotas(r) => {
+            use alter_client_quotas_response::{EntityData, EntryData};
+            ResponseKind::AlterClientQuotas(
+                AlterClientQuotasResponse::default().with_entries(
+                    r.entries
+                        .iter()
+                        .map(|e| {
+                            EntryData::default()
+                                .with_error_code(code)
+                                .with_error_message(msg())
+                                .with_entity(
+                                    e.entity
+                                        .iter()
+                                        .map(|d| {
+                                            EntityData::default()
+                                                .with_entity_type(d.entity_type.clone())
+                                                .with_entity_name(d.entity_name.clone())
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect(),
+                ),
+            )
+        }
         _ => return None,
     })
 }
@@ -175,7 +202,10 @@ pub async fn dispatch(ctx: &Ctx<'_>, req: RequestKind) -> Result<ResponseKind, R
         RequestKind::CreateAcls(r) => ResponseKind::CreateAcls(acls::create(ctx, r).await),
         RequestKind::DeleteAcls(r) => ResponseKind::DeleteAcls(acls::delete(ctx, r).await),
         RequestKind::DescribeClientQuotas(r) => {
-            ResponseKind::DescribeClientQuotas(describe_client_quotas::handle(r))
+            ResponseKind::DescribeClientQuotas(client_quotas::describe(ctx, r))
+        }
+        RequestKind::AlterClientQuotas(r) => {
+            ResponseKind::AlterClientQuotas(client_quotas::alter(ctx, r).await)
         }
         RequestKind::DescribeTopicPartitions(r) => {
             ResponseKind::DescribeTopicPartitions(describe_topic_partitions::handle(ctx, r))

@@ -18,12 +18,12 @@ pub mod acls;
 pub mod admin;
 pub mod alter_replica_log_dirs;
 pub mod api_versions;
+pub mod client_quotas;
 pub mod configs;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_records;
 pub mod delete_topics;
-pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_log_dirs;
 pub mod describe_producers;
@@ -54,6 +54,9 @@ pub struct ConnState {
     principal: RefCell<Rc<str>>,
     /// The client's address without the port, as ACL hosts name it.
     pub host: String,
+    /// Quota throttling: the connection is not read again before this instant (ms since the
+    /// epoch), as Kafka mutes a throttled channel (KIP-219).
+    throttled_until_ms: std::cell::Cell<i64>,
 }
 
 impl ConnState {
@@ -71,7 +74,22 @@ impl ConnState {
             fetch_sessions: fetch_session::FetchSessions::new(slots as usize),
             principal: RefCell::new(Rc::from(acl::ANONYMOUS)),
             host,
+            throttled_until_ms: std::cell::Cell::new(0),
         }
+    }
+
+    /// Mutes the connection for `ms` from now (a quota throttle).
+    pub fn throttle(&self, ms: i32, now_ms: i64) {
+        if ms > 0 {
+            let until = now_ms + i64::from(ms);
+            self.throttled_until_ms
+                .set(self.throttled_until_ms.get().max(until));
+        }
+    }
+
+    /// How long the connection must stay muted, from `now_ms`.
+    pub fn muted_for_ms(&self, now_ms: i64) -> i64 {
+        (self.throttled_until_ms.get() - now_ms).max(0)
     }
 
     pub fn principal(&self) -> Rc<str> {
@@ -205,7 +223,15 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
         RequestKind::Metadata(r) => ResponseKind::Metadata(metadata::handle(&ctx, r).await),
         RequestKind::Produce(r) => {
             let acks = r.acks;
-            let resp = produce::handle(&ctx, r).await;
+            let bytes: u64 = r
+                .topic_data
+                .iter()
+                .flat_map(|t| &t.partition_data)
+                .map(|p| p.records.as_ref().map_or(0, |b| b.len() as u64))
+                .sum();
+            let mut resp = produce::handle(&ctx, r).await;
+            let throttle = throttle_for(&ctx, crate::quotas::Kind::Produce, bytes);
+            resp.throttle_time_ms = resp.throttle_time_ms.max(throttle);
             if acks == 0 {
                 return Outcome::Silent;
             }
@@ -215,7 +241,13 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
             ResponseKind::Produce(resp)
         }
         RequestKind::Fetch(r) => {
-            let (resp, batches) = fetch::handle(&ctx, r).await;
+            let follower = r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0;
+            let (mut resp, batches) = fetch::handle(&ctx, r).await;
+            if !follower {
+                let bytes: u64 = batches.iter().flatten().map(|b| b.len() as u64).sum();
+                let throttle = throttle_for(&ctx, crate::quotas::Kind::Fetch, bytes);
+                resp.throttle_time_ms = resp.throttle_time_ms.max(throttle);
+            }
             let mut parts = Vec::new();
             return match chronik_protocol::fetch_frame::encode_fetch_response_batches(
                 &mut parts,
@@ -289,6 +321,24 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
             unsupported(key, version, correlation_id)
         }
     }
+}
+
+/// Records a produce/fetch against the client's quota; mutes the connection and returns the
+/// throttle time when the client is over it.
+fn throttle_for(ctx: &Ctx<'_>, kind: crate::quotas::Kind, bytes: u64) -> i32 {
+    let meta = ctx.broker.meta();
+    if meta.quotas.is_empty() {
+        return 0;
+    }
+    let now = crate::partition::now_ms();
+    let principal = ctx.conn.principal();
+    let ms = ctx
+        .broker
+        .shared
+        .quotas
+        .record(&meta, kind, &principal, ctx.client_id, bytes, now);
+    ctx.conn.throttle(ms, now);
+    ms
 }
 
 /// A fresh nonce for splicing one Fetch response: a per-thread random start, then a counter
