@@ -311,6 +311,62 @@ impl Rate {
     }
 }
 
+/// Kafka's controller-mutation quota measure (KIP-599): a token bucket holding at most the
+/// quota's worth of the whole window (`rate × SAMPLES × SAMPLE_MS`), refilled at `rate` per
+/// second. Mutations take tokens and may drive it negative; a client is over its quota while it
+/// is negative, for `-tokens / rate` seconds.
+#[derive(Clone, Debug)]
+pub struct TokenBucket {
+    tokens: f64,
+    last_ms: i64,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, now_ms: i64) -> Self {
+        TokenBucket {
+            tokens: Self::burst(rate),
+            last_ms: now_ms,
+        }
+    }
+
+    fn burst(rate: f64) -> f64 {
+        rate * (SAMPLES as i64 * SAMPLE_MS) as f64 / 1000.0
+    }
+
+    fn refill(&mut self, rate: f64, now_ms: i64) {
+        let dt = (now_ms - self.last_ms).max(0) as f64 / 1000.0;
+        self.tokens = (self.tokens + rate * dt).min(Self::burst(rate));
+        self.last_ms = self.last_ms.max(now_ms);
+    }
+
+    /// Whether the client is over its quota now (a strict request's next mutation is refused).
+    pub fn exceeded(&mut self, rate: f64, now_ms: i64) -> bool {
+        self.refill(rate, now_ms);
+        self.tokens < 0.0
+    }
+
+    pub fn record(&mut self, rate: f64, amount: f64, now_ms: i64) {
+        self.refill(rate, now_ms);
+        self.tokens -= amount;
+    }
+
+    /// How long until the bucket is back to zero.
+    pub fn throttle_ms(&mut self, rate: f64, now_ms: i64) -> i64 {
+        self.refill(rate, now_ms);
+        if self.tokens >= 0.0 {
+            return 0;
+        }
+        if rate <= 0.0 {
+            return SAMPLES as i64 * SAMPLE_MS;
+        }
+        (-self.tokens / rate * 1000.0).ceil() as i64
+    }
+
+    pub fn last_ms(&self) -> i64 {
+        self.last_ms
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -418,6 +474,24 @@ mod tests {
             (1.0, "alice", "app")
         );
         assert_eq!(resolve(&q, CONSUMER_BYTE_RATE, "alice", "app"), None);
+    }
+
+    #[test]
+    fn token_bucket_allows_a_burst_then_throttles() {
+        // 2 mutations/s: a burst of 22 partitions, then the debt is paid back at 2/s.
+        let mut b = TokenBucket::new(2.0, 0);
+        assert!(!b.exceeded(2.0, 0));
+        b.record(2.0, 20.0, 0);
+        assert!(!b.exceeded(2.0, 0));
+        b.record(2.0, 6.0, 0);
+        assert!(b.exceeded(2.0, 0));
+        assert_eq!(b.throttle_ms(2.0, 0), 2_000);
+        assert_eq!(b.throttle_ms(2.0, 1_000), 1_000);
+        assert!(!b.exceeded(2.0, 2_000));
+        // It never holds more than the burst.
+        assert!(!b.exceeded(2.0, 1_000_000));
+        b.record(2.0, 23.0, 1_000_000);
+        assert!(b.exceeded(2.0, 1_000_000));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Enforcement of client byte-rate quotas (`producer_byte_rate`, `consumer_byte_rate`).
+//! Enforcement of client byte-rate quotas (`producer_byte_rate`, `consumer_byte_rate`) and the
+//! controller-mutation quota (`controller_mutation_rate`, KIP-599, see [`MutationQuota`]).
 //!
 //! Like Kafka's `ClientQuotaManager`, every Produce records its record bytes and every Fetch its
 //! response record bytes against the quota that applies to the client's (user, client id)
@@ -17,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use chronik_core::meta::MetaState;
-use chronik_core::quota::{self, Rate};
+use chronik_core::quota::{self, Rate, TokenBucket};
 
 /// Which quota a request counts against.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,10 +43,56 @@ const SWEEP_AT: usize = 10_000;
 
 type SensorKey = (Kind, String, String);
 
-/// Per-(kind, user, client id) rates.
+/// Per-(kind, user, client id) rates, and controller-mutation token buckets per (user, client
+/// id).
 #[derive(Default)]
 pub struct QuotaSensors {
     sensors: Mutex<HashMap<SensorKey, Rate>>,
+    buckets: Mutex<HashMap<(String, String), TokenBucket>>,
+}
+
+/// The controller-mutation quota (KIP-599) of one client: CreateTopics, CreatePartitions and
+/// DeleteTopics count partitions created or deleted against it.
+pub struct MutationQuota<'a> {
+    sensors: &'a QuotaSensors,
+    key: (String, String),
+    rate: f64,
+}
+
+impl MutationQuota<'_> {
+    fn with<R>(&self, now_ms: i64, f: impl FnOnce(&mut TokenBucket) -> R) -> R {
+        let mut buckets = self
+            .sensors
+            .buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= SWEEP_AT {
+            buckets.retain(|_, b| now_ms - b.last_ms() < IDLE_MS);
+        }
+        let b = buckets
+            .entry(self.key.clone())
+            .or_insert_with(|| TokenBucket::new(self.rate, now_ms));
+        f(b)
+    }
+
+    /// Whether the next mutation must be refused (THROTTLING_QUOTA_EXCEEDED, for request
+    /// versions that allow it).
+    pub fn exceeded(&self, now_ms: i64) -> bool {
+        self.with(now_ms, |b| b.exceeded(self.rate, now_ms))
+    }
+
+    pub fn record(&self, partitions: usize, now_ms: i64) {
+        self.with(now_ms, |b| b.record(self.rate, partitions as f64, now_ms));
+    }
+
+    /// The throttle time to answer with once the request's mutations are recorded.
+    pub fn throttle_ms(&self, now_ms: i64) -> i32 {
+        let ms = self.with(now_ms, |b| b.throttle_ms(self.rate, now_ms));
+        if ms > 0 {
+            metrics::counter!(THROTTLED, "kind" => "controller_mutation").increment(1);
+        }
+        ms.clamp(0, i32::MAX as i64) as i32
+    }
 }
 
 impl QuotaSensors {
@@ -78,6 +125,27 @@ impl QuotaSensors {
             metrics::counter!(THROTTLED, "kind" => kind_name(kind)).increment(1);
         }
         throttle.clamp(0, i32::MAX as i64) as i32
+    }
+
+    /// The controller-mutation quota of a client, if one is set.
+    pub fn mutation_quota(
+        &self,
+        meta: &MetaState,
+        principal: &str,
+        client_id: &str,
+    ) -> Option<MutationQuota<'_>> {
+        let user = principal.strip_prefix("User:").unwrap_or(principal);
+        let q = quota::resolve(
+            &meta.quotas,
+            quota::CONTROLLER_MUTATION_RATE,
+            user,
+            client_id,
+        )?;
+        Some(MutationQuota {
+            sensors: self,
+            key: (q.user, q.client_id),
+            rate: q.bound,
+        })
     }
 }
 

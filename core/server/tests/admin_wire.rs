@@ -631,6 +631,49 @@ fn client_quotas_are_stored_described_and_enforced() {
     assert_eq!(describe_quotas(&mut w, "user", 1, false).len(), 1);
 }
 
+/// KIP-599: CreateTopics v6+ refuses topics once the client's controller_mutation_rate bucket
+/// is in debt (THROTTLING_QUOTA_EXCEEDED); older versions are only throttled.
+#[test]
+fn controller_mutation_quota_refuses_and_throttles() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    let codes = alter_quotas(
+        &mut w,
+        vec![quota_entry(
+            &[("client-id", Some("wire-test"))],
+            &[("controller_mutation_rate", 1.0, false)],
+        )],
+        false,
+    );
+    assert_eq!(codes, vec![0]);
+    let create = |w: &mut Wire, version: i16, topics: &[&str]| -> CreateTopicsResponse {
+        let req = CreateTopicsRequest::default()
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| {
+                        CreatableTopic::default()
+                            .with_name(name(t))
+                            .with_num_partitions(6)
+                            .with_replication_factor(1)
+                    })
+                    .collect(),
+            )
+            .with_timeout_ms(10_000);
+        w.call(ApiKey::CreateTopics, version, &req)
+    };
+    // A burst of 11 partitions: the first two topics (12) go through, the third is refused.
+    let r = create(&mut w, 7, &["cmq-a", "cmq-b", "cmq-c"]);
+    let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, vec![0, 0, 89], "{r:?}");
+    assert!((500..=1_500).contains(&r.throttle_time_ms), "{r:?}");
+    // The throttle has passed (the connection was muted meanwhile); v5 only throttles.
+    let r = create(&mut w, 5, &["cmq-d", "cmq-e"]);
+    let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+    assert_eq!(codes, vec![0, 0], "{r:?}");
+    assert!(r.throttle_time_ms > 5_000, "{r:?}");
+}
+
 #[test]
 fn describe_topic_partitions_pages_with_a_cursor() {
     let s = Server::start();

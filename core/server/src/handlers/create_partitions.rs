@@ -9,6 +9,7 @@ use kafka_protocol::ResponseError;
 use super::{meta_error, str_bytes, Ctx};
 
 pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let quota = super::mutation_quota(ctx, 3);
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.as_str().to_string();
@@ -30,15 +31,25 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
                 ),
             )),
             Some(_) if req.validate_only => None,
-            Some(_) => ctx
-                .broker
-                .propose_meta(MetaCommand::CreatePartitions {
-                    name: name.clone(),
-                    total: t.count,
-                })
-                .await
-                .err()
-                .map(|e| meta_error(&e)),
+            Some(meta) => match super::mutation_refused(&quota) {
+                Some(refused) => Some(refused),
+                None => {
+                    let added = (t.count as usize).saturating_sub(meta.partitions.len());
+                    let r = ctx
+                        .broker
+                        .propose_meta(MetaCommand::CreatePartitions {
+                            name: name.clone(),
+                            total: t.count,
+                        })
+                        .await
+                        .err()
+                        .map(|e| meta_error(&e));
+                    if let (None, Some((q, _))) = (&r, &quota) {
+                        q.record(added, crate::partition::now_ms());
+                    }
+                    r
+                }
+            },
         };
         let mut r = CreatePartitionsTopicResult::default().with_name(t.name);
         if let Some((code, msg)) = err {
@@ -48,5 +59,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreatePartitionsRequest) -> CreatePartit
         }
         results.push(r);
     }
-    CreatePartitionsResponse::default().with_results(results)
+    let throttle = super::mutation_throttle(ctx, &quota);
+    CreatePartitionsResponse::default()
+        .with_results(results)
+        .with_throttle_time_ms(throttle)
 }

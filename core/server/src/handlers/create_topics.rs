@@ -51,6 +51,7 @@ pub fn check_replication(rf: i16, brokers: i16) -> Result<(), (i16, String)> {
 
 pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let default_partitions = ctx.broker.shared.config.broker.num_partitions as i32;
+    let quota = super::mutation_quota(ctx, 6);
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.0.as_str().to_string();
@@ -123,7 +124,14 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
                     internal: false,
                 });
             }
-            create_topic(ctx, &name, partitions, configs).await
+            if let Some(refused) = super::mutation_refused(&quota) {
+                return Err(refused);
+            }
+            let created = create_topic(ctx, &name, partitions, configs).await;
+            if let (Ok(_), Some((q, _))) = (&created, &quota) {
+                q.record(partitions as usize, crate::partition::now_ms());
+            }
+            created
         }
         .await;
         match outcome {
@@ -164,5 +172,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: CreateTopicsRequest) -> CreateTopicsResp
         }
         results.push(result);
     }
-    CreateTopicsResponse::default().with_topics(results)
+    let throttle = super::mutation_throttle(ctx, &quota);
+    CreateTopicsResponse::default()
+        .with_topics(results)
+        .with_throttle_time_ms(throttle)
 }

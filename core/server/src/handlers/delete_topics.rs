@@ -41,10 +41,12 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResp
         }
     }
     let enabled = ctx.broker.shared.config.broker.delete_topic_enable;
+    let quota = super::mutation_quota(ctx, 5);
     for name in names {
         let n = name.0.as_str().to_string();
         let mut r = DeletableTopicResult::default().with_name(Some(name.clone()));
-        if let Some(t) = ctx.broker.topic(&n) {
+        let topic = ctx.broker.topic(&n);
+        if let Some(t) = &topic {
             r = r.with_topic_id(uuid::Uuid::from_u128(t.id));
         }
         let err = if !ctx.allowed(acl::op::DELETE, acl::resource::TOPIC, &n) {
@@ -62,12 +64,19 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResp
                 ResponseError::InvalidTopicException.code(),
                 "internal topics cannot be deleted".to_string(),
             ))
+        } else if let Some(refused) = super::mutation_refused(&quota) {
+            Some(refused)
         } else {
-            ctx.broker
+            let err = ctx
+                .broker
                 .propose_meta(MetaCommand::DeleteTopic { name: n })
                 .await
                 .err()
-                .map(|e| meta_error(&e))
+                .map(|e| meta_error(&e));
+            if let (None, Some((q, _)), Some(t)) = (&err, &quota, &topic) {
+                q.record(t.partitions.len(), crate::partition::now_ms());
+            }
+            err
         };
         if let Some((code, msg)) = err {
             r = r
@@ -76,5 +85,8 @@ pub async fn handle(ctx: &Ctx<'_>, req: DeleteTopicsRequest) -> DeleteTopicsResp
         }
         responses.push(r);
     }
-    DeleteTopicsResponse::default().with_responses(responses)
+    let throttle = super::mutation_throttle(ctx, &quota);
+    DeleteTopicsResponse::default()
+        .with_responses(responses)
+        .with_throttle_time_ms(throttle)
 }

@@ -323,6 +323,52 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
     }
 }
 
+/// The client's controller-mutation quota (KIP-599), if one is set, and whether the request
+/// version lets the broker refuse a mutation over it (THROTTLING_QUOTA_EXCEEDED) rather than
+/// only throttle.
+pub fn mutation_quota<'a>(
+    ctx: &'a Ctx<'_>,
+    strict_from_version: i16,
+) -> Option<(crate::quotas::MutationQuota<'a>, bool)> {
+    let meta = ctx.broker.meta();
+    if meta.quotas.is_empty() {
+        return None;
+    }
+    let principal = ctx.conn.principal();
+    let q = ctx
+        .broker
+        .shared
+        .quotas
+        .mutation_quota(&meta, &principal, ctx.client_id)?;
+    Some((q, ctx.version >= strict_from_version))
+}
+
+/// Before one topic's mutation: the error to answer it with when the client is over its
+/// controller-mutation quota and the request version allows refusing.
+pub fn mutation_refused(
+    q: &Option<(crate::quotas::MutationQuota<'_>, bool)>,
+) -> Option<(i16, String)> {
+    let (q, strict) = q.as_ref()?;
+    (*strict && q.exceeded(crate::partition::now_ms())).then(|| {
+        (
+            kafka_protocol::ResponseError::ThrottlingQuotaExceeded.code(),
+            "The throttling quota has been exceeded.".to_string(),
+        )
+    })
+}
+
+/// After a request's mutations: the throttle time to answer with (the connection is muted).
+pub fn mutation_throttle(
+    ctx: &Ctx<'_>,
+    q: &Option<(crate::quotas::MutationQuota<'_>, bool)>,
+) -> i32 {
+    let Some((q, _)) = q else { return 0 };
+    let now = crate::partition::now_ms();
+    let ms = q.throttle_ms(now);
+    ctx.conn.throttle(ms, now);
+    ms
+}
+
 /// Records a produce/fetch against the client's quota; mutes the connection and returns the
 /// throttle time when the client is over it.
 fn throttle_for(ctx: &Ctx<'_>, kind: crate::quotas::Kind, bytes: u64) -> i32 {
