@@ -225,6 +225,19 @@ pub fn resolve(quotas: &Quotas, key: &str, user: &str, client_id: &str) -> Optio
     None
 }
 
+/// The `connection_creation_rate` of an address: its own entity, else the ip default.
+pub fn resolve_ip(quotas: &Quotas, ip: &str) -> Option<f64> {
+    if quotas.is_empty() {
+        return None;
+    }
+    let own = vec![(IP.to_owned(), Some(ip.to_owned()))];
+    let default = vec![(IP.to_owned(), None)];
+    [own, default]
+        .iter()
+        .find_map(|e| quotas.get(e)?.get(CONNECTION_CREATION_RATE))
+        .map(|v| v.0)
+}
+
 /// A resolved quota (see [`resolve`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Resolved {
@@ -474,6 +487,16 @@ mod tests {
             (1.0, "alice", "app")
         );
         assert_eq!(resolve(&q, CONSUMER_BYTE_RATE, "alice", "app"), None);
+        assert_eq!(resolve_ip(&q, "10.0.0.1"), None);
+        let ip = |n: Option<&str>| vec![(IP.to_string(), n.map(str::to_string))];
+        apply_alteration(&mut q, &ip(None), &set(CONNECTION_CREATION_RATE, 5.0));
+        apply_alteration(
+            &mut q,
+            &ip(Some("10.0.0.1")),
+            &set(CONNECTION_CREATION_RATE, 2.0),
+        );
+        assert_eq!(resolve_ip(&q, "10.0.0.1"), Some(2.0));
+        assert_eq!(resolve_ip(&q, "10.0.0.2"), Some(5.0));
     }
 
     #[test]

@@ -49,10 +49,22 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     if idle > 0 {
         let _ = stream.set_read_timeout(Some(std::time::Duration::from_millis(idle)));
     }
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let peer_addr = stream.peer_addr().ok();
+    let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
+    // An address over its connection_creation_rate: held for the throttle time, then closed
+    // unread (KIP-612).
+    if let Some(ip) = peer_addr.map(|a| a.ip().to_string()) {
+        let meta = broker.meta();
+        if !meta.quotas.is_empty() {
+            let now = crate::partition::now_ms();
+            let ms = broker.shared.quotas.connection_throttle(&meta, &ip, now);
+            if ms > 0 {
+                tracing::debug!(%peer, ms, "connection_creation_rate exceeded; closing");
+                glommio::timer::sleep(std::time::Duration::from_millis(ms as u64)).await;
+                return;
+            }
+        }
+    }
     let mut prefix = [0u8; 4];
     if let Some(acceptor) = broker.shared.kafka_tls.clone() {
         // SSL / SASL_SSL listener: the handshake first, then Kafka frames inside TLS.

@@ -1,5 +1,7 @@
-//! Enforcement of client byte-rate quotas (`producer_byte_rate`, `consumer_byte_rate`) and the
-//! controller-mutation quota (`controller_mutation_rate`, KIP-599, see [`MutationQuota`]).
+//! Enforcement of client byte-rate quotas (`producer_byte_rate`, `consumer_byte_rate`), the
+//! controller-mutation quota (`controller_mutation_rate`, KIP-599, see [`MutationQuota`]) and
+//! the per-address `connection_creation_rate` (KIP-612, see
+//! [`QuotaSensors::connection_throttle`]).
 //!
 //! Like Kafka's `ClientQuotaManager`, every Produce records its record bytes and every Fetch its
 //! response record bytes against the quota that applies to the client's (user, client id)
@@ -25,6 +27,8 @@ use chronik_core::quota::{self, Rate, TokenBucket};
 pub enum Kind {
     Produce,
     Fetch,
+    /// New connections from one address (`connection_creation_rate`).
+    Connection,
 }
 
 impl Kind {
@@ -32,6 +36,7 @@ impl Kind {
         match self {
             Kind::Produce => quota::PRODUCER_BYTE_RATE,
             Kind::Fetch => quota::CONSUMER_BYTE_RATE,
+            Kind::Connection => quota::CONNECTION_CREATION_RATE,
         }
     }
 }
@@ -127,6 +132,29 @@ impl QuotaSensors {
         throttle.clamp(0, i32::MAX as i64) as i32
     }
 
+    /// A new connection from `ip`: how long to hold it before closing it when the address is
+    /// over its `connection_creation_rate` (0: serve it). Like Kafka (KIP-612), a refused
+    /// connection does not count towards the rate.
+    pub fn connection_throttle(&self, meta: &MetaState, ip: &str, now_ms: i64) -> i32 {
+        let Some(bound) = quota::resolve_ip(&meta.quotas, ip) else {
+            return 0;
+        };
+        let mut sensors = self.sensors.lock().unwrap_or_else(|e| e.into_inner());
+        if sensors.len() >= SWEEP_AT {
+            sensors.retain(|_, r| now_ms - r.last_ms() < IDLE_MS);
+        }
+        let rate = sensors
+            .entry((Kind::Connection, ip.to_owned(), String::new()))
+            .or_default();
+        rate.record(1.0, now_ms);
+        let throttle = rate.throttle_ms(bound, now_ms);
+        if throttle > 0 {
+            rate.record(-1.0, now_ms);
+            metrics::counter!(THROTTLED, "kind" => kind_name(Kind::Connection)).increment(1);
+        }
+        throttle.clamp(0, i32::MAX as i64) as i32
+    }
+
     /// The controller-mutation quota of a client, if one is set.
     pub fn mutation_quota(
         &self,
@@ -178,6 +206,7 @@ fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Produce => "produce",
         Kind::Fetch => "fetch",
+        Kind::Connection => "connection",
     }
 }
 
@@ -221,5 +250,21 @@ mod tests {
             sensors.record(&meta, Kind::Fetch, "User:a", "c1", 1 << 30, 100),
             0
         );
+        // 2 connections/s from one address: 20 fit the 10 s minimum window, the 21st waits.
+        apply_alteration(
+            &mut meta.quotas,
+            &vec![(quota::IP.to_string(), None)],
+            &[(
+                quota::CONNECTION_CREATION_RATE.to_string(),
+                Some(QuotaValue(2.0)),
+            )],
+        );
+        for _ in 0..20 {
+            assert_eq!(sensors.connection_throttle(&meta, "10.1.1.1", 0), 0);
+        }
+        assert!(sensors.connection_throttle(&meta, "10.1.1.1", 0) > 0);
+        // Refused connections do not count; other addresses have their own rate.
+        assert!(sensors.connection_throttle(&meta, "10.1.1.1", 0) > 0);
+        assert_eq!(sensors.connection_throttle(&meta, "10.1.1.2", 0), 0);
     }
 }

@@ -674,6 +674,36 @@ fn controller_mutation_quota_refuses_and_throttles() {
     assert!(r.throttle_time_ms > 5_000, "{r:?}");
 }
 
+/// KIP-612: an address over its connection_creation_rate gets its new connections closed
+/// unread after the throttle time; refused connections do not count.
+#[test]
+fn connection_creation_rate_closes_excess_connections() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    let codes = alter_quotas(
+        &mut w,
+        vec![quota_entry(
+            &[("ip", None)],
+            &[("connection_creation_rate", 1.0, false)],
+        )],
+        false,
+    );
+    assert_eq!(codes, vec![0]);
+    // 1 connection/s over the 10 s minimum window: 10 connections, then refusals.
+    let mut outcomes = Vec::new();
+    for _ in 0..13 {
+        let mut c = Wire::connect(s.port);
+        c.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        outcomes.push(c.recv_frame().is_some());
+    }
+    let served = outcomes.iter().filter(|x| **x).count();
+    assert_eq!(served, 10, "{outcomes:?}");
+    assert!(outcomes[10..].iter().all(|x| !x), "{outcomes:?}");
+    // The connection opened before the quota is untouched.
+    let r: ApiVersionsResponse = w.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(r.error_code, 0);
+}
+
 #[test]
 fn describe_topic_partitions_pages_with_a_cursor() {
     let s = Server::start();
