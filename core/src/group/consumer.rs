@@ -19,10 +19,25 @@
 //! behind it other than the one-step-behind case of a lost response, is fenced
 //! (FENCED_MEMBER_EPOCH) and rejoins with epoch 0.
 //!
-//! Persistence: the group epoch goes to `__consumer_offsets` as Kafka's ConsumerGroupMetadata
-//! record (key version 3), so a restarted coordinator keeps the group (type, epoch, offsets) and
-//! never reuses an epoch. Members are not persisted: after a coordinator restart their heartbeats
-//! get UNKNOWN_MEMBER_ID and they rejoin (Kafka replays members too; this costs one rebalance).
+//! Persistence: like Kafka, the whole group goes to `__consumer_offsets`, one record per key
+//! version (layouts in [`records`]): 3 the group epoch, 4 the subscribed topics' metadata,
+//! 5 each member's metadata, 6 the target assignment's epoch (and assignor), 7 each member's
+//! target, 8 each member's epoch, state and partitions. So a restarted coordinator resumes the
+//! group where it was: members heartbeat at their old epochs and keep their partitions, without
+//! a rebalance, and no epoch is ever reused. Session and revocation deadlines are not persisted:
+//! a replayed member gets a full session (and, mid-revocation, a full rebalance timeout) from
+//! the restart.
+//!
+//! - Writing: every handler and timer that changes a group ends with `flush`, which diffs the
+//!   group against `ConsumerGroup::persisted` (what the log holds) and writes only the keys that
+//!   differ, tombstones for members that are gone. Handlers mark the members they touch
+//!   (`touch`); a new target or topic metadata marks them all. A heartbeat that changes nothing
+//!   writes nothing. Deleting the group writes tombstones for all its keys
+//!   (`ConsumerGroup::tombstones`).
+//! - Replay: each key is last-write-wins on its own, so compaction may reorder them: a member's
+//!   first record (of keys 5, 7, 8) creates it. When the coordinator starts serving,
+//!   `finish_replay` drops members whose metadata (key 5) never came, along with anything a log
+//!   with lost records contradicts (a partition held twice), and writes what that changed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -44,7 +59,7 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use uuid::Uuid;
 
 use super::coordinator::GroupCoordinator;
-use super::records;
+use super::records::{self, Decoded, LogRecord};
 use super::state::{Ctx, Group, GroupState};
 use super::{MAX_ID_BYTES, MAX_MEMBERS_PER_GROUP};
 
@@ -77,8 +92,8 @@ impl TopicLookup for crate::meta::MetaState {
     }
 }
 
-/// Partitions by topic id.
-pub type Assignment = BTreeMap<Uuid, BTreeSet<i32>>;
+/// Partitions by topic id. Invariant: no topic maps to an empty set.
+pub type Assignment = records::TopicPartitions;
 
 #[cfg(test)]
 fn count(a: &Assignment) -> usize {
@@ -117,6 +132,26 @@ pub(crate) enum MemberState {
     UnreleasedPartitions,
 }
 
+impl MemberState {
+    /// The state's number in a current-assignment record (key 8).
+    fn code(self) -> i8 {
+        match self {
+            MemberState::Stable => records::MEMBER_STATE_STABLE,
+            MemberState::UnrevokedPartitions => records::MEMBER_STATE_UNREVOKED,
+            MemberState::UnreleasedPartitions => records::MEMBER_STATE_UNRELEASED,
+        }
+    }
+
+    fn from_code(code: i8) -> Option<MemberState> {
+        match code {
+            records::MEMBER_STATE_STABLE => Some(MemberState::Stable),
+            records::MEMBER_STATE_UNREVOKED => Some(MemberState::UnrevokedPartitions),
+            records::MEMBER_STATE_UNRELEASED => Some(MemberState::UnreleasedPartitions),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ConsumerMember {
     pub member_id: String,
@@ -144,6 +179,60 @@ pub(crate) struct ConsumerMember {
 }
 
 impl ConsumerMember {
+    /// A member that holds nothing yet, at epoch 0.
+    fn new(member_id: &str, instance_id: Option<&str>, session_deadline_ms: i64) -> Self {
+        ConsumerMember {
+            member_id: member_id.to_owned(),
+            instance_id: instance_id.map(str::to_owned),
+            rack_id: None,
+            client_id: String::new(),
+            client_host: String::new(),
+            epoch: 0,
+            previous_epoch: 0,
+            state: MemberState::Stable,
+            rebalance_timeout_ms: 0,
+            server_assignor: None,
+            subscribed_names: Vec::new(),
+            subscribed_regex: None,
+            assigned: Assignment::new(),
+            revoking: Assignment::new(),
+            session_deadline_ms,
+            revocation_deadline_ms: None,
+            left_static: false,
+        }
+    }
+
+    /// The member's metadata record (key 5).
+    fn metadata_value(&self) -> records::ConsumerMemberValue {
+        records::ConsumerMemberValue {
+            instance_id: self.instance_id.clone(),
+            rack_id: self.rack_id.clone(),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            subscribed_topic_names: self.subscribed_names.clone(),
+            subscribed_topic_regex: self.subscribed_regex.clone(),
+            rebalance_timeout_ms: self.rebalance_timeout_ms,
+            server_assignor: self.server_assignor.clone(),
+            left_static: self.left_static,
+        }
+    }
+
+    /// The member's current-assignment record (key 8).
+    fn assignment_value(&self) -> records::CurrentAssignmentValue {
+        records::CurrentAssignmentValue {
+            member_epoch: self.epoch,
+            previous_member_epoch: self.previous_epoch,
+            state: self.state.code(),
+            assigned: self.assigned.clone(),
+            pending_revocation: self.revoking.clone(),
+        }
+    }
+
+    /// Everything the member owns: assigned and pending revocation.
+    fn owned(&self) -> Vec<(Uuid, i32)> {
+        pairs(&self.assigned).chain(pairs(&self.revoking)).collect()
+    }
+
     pub fn deadline_ms(&self) -> i64 {
         match self.revocation_deadline_ms {
             Some(r) if self.state == MemberState::UnrevokedPartitions => {
@@ -154,13 +243,37 @@ impl ConsumerMember {
     }
 }
 
+/// What the log holds for one consumer group: the value last written or replayed under each of
+/// its keys, encoded. A flush encodes what it would write now and writes only what differs from
+/// these, so a heartbeat that changes nothing writes nothing. Absent: no record, or a tombstone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Persisted {
+    /// Key 3, the group epoch.
+    pub epoch: i32,
+    /// Key 4, the subscribed topics' metadata.
+    pub topics: Option<Bytes>,
+    /// Key 6, the target assignment's epoch and assignor.
+    pub target: Option<Bytes>,
+    /// Key 5 by member id.
+    pub members: BTreeMap<String, Bytes>,
+    /// Key 7 by member id.
+    pub targets: BTreeMap<String, Bytes>,
+    /// Key 8 by member id.
+    pub assignments: BTreeMap<String, Bytes>,
+}
+
 /// The KIP-848 part of a group; offsets stay in [`Group::offsets`].
 #[derive(Debug, Clone, Default)]
 pub(crate) struct ConsumerGroup {
     /// Group epoch: bumped by every membership, subscription or topic metadata change.
     pub epoch: i32,
-    /// The last epoch written to the log.
-    pub persisted_epoch: i32,
+    /// What the log holds. Invariant (between calls, once serving): equal to what this state
+    /// would write, so `unflushed` is empty and `unflushed_all` false (`check_flushed`).
+    pub persisted: Persisted,
+    /// Members whose records (keys 5, 7, 8) may differ from `persisted`.
+    pub unflushed: BTreeSet<String>,
+    /// Every record may differ from `persisted` (a new target or topic metadata, replay).
+    pub unflushed_all: bool,
     pub members: BTreeMap<String, ConsumerMember>,
     /// instance id → member id.
     pub static_members: BTreeMap<String, String>,
@@ -179,7 +292,10 @@ impl ConsumerGroup {
     pub fn new(epoch: i32) -> Self {
         ConsumerGroup {
             epoch,
-            persisted_epoch: epoch,
+            persisted: Persisted {
+                epoch,
+                ..Persisted::default()
+            },
             target_epoch: epoch,
             assignor: ASSIGNORS[0].to_owned(),
             ..Default::default()
@@ -211,20 +327,44 @@ impl ConsumerGroup {
         self.epoch += 1;
     }
 
+    /// Marks member `id`'s records for the next flush.
+    fn touch(&mut self, id: &str) {
+        if !self.unflushed_all {
+            self.unflushed.insert(id.to_owned());
+        }
+    }
+
     fn release_all(&mut self, member_id: &str) {
         self.owners.retain(|_, o| o != member_id);
     }
 
+    /// Gives up the ownership of `tps` that `id` holds (another member may own one already
+    /// while replay is under way).
+    fn release(&mut self, id: &str, tps: &[(Uuid, i32)]) {
+        for tp in tps {
+            if self.owners.get(tp).map(String::as_str) == Some(id) {
+                self.owners.remove(tp);
+            }
+        }
+    }
+
+    /// Takes a member out of `members`, `static_members` and `owners`; its target stays.
+    fn detach(&mut self, member_id: &str) -> Option<ConsumerMember> {
+        let m = self.members.remove(member_id)?;
+        if let Some(iid) = &m.instance_id {
+            if self.static_members.get(iid).map(String::as_str) == Some(member_id) {
+                self.static_members.remove(iid);
+            }
+        }
+        self.release(member_id, &m.owned());
+        Some(m)
+    }
+
     /// Removes a member (leave, expiry, fencing): its partitions become free for the others.
     pub fn remove_member(&mut self, member_id: &str) {
-        if let Some(m) = self.members.remove(member_id) {
-            if let Some(iid) = &m.instance_id {
-                if self.static_members.get(iid).map(String::as_str) == Some(member_id) {
-                    self.static_members.remove(iid);
-                }
-            }
-            self.release_all(member_id);
+        if self.detach(member_id).is_some() {
             self.target.remove(member_id);
+            self.touch(member_id);
             self.bump();
         }
     }
@@ -283,6 +423,7 @@ impl ConsumerGroup {
         }
         if meta != self.subscription_meta {
             self.subscription_meta = meta;
+            self.unflushed_all = true;
             self.bump();
         }
     }
@@ -306,6 +447,8 @@ impl ConsumerGroup {
             .max_by_key(|a| (votes.get(a).copied().unwrap_or(0), usize::MAX - rank(a)))
             .unwrap_or(ASSIGNORS[0]);
         self.assignor = best.to_owned();
+        // Any member's target may move: flush them all (O(members), like the assignor).
+        self.unflushed_all = true;
         self.target = match best {
             "range" => assign_range(&subs, &self.subscription_meta),
             _ => assign_uniform(&subs, &self.subscription_meta, &self.target),
@@ -318,6 +461,7 @@ impl ConsumerGroup {
     fn reconcile(&mut self, id: &str, owned: Option<&Assignment>, now_ms: i64) {
         let target = self.target.get(id).cloned().unwrap_or_default();
         let target_epoch = self.target_epoch;
+        self.touch(id);
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
@@ -696,7 +840,7 @@ impl GroupCoordinator {
         };
         if let Some(g) = self.groups.get_mut(&gid) {
             sync_consumer_state(g, now_ms);
-            flush_epoch(g, &mut self.out.records);
+            flush(g, &mut self.out.records);
         }
         self.settle(&gid, now_ms);
         r
@@ -961,6 +1105,7 @@ fn leave(
         let m = c.members.get_mut(&id).expect("checked");
         m.left_static = true;
         m.session_deadline_ms = now_ms + session_ms;
+        c.touch(&id);
     } else {
         c.remove_member(&id);
     }
@@ -997,6 +1142,8 @@ fn join(
                     ));
                 }
                 let mut m = c.members.remove(&old).expect("static member");
+                c.touch(&old);
+                c.touch(member_id);
                 m.member_id = member_id.to_owned();
                 m.left_static = false;
                 for o in c.owners.values_mut() {
@@ -1050,28 +1197,9 @@ fn join(
                     ),
                 ));
             }
-            c.members.insert(
-                member_id.to_owned(),
-                ConsumerMember {
-                    member_id: member_id.to_owned(),
-                    instance_id: instance.map(str::to_owned),
-                    rack_id: None,
-                    client_id: String::new(),
-                    client_host: String::new(),
-                    epoch: 0,
-                    previous_epoch: 0,
-                    state: MemberState::Stable,
-                    rebalance_timeout_ms: req.rebalance_timeout_ms,
-                    server_assignor: None,
-                    subscribed_names: Vec::new(),
-                    subscribed_regex: None,
-                    assigned: Assignment::new(),
-                    revoking: Assignment::new(),
-                    session_deadline_ms: 0,
-                    revocation_deadline_ms: None,
-                    left_static: false,
-                },
-            );
+            let mut m = ConsumerMember::new(member_id, instance, 0);
+            m.rebalance_timeout_ms = req.rebalance_timeout_ms;
+            c.members.insert(member_id.to_owned(), m);
             if let Some(iid) = instance {
                 c.static_members
                     .insert(iid.to_owned(), member_id.to_owned());
@@ -1100,6 +1228,7 @@ fn truncate(s: &str) -> String {
 
 /// Applies the fields a heartbeat may change; a subscription change bumps the group epoch.
 fn update_member(c: &mut ConsumerGroup, req: &ConsumerGroupHeartbeatRequest, member_id: &str) {
+    c.touch(member_id);
     let m = c.members.get_mut(member_id).expect("member");
     let mut changed = false;
     if req.rebalance_timeout_ms != -1 {
@@ -1149,15 +1278,13 @@ pub(crate) fn sync_consumer_state(g: &mut Group, now_ms: i64) {
     }
 }
 
-/// Queues the group's ConsumerGroupMetadata record when its epoch moved.
-pub(crate) fn flush_epoch(g: &mut Group, out: &mut Vec<records::LogRecord>) {
+/// Queues the records of whatever the group changed since the last flush (keys 3–8, tombstones
+/// for members that left). Called after every handler and timer that changes a consumer group.
+pub(crate) fn flush(g: &mut Group, out: &mut Vec<LogRecord>) {
     let Some(c) = g.consumer.as_deref_mut() else {
         return;
     };
-    if c.epoch != c.persisted_epoch {
-        c.persisted_epoch = c.epoch;
-        out.push(records::consumer_group_record(&g.group_id, c.epoch));
-    }
+    c.flush(&g.group_id, out);
 }
 
 /// Timer work of a consumer group: session and revocation expiry.
@@ -1168,11 +1295,414 @@ pub(crate) fn fire_consumer(g: &mut Group, ctx: &mut Ctx) -> bool {
     let fired = c.expire(ctx.now_ms);
     sync_consumer_state(g, ctx.now_ms);
     let mut recs = Vec::new();
-    flush_epoch(g, &mut recs);
+    flush(g, &mut recs);
     for r in recs {
         ctx.record(r);
     }
     fired
+}
+
+// ---------------------------------------------------------------------- persistence
+
+/// Writes `want` under a group-level key (4 or 6) if the log holds something else.
+fn sync_group_key(
+    slot: &mut Option<Bytes>,
+    key_version: i16,
+    group: &str,
+    want: Option<Bytes>,
+    out: &mut Vec<LogRecord>,
+) {
+    if *slot != want {
+        slot.clone_from(&want);
+        out.push(LogRecord {
+            key: records::consumer_group_part_key(key_version, group),
+            value: want,
+        });
+    }
+}
+
+/// Writes `want` under member `id`'s key (5, 7 or 8) if the log holds something else; `None`
+/// writes a tombstone.
+fn sync_member_key(
+    map: &mut BTreeMap<String, Bytes>,
+    key_version: i16,
+    group: &str,
+    id: &str,
+    want: Option<Bytes>,
+    out: &mut Vec<LogRecord>,
+) {
+    if map.get(id) == want.as_ref() {
+        return;
+    }
+    match &want {
+        Some(v) => map.insert(id.to_owned(), v.clone()),
+        None => map.remove(id),
+    };
+    out.push(LogRecord {
+        key: records::consumer_member_part_key(key_version, group, id),
+        value: want,
+    });
+}
+
+impl ConsumerGroup {
+    /// Key 4's value; none while no subscribed topic exists.
+    fn topics_value(&self) -> Option<Bytes> {
+        (!self.subscription_meta.is_empty())
+            .then(|| records::encode_topic_metadata(&self.subscription_meta))
+    }
+
+    /// Key 6's value; none until a target was computed (target epochs start at 1).
+    fn target_value(&self) -> Option<Bytes> {
+        (self.target_epoch > 0).then(|| {
+            records::encode_target_assignment(&records::TargetAssignmentValue {
+                assignment_epoch: self.target_epoch,
+                assignor: self.assignor.clone(),
+            })
+        })
+    }
+
+    /// Member `id`'s values of keys 5, 7 and 8; none for a member that is gone.
+    fn member_values(&self, id: &str) -> [Option<Bytes>; 3] {
+        let m = self.members.get(id);
+        [
+            m.map(|m| records::encode_consumer_member(&m.metadata_value())),
+            self.target.get(id).map(records::encode_target_member),
+            m.map(|m| records::encode_current_assignment(&m.assignment_value())),
+        ]
+    }
+
+    /// Every member id the log or memory knows.
+    fn all_member_ids(&self) -> BTreeSet<String> {
+        let p = &self.persisted;
+        self.members
+            .keys()
+            .chain(self.target.keys())
+            .chain(p.members.keys())
+            .chain(p.targets.keys())
+            .chain(p.assignments.keys())
+            .cloned()
+            .collect()
+    }
+
+    /// See [`flush`]. Group-level keys are compared only when `unflushed_all` says they may
+    /// have changed (the epoch always: that is one integer).
+    fn flush(&mut self, group: &str, out: &mut Vec<LogRecord>) {
+        if self.epoch != self.persisted.epoch {
+            self.persisted.epoch = self.epoch;
+            out.push(records::consumer_group_record(group, self.epoch));
+        }
+        let ids = if self.unflushed_all {
+            let topics = self.topics_value();
+            let key = records::CONSUMER_PARTITION_METADATA_KEY_VERSION;
+            sync_group_key(&mut self.persisted.topics, key, group, topics, out);
+            let target = self.target_value();
+            let key = records::CONSUMER_TARGET_KEY_VERSION;
+            sync_group_key(&mut self.persisted.target, key, group, target, out);
+            self.unflushed.clear();
+            self.all_member_ids()
+        } else {
+            std::mem::take(&mut self.unflushed)
+        };
+        self.unflushed_all = false;
+        for id in &ids {
+            let [member, target, assignment] = self.member_values(id);
+            let p = &mut self.persisted;
+            let key = records::CONSUMER_MEMBER_KEY_VERSION;
+            sync_member_key(&mut p.members, key, group, id, member, out);
+            let key = records::CONSUMER_TARGET_MEMBER_KEY_VERSION;
+            sync_member_key(&mut p.targets, key, group, id, target, out);
+            let key = records::CONSUMER_ASSIGNMENT_KEY_VERSION;
+            sync_member_key(&mut p.assignments, key, group, id, assignment, out);
+        }
+    }
+
+    /// Tombstones for every key this group may hold in the log, to delete it (DeleteGroups,
+    /// offset expiry, turning into a classic group): each member's keys 5, 7, 8, then the
+    /// group's 4, 6 and 3. None if the group never wrote a record.
+    pub fn tombstones(&self, group: &str) -> Vec<LogRecord> {
+        if self.epoch == 0 && self.persisted == Persisted::default() {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for id in self.all_member_ids() {
+            for key in [
+                records::CONSUMER_MEMBER_KEY_VERSION,
+                records::CONSUMER_TARGET_MEMBER_KEY_VERSION,
+                records::CONSUMER_ASSIGNMENT_KEY_VERSION,
+            ] {
+                out.push(LogRecord {
+                    key: records::consumer_member_part_key(key, group, &id),
+                    value: None,
+                });
+            }
+        }
+        for key in [
+            records::CONSUMER_PARTITION_METADATA_KEY_VERSION,
+            records::CONSUMER_TARGET_KEY_VERSION,
+        ] {
+            out.push(LogRecord {
+                key: records::consumer_group_part_key(key, group),
+                value: None,
+            });
+        }
+        out.push(records::consumer_group_tombstone(group));
+        out
+    }
+
+    /// Panics unless the log holds exactly this state (nothing left to flush). The coordinator
+    /// checks it between calls once it serves; O(members), so tests only.
+    pub fn check_flushed(&self, id: &str) {
+        assert!(
+            self.unflushed.is_empty() && !self.unflushed_all,
+            "{id}: unflushed changes"
+        );
+        let p = &self.persisted;
+        assert_eq!(p.epoch, self.epoch, "{id}: epoch not persisted");
+        assert_eq!(p.topics, self.topics_value(), "{id}: topic metadata");
+        assert_eq!(p.target, self.target_value(), "{id}: target metadata");
+        let mut want: [BTreeMap<String, Bytes>; 3] = Default::default();
+        for mid in self.all_member_ids() {
+            for (map, v) in want.iter_mut().zip(self.member_values(&mid)) {
+                if let Some(v) = v {
+                    map.insert(mid.clone(), v);
+                }
+            }
+        }
+        assert_eq!(p.members, want[0], "{id}: member metadata");
+        assert_eq!(p.targets, want[1], "{id}: target members");
+        assert_eq!(p.assignments, want[2], "{id}: current assignments");
+    }
+}
+
+// ---------------------------------------------------------------------- replay
+
+impl ConsumerGroup {
+    /// Member `id`, created with placeholder metadata if its key 5 has not been replayed yet.
+    fn replayed_member(&mut self, id: &str, session_deadline_ms: i64) -> &mut ConsumerMember {
+        self.members
+            .entry(id.to_owned())
+            .or_insert_with(|| ConsumerMember::new(id, None, session_deadline_ms))
+    }
+
+    /// Key 5: the member's metadata, or its removal.
+    fn replay_member(
+        &mut self,
+        id: &str,
+        v: Option<records::ConsumerMemberValue>,
+        now_ms: i64,
+        session_deadline_ms: i64,
+    ) {
+        let Some(v) = v else {
+            self.persisted.members.remove(id);
+            self.detach(id);
+            return;
+        };
+        self.persisted
+            .members
+            .insert(id.to_owned(), records::encode_consumer_member(&v));
+        let m = self.replayed_member(id, session_deadline_ms);
+        let old_instance = std::mem::replace(&mut m.instance_id, v.instance_id);
+        m.rack_id = v.rack_id;
+        m.client_id = v.client_id;
+        m.client_host = v.client_host;
+        let names: BTreeSet<String> = v.subscribed_topic_names.into_iter().collect();
+        m.subscribed_names = names.into_iter().collect();
+        m.subscribed_regex = v.subscribed_topic_regex;
+        m.rebalance_timeout_ms = v.rebalance_timeout_ms;
+        m.server_assignor = v.server_assignor;
+        m.left_static = v.left_static;
+        m.revocation_deadline_ms = revocation_deadline(m, now_ms);
+        let instance = m.instance_id.clone();
+        if let Some(old) = old_instance {
+            if self.static_members.get(&old).map(String::as_str) == Some(id) {
+                self.static_members.remove(&old);
+            }
+        }
+        if let Some(iid) = instance {
+            self.static_members.insert(iid, id.to_owned());
+        }
+    }
+
+    /// Key 7: the member's target partitions.
+    fn replay_target_member(&mut self, id: &str, partitions: Option<Assignment>) {
+        match partitions {
+            Some(t) => {
+                let v = records::encode_target_member(&t);
+                self.persisted.targets.insert(id.to_owned(), v);
+                self.target.insert(id.to_owned(), t);
+            }
+            None => {
+                self.persisted.targets.remove(id);
+                self.target.remove(id);
+            }
+        }
+    }
+
+    /// Key 8: the member's epochs, state and partitions. A tombstone leaves a member that holds
+    /// nothing (its key 5 tombstone removes it).
+    fn replay_assignment(
+        &mut self,
+        id: &str,
+        v: Option<records::CurrentAssignmentValue>,
+        now_ms: i64,
+        session_deadline_ms: i64,
+    ) {
+        let v = match v {
+            Some(v) => {
+                let bytes = records::encode_current_assignment(&v);
+                self.persisted.assignments.insert(id.to_owned(), bytes);
+                v
+            }
+            None => {
+                self.persisted.assignments.remove(id);
+                if !self.members.contains_key(id) {
+                    return;
+                }
+                ConsumerMember::new(id, None, 0).assignment_value()
+            }
+        };
+        let m = self.replayed_member(id, session_deadline_ms);
+        let old = m.owned();
+        m.epoch = v.member_epoch;
+        m.previous_epoch = v.previous_member_epoch;
+        // The decoder admits only known states; partitions pending revocation imply the state.
+        m.state = MemberState::from_code(v.state).unwrap_or(MemberState::Stable);
+        if !v.pending_revocation.is_empty() {
+            m.state = MemberState::UnrevokedPartitions;
+        }
+        m.assigned = v.assigned;
+        m.revoking = v.pending_revocation;
+        m.revocation_deadline_ms = revocation_deadline(m, now_ms);
+        let new = m.owned();
+        self.release(id, &old);
+        for tp in new {
+            self.owners.insert(tp, id.to_owned());
+        }
+    }
+
+    /// Replay is over: drops members whose metadata (key 5) never came, fences members whose
+    /// records contradict another's (a partition or instance id held twice, which only a log
+    /// that lost records can say) and drops targets of members that are gone. Any of these
+    /// bumps the group epoch, so the next heartbeat computes a fresh target. A group whose
+    /// metadata (key 3) never came and that has no members is cleared, to be forgotten.
+    fn finish_replay(&mut self) {
+        let mut dropped: BTreeSet<String> = self
+            .members
+            .keys()
+            .filter(|id| !self.persisted.members.contains_key(*id))
+            .cloned()
+            .collect();
+        let mut owners = BTreeMap::new();
+        let mut statics = BTreeMap::new();
+        for (id, m) in &self.members {
+            if dropped.contains(id) {
+                continue;
+            }
+            let owned = m.owned();
+            let clash = owned.iter().any(|tp| owners.contains_key(tp))
+                || m.instance_id
+                    .as_ref()
+                    .is_some_and(|i| statics.contains_key(i));
+            if clash {
+                dropped.insert(id.clone());
+                continue;
+            }
+            owners.extend(owned.into_iter().map(|tp| (tp, id.clone())));
+            if let Some(iid) = &m.instance_id {
+                statics.insert(iid.clone(), id.clone());
+            }
+        }
+        self.owners = owners;
+        self.static_members = statics;
+        self.members.retain(|id, _| !dropped.contains(id));
+        let targets = self.target.len();
+        self.target.retain(|id, _| self.members.contains_key(id));
+        // A lost key 3 must not leave the epoch behind what members and target have seen.
+        let newest = self.members.values().map(|m| m.epoch).max().unwrap_or(0);
+        self.epoch = self.epoch.max(newest).max(self.target_epoch);
+        if !dropped.is_empty() || self.target.len() != targets {
+            self.bump();
+        }
+        if self.epoch == 0 && self.members.is_empty() {
+            let persisted = std::mem::take(&mut self.persisted);
+            *self = ConsumerGroup::new(0);
+            self.persisted = persisted;
+        }
+        self.unflushed_all = true;
+    }
+}
+
+/// When a replayed member in UnrevokedPartitions is fenced: a full rebalance timeout from now.
+fn revocation_deadline(m: &ConsumerMember, now_ms: i64) -> Option<i64> {
+    (m.state == MemberState::UnrevokedPartitions)
+        .then(|| now_ms + i64::from(m.rebalance_timeout_ms.max(0)))
+}
+
+/// Replays one record of keys 3–8 into group `g`, before the coordinator serves. Each key is
+/// last-write-wins on its own, so records may come in any order (compaction moves them): a
+/// member's first record creates it, and [`finish_replay`] drops one whose metadata (key 5)
+/// never came. A tombstone never creates anything; the key 3 tombstone (the group is deleted)
+/// is the coordinator's. Members get a fresh session from `now_ms`.
+pub(crate) fn replay(g: &mut Group, rec: Decoded, session_ms: i64, now_ms: i64) {
+    if matches!(
+        rec,
+        Decoded::Offset { .. } | Decoded::Group { .. } | Decoded::Other { .. }
+    ) {
+        return;
+    }
+    if g.consumer.is_none() {
+        if rec.is_tombstone() {
+            return;
+        }
+        g.consumer = Some(Box::new(ConsumerGroup::new(0)));
+    }
+    let c = g.consumer.as_deref_mut().expect("created above");
+    let session_deadline_ms = now_ms + session_ms;
+    match rec {
+        Decoded::ConsumerGroup { epoch, .. } => {
+            // (A tombstone is the coordinator's: it drops the whole group.)
+            if let Some(epoch) = epoch {
+                c.epoch = epoch;
+                c.persisted.epoch = epoch;
+            }
+        }
+        Decoded::ConsumerPartitionMetadata { topics, .. } => {
+            c.persisted.topics = topics.as_ref().map(records::encode_topic_metadata);
+            c.subscription_meta = topics.unwrap_or_default();
+        }
+        Decoded::ConsumerTargetAssignment { value, .. } => {
+            c.persisted.target = value.as_ref().map(records::encode_target_assignment);
+            let (epoch, assignor) = value.map_or((0, ASSIGNORS[0].to_owned()), |v| {
+                (v.assignment_epoch, v.assignor)
+            });
+            c.target_epoch = epoch;
+            c.assignor = assignor;
+        }
+        Decoded::ConsumerMember {
+            member_id, value, ..
+        } => c.replay_member(&member_id, value, now_ms, session_deadline_ms),
+        Decoded::ConsumerTargetMember {
+            member_id,
+            partitions,
+            ..
+        } => c.replay_target_member(&member_id, partitions),
+        Decoded::ConsumerCurrentAssignment {
+            member_id, value, ..
+        } => c.replay_assignment(&member_id, value, now_ms, session_deadline_ms),
+        Decoded::Offset { .. } | Decoded::Group { .. } | Decoded::Other { .. } => {}
+    }
+    sync_consumer_state(g, now_ms);
+}
+
+/// The coordinator starts serving: see [`ConsumerGroup::finish_replay`]. Queues the records
+/// that changed (tombstones for dropped members and stray records).
+pub(crate) fn finish_replay(g: &mut Group, out: &mut Vec<LogRecord>, now_ms: i64) {
+    let Some(c) = g.consumer.as_deref_mut() else {
+        return;
+    };
+    c.finish_replay();
+    sync_consumer_state(g, now_ms);
+    flush(g, out);
 }
 
 /// DescribeGroups of a consumer group, in the classic shape: members carry their subscription
@@ -1389,7 +1919,7 @@ mod tests {
     };
     use kafka_protocol::messages::{JoinGroupRequest, ListGroupsRequest, OffsetCommitRequest};
 
-    #[derive(Default)]
+    #[derive(Default, Clone)]
     struct Topics(BTreeMap<String, (Uuid, i32)>);
 
     impl TopicLookup for Topics {
@@ -1521,6 +2051,85 @@ mod tests {
             let r = self.c.offset_commit(&req, version, self.now).1;
             self.c.check_invariants();
             r.topics[0].partitions[0].error_code
+        }
+
+        /// A leave heartbeat: epoch -1 (leave) or -2 (static member leaving for a while).
+        fn leave(&mut self, id: &str, epoch: i32, instance: Option<&str>) -> i16 {
+            let mut req = ConsumerGroupHeartbeatRequest::default();
+            req.group_id = GroupId(sb(G));
+            req.member_id = sb(id);
+            req.member_epoch = epoch;
+            req.instance_id = instance.map(sb);
+            req.rack_id = None;
+            req.subscribed_topic_names = None;
+            req.subscribed_topic_regex = None;
+            req.server_assignor = None;
+            req.topic_partitions = None;
+            self.raw(&req).error_code
+        }
+
+        /// A coordinator restarted from `log`: replayed (invariants must hold), then serving
+        /// after one tick. Returns it with the records that first tick wrote.
+        fn restart(&self, log: &[LogRecord]) -> (GroupCoordinator, Vec<LogRecord>) {
+            let mut c = GroupCoordinator::new(0, self.c.config().clone());
+            for r in log {
+                c.apply(r, self.now).unwrap();
+            }
+            c.check_invariants();
+            c.tick(self.now);
+            c.check_invariants();
+            let written = c.take_output().records;
+            (c, written)
+        }
+
+        /// This simulation with another coordinator (the same topics and clock, no records).
+        fn with(&self, c: GroupCoordinator) -> Sim {
+            Sim {
+                c,
+                topics: self.topics.clone(),
+                now: self.now,
+                records: Vec::new(),
+            }
+        }
+    }
+
+    /// Log compaction: the last record of every key, in log order; a key whose last record is a
+    /// tombstone goes entirely.
+    fn compact(log: &[LogRecord]) -> Vec<LogRecord> {
+        let last: HashMap<&Bytes, usize> =
+            log.iter().enumerate().map(|(i, r)| (&r.key, i)).collect();
+        log.iter()
+            .enumerate()
+            .filter(|(i, r)| last[&r.key] == *i && r.value.is_some())
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// Every consumer group as replay must restore it: all but the deadlines (a replay starts
+    /// them afresh from its clock) and the regex cache.
+    fn restorable(c: &GroupCoordinator) -> BTreeMap<String, String> {
+        c.groups
+            .iter()
+            .filter_map(|(id, g)| {
+                let mut c = g.consumer.as_deref()?.clone();
+                c.regexes.clear();
+                for m in c.members.values_mut() {
+                    m.session_deadline_ms = 0;
+                    m.revocation_deadline_ms = m.revocation_deadline_ms.map(|_| 0);
+                }
+                Some((id.clone(), format!("{c:?}")))
+            })
+            .collect()
+    }
+
+    /// Seeded Fisher-Yates shuffle (xorshift).
+    fn shuffle<T>(v: &mut [T], mut seed: u64) {
+        seed |= 1;
+        for i in (1..v.len()).rev() {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            v.swap(i, (seed % (i as u64 + 1)) as usize);
         }
     }
 
@@ -1754,38 +2363,302 @@ mod tests {
         assert!(!d.members[0].member_assignment.is_empty());
     }
 
+    /// Two members converge, the coordinator restarts from its log (whole, or compacted): the
+    /// group, its members, their epochs and assignments and the target come back, and the
+    /// members go on heartbeating at their old epochs: no fencing, no rebalance, no record.
     #[test]
-    fn replay_restores_the_group_and_its_epoch() {
-        let mut s = Sim::new(3);
-        let _a = s.join("a", &["t"], None);
+    fn replay_resumes_members_without_a_rebalance() {
+        let mut s = Sim::new(6);
+        let mut a = s.join("a", &["t"], None);
+        let mut b = s.join("b", &["t"], Some("i-b"));
+        for _ in 0..3 {
+            s.beat(&mut a);
+            s.beat(&mut b);
+        }
+        assert_eq!((n(&a), n(&b)), (3, 3));
         let epoch = s.c.groups[G].consumer.as_ref().unwrap().epoch;
-        let mut c2 = GroupCoordinator::new(0, GroupConfig::default());
-        for r in &s.records {
+        let before = restorable(&s.c);
+        for log in [s.records.clone(), compact(&s.records)] {
+            let (c2, written) = s.restart(&log);
+            assert!(written.is_empty(), "{written:?}");
+            assert_eq!(restorable(&c2), before);
+            let l = c2.list_groups(&ListGroupsRequest::default(), 5);
+            assert_eq!(
+                (l[0].group_type.as_str(), l[0].group_state.as_str()),
+                ("consumer", "Stable")
+            );
+            let mut s2 = s.with(c2);
+            for cl in [&a, &b] {
+                let mut again = cl.clone();
+                assert_eq!(s2.beat(&mut again), 0, "{cl:?}");
+                assert_eq!((again.epoch, &again.owned), (cl.epoch, &cl.owned));
+            }
+            assert!(s2.records.is_empty(), "{:?}", s2.records);
+            assert_eq!(s2.c.groups[G].consumer.as_ref().unwrap().epoch, epoch);
+            // Commits at the member epoch still work.
+            assert_eq!(s2.commit("a", a.epoch, 9), 0);
+        }
+    }
+
+    /// A restart in the middle of a rebalance: a member told to revoke resumes revoking, and
+    /// the group converges from there.
+    #[test]
+    fn replay_mid_rebalance_resumes_reconciliation() {
+        let mut s = Sim::new(4);
+        let mut a = s.join("a", &["t"], None);
+        let mut b = s.join("b", &["t"], None);
+        assert_eq!(s.beat(&mut a), 0); // a: revoke two, same epoch
+        assert_eq!(n(&a), 2);
+        let c = s.c.groups[G].consumer.as_ref().unwrap();
+        assert_eq!(c.members["a"].state, MemberState::UnrevokedPartitions);
+        assert_eq!(c.members["b"].state, MemberState::UnreleasedPartitions);
+        let (c2, written) = s.restart(&compact(&s.records));
+        assert!(written.is_empty());
+        assert_eq!(restorable(&c2), restorable(&s.c));
+        let mut s2 = s.with(c2);
+        assert_eq!(s2.beat(&mut a), 0);
+        assert_eq!(a.epoch, b.epoch);
+        assert_eq!(s2.beat(&mut b), 0);
+        assert_eq!((n(&a), n(&b)), (2, 2));
+        assert!(pairs(&a.owned).all(|tp| !contains(&b.owned, &tp)));
+        // The revocation deadline restarted too: a member that never reports its revocation
+        // is still fenced after its rebalance timeout.
+        let mut s3 = s.with(s.restart(&compact(&s.records)).0);
+        s3.now += 5_001;
+        s3.c.tick(s3.now);
+        s3.c.check_invariants();
+        assert!(!s3.c.groups[G]
+            .consumer
+            .as_ref()
+            .unwrap()
+            .members
+            .contains_key("a"));
+    }
+
+    /// Records of different keys may come in any order: every permutation of the compacted
+    /// log replays to the same group.
+    #[test]
+    fn replay_in_any_order() {
+        let mut s = Sim::new(5);
+        let mut a = s.join("a", &["t"], Some("i-a"));
+        let mut b = s.join("b", &["t"], None);
+        let _c = s.join("c", &["t"], None);
+        s.beat(&mut a);
+        s.beat(&mut b);
+        let want = restorable(&s.c);
+        let log = compact(&s.records);
+        let mut reversed = log.clone();
+        reversed.reverse();
+        let (c2, written) = s.restart(&reversed);
+        assert!(written.is_empty());
+        assert_eq!(restorable(&c2), want);
+        for seed in 0..20 {
+            let mut shuffled = log.clone();
+            shuffle(&mut shuffled, seed);
+            let (c2, written) = s.restart(&shuffled);
+            assert!(written.is_empty(), "seed {seed}");
+            assert_eq!(restorable(&c2), want, "seed {seed}");
+        }
+    }
+
+    /// A member whose metadata (key 5) is missing from the log is dropped when the coordinator
+    /// starts serving: its partitions are free, its other records are deleted and the group
+    /// epoch moves on so the others rebalance.
+    #[test]
+    fn replay_drops_a_member_without_metadata() {
+        let mut s = Sim::new(4);
+        let mut a = s.join("a", &["t"], None);
+        let mut b = s.join("b", &["t"], None);
+        for _ in 0..3 {
+            s.beat(&mut a);
+            s.beat(&mut b);
+        }
+        let epoch = s.c.groups[G].consumer.as_ref().unwrap().epoch;
+        let b_meta =
+            records::consumer_member_part_key(records::CONSUMER_MEMBER_KEY_VERSION, G, "b");
+        let log: Vec<LogRecord> = compact(&s.records)
+            .into_iter()
+            .filter(|r| r.key != b_meta)
+            .collect();
+        let (c2, written) = s.restart(&log);
+        let c = c2.groups[G].consumer.as_ref().unwrap();
+        assert!(!c.members.contains_key("b"));
+        assert_eq!(c.owners.values().filter(|o| *o == "b").count(), 0);
+        assert!(c.epoch > epoch);
+        // b's target and assignment are deleted; the new epoch is written.
+        for key in [
+            records::CONSUMER_TARGET_MEMBER_KEY_VERSION,
+            records::CONSUMER_ASSIGNMENT_KEY_VERSION,
+        ] {
+            let k = records::consumer_member_part_key(key, G, "b");
+            assert!(written.iter().any(|r| r.key == k && r.value.is_none()));
+        }
+        assert!(written
+            .iter()
+            .any(|r| r.key == records::consumer_group_key(G)));
+        let mut s2 = s.with(c2);
+        assert_eq!(s2.beat(&mut b), ResponseError::UnknownMemberId.code());
+        for _ in 0..3 {
+            assert_eq!(s2.beat(&mut a), 0);
+        }
+        assert_eq!(n(&a), 4);
+    }
+
+    /// A log that lost records may contradict itself: here b's assignment says it holds a's
+    /// partitions too. Serving starts with consistent ownership: one of them is fenced (it
+    /// rejoins), the epoch moves on, and the group converges again.
+    #[test]
+    fn replay_repairs_contradicting_records() {
+        let mut s = Sim::new(4);
+        let mut a = s.join("a", &["t"], None);
+        let mut b = s.join("b", &["t"], None);
+        for _ in 0..3 {
+            s.beat(&mut a);
+            s.beat(&mut b);
+        }
+        let epoch = s.c.groups[G].consumer.as_ref().unwrap().epoch;
+        let key =
+            |m| records::consumer_member_part_key(records::CONSUMER_ASSIGNMENT_KEY_VERSION, G, m);
+        let mut log = compact(&s.records);
+        let a_value = log
+            .iter()
+            .find(|r| r.key == key("a"))
+            .unwrap()
+            .value
+            .clone();
+        log.push(LogRecord {
+            key: key("b"),
+            value: a_value,
+        });
+        // (Invariants cannot hold before the repair: no check until serving.)
+        let mut c2 = GroupCoordinator::new(0, s.c.config().clone());
+        for r in &log {
             c2.apply(r, s.now).unwrap();
         }
-        assert_eq!(c2.groups[G].consumer.as_ref().unwrap().epoch, epoch);
-        let l = c2.list_groups(&ListGroupsRequest::default(), 5);
-        assert_eq!(
-            (l[0].group_type.as_str(), l[0].group_state.as_str()),
-            ("consumer", "Empty")
-        );
+        c2.tick(s.now);
         c2.check_invariants();
-        // The old member is unknown to the new coordinator; a rejoin moves past the old epoch.
-        let mut s2 = Sim {
-            c: c2,
-            topics: Sim::new(3).topics,
-            now: s.now,
-            records: Vec::new(),
-        };
-        let mut old = Client {
-            id: "a".into(),
-            epoch,
-            owned: Assignment::new(),
-        };
-        assert_eq!(s2.beat(&mut old), ResponseError::UnknownMemberId.code());
+        let written = c2.take_output().records;
+        let g = c2.groups[G].consumer.as_ref().unwrap();
+        assert_eq!(g.members.len(), 1, "{:?}", g.members.keys());
+        assert!(g.epoch > epoch);
+        assert!(!written.is_empty());
+        let mut s2 = s.with(c2);
+        for cl in [&mut a, &mut b] {
+            if s2.beat(cl) != 0 {
+                *cl = s2.join(&cl.id.clone(), &["t"], None);
+            }
+        }
+        for _ in 0..4 {
+            s2.beat(&mut a);
+            s2.beat(&mut b);
+        }
+        assert_eq!((n(&a), n(&b)), (2, 2));
+        assert!(pairs(&a.owned).all(|tp| !contains(&b.owned, &tp)));
+    }
+
+    /// Members that left are gone after a replay; a static member that left for a while (-2)
+    /// keeps its place, and its next incarnation takes over its partitions.
+    #[test]
+    fn replay_forgets_members_that_left() {
+        let mut s = Sim::new(6);
+        let mut a = s.join("a", &["t"], None);
+        let mut b = s.join("b", &["t"], None);
+        let mut c = s.join("c", &["t"], Some("i-c"));
+        for _ in 0..3 {
+            s.beat(&mut a);
+            s.beat(&mut b);
+            s.beat(&mut c);
+        }
+        assert_eq!(s.leave("b", -1, None), 0);
+        assert_eq!(s.leave("c", -2, Some("i-c")), 0);
+        let want = restorable(&s.c);
+        for log in [s.records.clone(), compact(&s.records)] {
+            let (c2, written) = s.restart(&log);
+            assert!(written.is_empty());
+            assert_eq!(restorable(&c2), want);
+            let g = c2.groups[G].consumer.as_ref().unwrap();
+            assert!(!g.members.contains_key("b"));
+            assert!(g.members["c"].left_static);
+            assert_eq!(g.static_members["i-c"], "c");
+            let mut s2 = s.with(c2);
+            assert_eq!(
+                s2.beat(&mut b.clone()),
+                ResponseError::UnknownMemberId.code()
+            );
+            // (It may get more than c had: b's partitions are up for grabs too.)
+            let c2 = s2.join("c2", &["t"], Some("i-c"));
+            assert!(pairs(&c.owned).all(|tp| contains(&c2.owned, &tp)), "{c2:?}");
+        }
+    }
+
+    /// A group deleted after everyone left is gone after a replay, whole log or compacted.
+    #[test]
+    fn replay_of_a_deleted_group() {
+        let mut s = Sim::new(3);
+        let mut a = s.join("a", &["t"], None);
+        let mut b = s.join("b", &["t"], None);
+        s.beat(&mut a);
+        s.beat(&mut b);
+        assert_eq!(s.commit("a", a.epoch, 9), 0);
+        assert_eq!(s.leave("a", -1, None), 0);
+        assert_eq!(s.leave("b", -1, None), 0);
+        let (recs, res) = s.c.delete_group(G, s.now);
+        assert_eq!(res.error_code, 0);
+        s.records.extend(recs);
+        assert!(s.c.take_output().records.is_empty());
+        for log in [s.records.clone(), compact(&s.records)] {
+            let (c2, written) = s.restart(&log);
+            assert!(written.is_empty());
+            assert!(!c2.groups.contains_key(G), "{:?}", c2.groups.get(G));
+            assert_eq!(
+                c2.consumer_group_describe(G).error_code,
+                ResponseError::GroupIdNotFound.code()
+            );
+        }
+        // A new group of the same name starts from scratch, as on a fresh coordinator.
+        let (c2, _) = s.restart(&s.records);
+        let mut s2 = s.with(c2);
         let a = s2.join("a", &["t"], None);
-        assert!(a.epoch > epoch);
-        assert_eq!(n(&a), 3);
+        let fresh = Sim::new(3).join("a", &["t"], None);
+        assert_eq!((a.epoch, n(&a)), (fresh.epoch, 3));
+    }
+
+    /// Turning into a classic group deletes every KIP-848 record of the group.
+    #[test]
+    fn classic_conversion_deletes_consumer_records() {
+        let mut s = Sim::new(2);
+        let mut a = s.join("a", &["t"], None);
+        s.beat(&mut a);
+        assert_eq!(s.leave("a", -1, None), 0);
+        let mut j = JoinGroupRequest::default();
+        j.group_id = GroupId(sb(G));
+        j.session_timeout_ms = 10_000;
+        j.rebalance_timeout_ms = 10_000;
+        j.protocol_type = sb("consumer");
+        j.group_instance_id = None;
+        let mut p =
+            kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol::default();
+        p.name = sb("range");
+        j.protocols.push(p);
+        let _ = s.c.join_group(1, &j, 9, "c", "/h", s.now);
+        s.records.extend(s.c.take_output().records);
+        s.c.check_invariants();
+        assert!(s.c.groups[G].consumer.is_none());
+        for log in [s.records.clone(), compact(&s.records)] {
+            let (c2, written) = s.restart(&log);
+            assert!(written.is_empty());
+            assert!(c2.groups.get(G).is_none_or(|g| g.consumer.is_none()));
+        }
+        // Nothing of keys 3–8 survives compaction.
+        assert!(compact(&s.records).iter().all(|r| !matches!(
+            records::decode(r).unwrap(),
+            Decoded::ConsumerGroup { .. }
+                | Decoded::ConsumerPartitionMetadata { .. }
+                | Decoded::ConsumerMember { .. }
+                | Decoded::ConsumerTargetAssignment { .. }
+                | Decoded::ConsumerTargetMember { .. }
+                | Decoded::ConsumerCurrentAssignment { .. }
+        )));
     }
 
     #[test]
@@ -1837,9 +2710,11 @@ mod tests {
         assert_eq!(s.raw(&req).error_code, ResponseError::InvalidRequest.code());
     }
 
-    /// Seeded random schedule of joins, leaves, heartbeats (some with lost responses) and
-    /// clock jumps: ownership never overlaps, and once everyone heartbeats enough the group is
-    /// Stable with every partition assigned.
+    /// Seeded random schedule of joins, leaves (static members leave with -2 and come back as
+    /// a new incarnation), heartbeats (some with lost responses) and coordinator restarts from
+    /// the compacted log: ownership never overlaps, a restart restores the group exactly and
+    /// writes nothing, and once everyone heartbeats enough the group is Stable with every
+    /// partition assigned.
     #[test]
     fn random_schedules_converge() {
         for seed in 0..40u64 {
@@ -1852,22 +2727,22 @@ mod tests {
             };
             let mut s = Sim::new(1 + next(9) as i32);
             let mut clients: Vec<Option<Client>> = vec![None; 5];
+            // Slots 3 and 4 are static members; one that left with -2 comes back as a new
+            // incarnation (a new member id) that takes over its place.
+            let instance = |i: usize| (i >= 3).then(|| format!("i{i}"));
+            let mut incarnation = [0u32; 5];
             for _ in 0..200 {
                 let i = next(5) as usize;
+                let iid = instance(i);
                 match (&mut clients[i], next(10)) {
-                    (None, _) => clients[i] = Some(s.join(&format!("m{i}"), &["t"], None)),
+                    (None, _) => {
+                        let id = format!("m{i}-{}", incarnation[i]);
+                        clients[i] = Some(s.join(&id, &["t"], iid.as_deref()));
+                    }
                     (Some(cl), 0) => {
-                        let mut req = ConsumerGroupHeartbeatRequest::default();
-                        req.group_id = GroupId(sb(G));
-                        req.member_id = sb(&cl.id);
-                        req.member_epoch = -1;
-                        req.instance_id = None;
-                        req.rack_id = None;
-                        req.subscribed_topic_names = None;
-                        req.subscribed_topic_regex = None;
-                        req.server_assignor = None;
-                        req.topic_partitions = None;
-                        s.raw(&req);
+                        let epoch = if iid.is_some() { -2 } else { -1 };
+                        s.leave(&cl.id, epoch, iid.as_deref());
+                        incarnation[i] += 1;
                         clients[i] = None;
                     }
                     (Some(cl), 1) => {
@@ -1877,9 +2752,18 @@ mod tests {
                     }
                     (Some(cl), _) => {
                         if s.beat(cl) != 0 {
-                            clients[i] = Some(s.join(&format!("m{i}"), &["t"], None));
+                            *cl = s.join(&cl.id.clone(), &["t"], iid.as_deref());
                         }
                     }
+                }
+                if next(25) == 0 {
+                    // The coordinator restarts from its compacted log and carries on.
+                    let log = compact(&s.records);
+                    let (c2, written) = s.restart(&log);
+                    assert!(written.is_empty(), "seed {seed}: {written:?}");
+                    assert_eq!(restorable(&c2), restorable(&s.c), "seed {seed}");
+                    s.c = c2;
+                    s.records = log;
                 }
                 // Clients never own a partition another client owns (as they see it).
                 let live: Vec<&Client> = clients.iter().flatten().collect();
@@ -1892,10 +2776,18 @@ mod tests {
                     }
                 }
             }
+            // Everyone comes back (a static member that left still holds its partitions).
+            for (i, slot) in clients.iter_mut().enumerate() {
+                if slot.is_none() {
+                    let id = format!("m{i}-{}", incarnation[i]);
+                    *slot = Some(s.join(&id, &["t"], instance(i).as_deref()));
+                }
+            }
             for _ in 0..6 {
-                for cl in clients.iter_mut().flatten() {
+                for (i, cl) in clients.iter_mut().enumerate() {
+                    let cl = cl.as_mut().expect("all joined");
                     if s.beat(cl) != 0 {
-                        *cl = s.join(&cl.id.clone(), &["t"], None);
+                        *cl = s.join(&cl.id.clone(), &["t"], instance(i).as_deref());
                     }
                 }
             }

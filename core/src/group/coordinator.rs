@@ -86,6 +86,7 @@ pub struct GroupCoordinator {
     pub(super) out: Output,
     /// Set by the first request or tick. Before it, `apply` replays the log (group metadata
     /// included); after it, group metadata in the log only echoes what memory already holds.
+    /// The switch completes the replay of KIP-848 groups (`finish_replay`).
     serving: bool,
     member_id_counter: u64,
     next_retention_check_ms: Option<i64>,
@@ -412,13 +413,9 @@ impl GroupCoordinator {
             if !c.members.is_empty() {
                 return err(ResponseError::InconsistentGroupProtocol);
             }
-            let epoch = c.epoch;
+            let tombstones = c.tombstones(group_id);
             self.groups.get_mut(group_id).expect("present").consumer = None;
-            if epoch > 0 {
-                self.out
-                    .records
-                    .push(records::consumer_group_tombstone(group_id));
-            }
+            self.out.records.extend(tombstones);
         }
         let (groups, mut ctx) = self.ctx_parts(now_ms);
         let g = groups.get_mut(group_id).expect("inserted above");
@@ -1038,8 +1035,8 @@ impl GroupCoordinator {
             .map(|(t, p)| records::offset_tombstone(group_id, t, *p))
             .collect();
         recs.push(records::group_tombstone(group_id));
-        if g.consumer.as_ref().is_some_and(|c| c.epoch > 0) {
-            recs.push(records::consumer_group_tombstone(group_id));
+        if let Some(c) = &g.consumer {
+            recs.extend(c.tombstones(group_id));
         }
         (recs, res)
     }
@@ -1197,26 +1194,64 @@ impl GroupCoordinator {
                     self.maybe_forget(&group);
                 }
             }
-            Decoded::ConsumerGroup { .. } if self.serving => {}
-            Decoded::ConsumerGroup {
-                group,
-                epoch: Some(epoch),
-            } => {
-                let g = self
-                    .groups
-                    .entry(group.clone())
-                    .or_insert_with(|| Group::new(group, now_ms));
-                g.consumer = Some(Box::new(super::consumer::ConsumerGroup::new(epoch)));
-            }
+            // KIP-848 group records, like classic ones, only echo memory once serving.
+            Decoded::ConsumerGroup { .. }
+            | Decoded::ConsumerPartitionMetadata { .. }
+            | Decoded::ConsumerMember { .. }
+            | Decoded::ConsumerTargetAssignment { .. }
+            | Decoded::ConsumerTargetMember { .. }
+            | Decoded::ConsumerCurrentAssignment { .. }
+                if self.serving => {}
             Decoded::ConsumerGroup { group, epoch: None } => {
                 if let Some(g) = self.groups.get_mut(&group) {
                     g.consumer = None;
                     self.maybe_forget(&group);
                 }
             }
+            part @ (Decoded::ConsumerGroup { .. }
+            | Decoded::ConsumerPartitionMetadata { .. }
+            | Decoded::ConsumerMember { .. }
+            | Decoded::ConsumerTargetAssignment { .. }
+            | Decoded::ConsumerTargetMember { .. }
+            | Decoded::ConsumerCurrentAssignment { .. }) => self.replay_consumer(part, now_ms),
             Decoded::Other { .. } => {}
         }
         Ok(())
+    }
+
+    /// Replays a record of keys 3–8 (not the key 3 tombstone): see [`super::consumer::replay`].
+    /// A tombstone for a group that does not exist is a no-op.
+    fn replay_consumer(&mut self, rec: Decoded, now_ms: i64) {
+        let Some(group) = rec.group_id().map(str::to_owned) else {
+            return;
+        };
+        if rec.is_tombstone() && !self.groups.contains_key(&group) {
+            return;
+        }
+        let session_ms = i64::from(self.cfg.consumer_session_timeout_ms);
+        let g = self
+            .groups
+            .entry(group.clone())
+            .or_insert_with(|| Group::new(group.clone(), now_ms));
+        super::consumer::replay(g, rec, session_ms, now_ms);
+        self.reindex(&group);
+    }
+
+    /// Replay ends with the first request or tick: KIP-848 groups drop members whose records
+    /// came only in part and write what that changed (see `ConsumerGroup::finish_replay`).
+    fn finish_replay(&mut self, now_ms: i64) {
+        let ids: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.consumer.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            let g = self.groups.get_mut(id).expect("listed above");
+            super::consumer::finish_replay(g, &mut self.out.records, now_ms);
+            self.reindex(id);
+            self.maybe_forget(id);
+        }
     }
 
     // ------------------------------------------------------------------ Timers
@@ -1239,7 +1274,10 @@ impl GroupCoordinator {
     }
 
     pub(super) fn run_timers(&mut self, now_ms: i64) {
-        self.serving = true;
+        if !self.serving {
+            self.serving = true;
+            self.finish_replay(now_ms);
+        }
         for _ in 0..MAX_TIMER_ROUNDS {
             let due: Vec<String> = self
                 .timers
@@ -1300,10 +1338,8 @@ impl GroupCoordinator {
                 if g.generation_id > 0 {
                     self.out.records.push(records::group_tombstone(&g.group_id));
                 }
-                if g.consumer.as_ref().is_some_and(|c| c.epoch > 0) {
-                    self.out
-                        .records
-                        .push(records::consumer_group_tombstone(&g.group_id));
+                if let Some(c) = &g.consumer {
+                    self.out.records.extend(c.tombstones(&g.group_id));
                 }
                 gone.push(g.group_id.clone());
             }
@@ -1357,6 +1393,9 @@ impl GroupCoordinator {
             assert!(g.generation_id >= 0, "{id}: negative generation");
             if let Some(c) = g.consumer.as_deref() {
                 c.check_invariants(id);
+                if self.serving {
+                    c.check_flushed(id);
+                }
                 assert!(
                     g.members.is_empty(),
                     "{id}: consumer group with classic members"
