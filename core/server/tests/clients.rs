@@ -564,3 +564,37 @@ fn producer_byte_rate_quota_throttles_confluent_kafka() {
     assert!(fast_bytes > 3 * slow_bytes, "{fast} vs {slow}");
     assert_eq!(fast_throttles, 0, "{fast}");
 }
+
+/// KIP-848 members survive a broker kill -9 without a rebalance: the coordinator replays members
+/// and assignments from __consumer_offsets (see kip848_restart_client.py).
+#[test]
+fn consumer_protocol_member_survives_broker_restart() {
+    let Some(py) = python() else { return };
+    let mut s = Server::start_with(&[("CHRONIK_GROUP_CONSUMER_HEARTBEAT_INTERVAL_MS", "500")]);
+    let marker = common::test_tmp().join(format!("kip848-marker-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    let (boot, m) = (s.bootstrap(), marker.to_string_lossy().to_string());
+    let client = std::thread::spawn(move || {
+        run_client(
+            &py,
+            "kip848_restart_client.py",
+            &[&boot, &m],
+            Duration::from_secs(240),
+        )
+    });
+    let start = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(90) && !client.is_finished(),
+            "the client never got ready"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the coordinator's records commit (they are appended right after each change).
+    std::thread::sleep(Duration::from_millis(500));
+    s.kill9();
+    s.restart();
+    let out = client.join().expect("client thread");
+    assert!(out.contains("OK kip848-restart"), "{out}");
+    let _ = std::fs::remove_file(&marker);
+}
