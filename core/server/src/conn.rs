@@ -53,7 +53,10 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
     let peer = peer_addr.map(|a| a.to_string()).unwrap_or_default();
     // An address over its connection_creation_rate: held for the throttle time, then closed
     // unread (KIP-612).
-    if let Some(ip) = peer_addr.map(|a| a.ip().to_string()) {
+    if let Some(ip) = peer_addr
+        .filter(|_| broker.shared.has_quotas())
+        .map(|a| a.ip().to_string())
+    {
         let meta = broker.meta();
         if !meta.quotas.is_empty() {
             let now = crate::partition::now_ms();
@@ -194,8 +197,8 @@ async fn serve_kafka<R, W>(
         // A client under a byte-rate quota has its produce/fetch requests handled one at a time,
         // as Kafka handles every connection, so a throttle takes effect before the next one;
         // without quotas requests pipeline freely.
-        let quota_bound =
-            crate::quotas::applies_to_frame(&broker.meta(), &state.principal(), &frame);
+        let quota_bound = broker.shared.has_quotas()
+            && crate::quotas::applies_to_frame(&broker.meta(), &state.principal(), &frame);
         if quota_bound {
             if let Some(done) = last_quota_bound.take() {
                 let _ = done.await;

@@ -52,6 +52,9 @@ pub struct Shared {
     pub kafka_tls: Option<futures_rustls::TlsAcceptor>,
     /// Client quota rates (produce/fetch byte rates), shared by all shards.
     pub quotas: crate::quotas::QuotaSensors,
+    /// Whether the published metadata holds any client quota: the request path checks this
+    /// one flag before it looks at quotas at all.
+    has_quotas: AtomicBool,
 }
 
 /// The `chronik.toml` key behind each entry of [`Shared::topic_defaults`].
@@ -104,7 +107,13 @@ impl Shared {
             connections: std::sync::atomic::AtomicUsize::new(0),
             kafka_tls: None,
             quotas: Default::default(),
+            has_quotas: AtomicBool::new(false),
         }
+    }
+
+    /// Whether any client quota is set.
+    pub fn has_quotas(&self) -> bool {
+        self.has_quotas.load(Ordering::Relaxed)
     }
 
     pub fn meta_version(&self) -> u64 {
@@ -118,6 +127,8 @@ impl Shared {
 
     pub fn publish_meta(&self, state: MetaState) {
         let mut g = self.meta.write().unwrap_or_else(|e| e.into_inner());
+        self.has_quotas
+            .store(!state.quotas.is_empty(), Ordering::Release);
         *g = Arc::new(state);
         self.meta_version.fetch_add(1, Ordering::AcqRel);
     }

@@ -330,6 +330,9 @@ pub fn mutation_quota<'a>(
     ctx: &'a Ctx<'_>,
     strict_from_version: i16,
 ) -> Option<(crate::quotas::MutationQuota<'a>, bool)> {
+    if !ctx.broker.shared.has_quotas() {
+        return None;
+    }
     let meta = ctx.broker.meta();
     if meta.quotas.is_empty() {
         return None;
@@ -372,6 +375,9 @@ pub fn mutation_throttle(
 /// Records a produce/fetch against the client's quota; mutes the connection and returns the
 /// throttle time when the client is over it.
 fn throttle_for(ctx: &Ctx<'_>, kind: crate::quotas::Kind, bytes: u64) -> i32 {
+    if !ctx.broker.shared.has_quotas() {
+        return 0;
+    }
     let meta = ctx.broker.meta();
     if meta.quotas.is_empty() {
         return 0;
