@@ -1195,13 +1195,7 @@ impl GroupCoordinator {
                 }
             }
             // KIP-848 group records, like classic ones, only echo memory once serving.
-            Decoded::ConsumerGroup { .. }
-            | Decoded::ConsumerPartitionMetadata { .. }
-            | Decoded::ConsumerMember { .. }
-            | Decoded::ConsumerTargetAssignment { .. }
-            | Decoded::ConsumerTargetMember { .. }
-            | Decoded::ConsumerCurrentAssignment { .. }
-                if self.serving => {}
+            rec if rec.is_consumer() && self.serving => {}
             Decoded::ConsumerGroup { group, epoch: None } => {
                 if let Some(g) = self.groups.get_mut(&group) {
                     g.consumer = None;

@@ -255,6 +255,19 @@ impl Decoded {
         }
     }
 
+    /// Whether the record is one of a KIP-848 consumer group's (key versions 3–8).
+    pub fn is_consumer(&self) -> bool {
+        matches!(
+            self,
+            Decoded::ConsumerGroup { .. }
+                | Decoded::ConsumerPartitionMetadata { .. }
+                | Decoded::ConsumerMember { .. }
+                | Decoded::ConsumerTargetAssignment { .. }
+                | Decoded::ConsumerTargetMember { .. }
+                | Decoded::ConsumerCurrentAssignment { .. }
+        )
+    }
+
     /// Whether the record deletes its key.
     pub fn is_tombstone(&self) -> bool {
         match self {

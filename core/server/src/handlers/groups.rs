@@ -850,16 +850,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
             let mut groups = Vec::with_capacity(req.group_ids.len());
             for g in req.group_ids {
                 let gid = g.0.as_str().to_string();
-                let operations = if req.include_authorized_operations {
-                    super::acls::authorized_operations(
-                        ctx,
-                        acl::resource::GROUP,
-                        &gid,
-                        super::acls::GROUP_OPERATIONS,
-                    )
-                } else {
-                    super::acls::NOT_REQUESTED
-                };
+                let operations = group_operations(ctx, &gid, req.include_authorized_operations);
                 let id2 = gid.clone();
                 groups.push(
                     match call(ctx, &gid, acl::op::DESCRIBE, |group| {
@@ -886,16 +877,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
             let with_operations = req.include_authorized_operations;
             for g in req.groups {
                 let gid = g.0.as_str().to_string();
-                let operations = if with_operations {
-                    super::acls::authorized_operations(
-                        ctx,
-                        acl::resource::GROUP,
-                        &gid,
-                        super::acls::GROUP_OPERATIONS,
-                    )
-                } else {
-                    super::acls::NOT_REQUESTED
-                };
+                let operations = group_operations(ctx, &gid, with_operations);
                 let id2 = gid.clone();
                 groups.push(
                     match call(ctx, &gid, acl::op::DESCRIBE, |group| GroupCall::Describe {
@@ -986,6 +968,19 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         }
         _ => return None,
     })
+}
+
+/// The `authorized_operations` of a described group, if the client asked for them.
+fn group_operations(ctx: &Ctx<'_>, group_id: &str, requested: bool) -> i32 {
+    if !requested {
+        return super::acls::NOT_REQUESTED;
+    }
+    super::acls::authorized_operations(
+        ctx,
+        acl::resource::GROUP,
+        group_id,
+        super::acls::GROUP_OPERATIONS,
+    )
 }
 
 /// ConsumerGroupHeartbeat: READ on the group, and DESCRIBE on every topic named in the
