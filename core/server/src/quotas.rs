@@ -13,8 +13,7 @@
 //! behind one mutex that is only touched when some quota applies to the request: with no quotas
 //! configured the hot path costs one emptiness check on the metadata image.
 //!
-//! Unlike Kafka, an over-quota fetch is still answered with its data (then throttled) rather
-//! than emptied; the client's rate is held to the quota either way.
+//! As in Kafka, an over-quota fetch is answered without records, and those bytes do not count.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -126,6 +125,10 @@ impl QuotaSensors {
         let rate = sensors.entry((kind, q.user, q.client_id)).or_default();
         rate.record(bytes as f64, now_ms);
         let throttle = rate.throttle_ms(q.bound, now_ms);
+        if throttle > 0 && kind == Kind::Fetch {
+            // A throttled fetch is answered without its records: they do not count.
+            rate.record(-(bytes as f64), now_ms);
+        }
         if throttle > 0 {
             metrics::counter!(THROTTLED, "kind" => kind_name(kind)).increment(1);
         }
@@ -153,6 +156,16 @@ impl QuotaSensors {
             metrics::counter!(THROTTLED, "kind" => kind_name(Kind::Connection)).increment(1);
         }
         throttle.clamp(0, i32::MAX as i64) as i32
+    }
+
+    /// Kafka caps a consumer's Fetch at its quota's worth of the shortest measured window
+    /// (`consumer_byte_rate × 10 s`, `getMaxValueInQuotaWindow`), so one response alone never
+    /// exceeds the quota and a throttled consumer is not starved.
+    pub fn fetch_cap(&self, meta: &MetaState, principal: &str, client_id: &str) -> Option<i32> {
+        let user = principal.strip_prefix("User:").unwrap_or(principal);
+        let q = quota::resolve(&meta.quotas, quota::CONSUMER_BYTE_RATE, user, client_id)?;
+        let window_s = ((quota::SAMPLES as i64 - 1) * quota::SAMPLE_MS) as f64 / 1000.0;
+        Some((q.bound * window_s).clamp(1.0, i32::MAX as f64) as i32)
     }
 
     /// The controller-mutation quota of a client, if one is set.

@@ -631,6 +631,64 @@ fn client_quotas_are_stored_described_and_enforced() {
     assert_eq!(describe_quotas(&mut w, "user", 1, false).len(), 1);
 }
 
+/// A consumer_byte_rate quota: a fetch is capped at the quota's worth of the window, and an
+/// over-quota fetch comes back throttled and without records (they do not count).
+#[test]
+fn consumer_byte_rate_caps_and_empties_fetches() {
+    use fetch_request::{FetchPartition, FetchTopic};
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "cq", 1);
+    let values = vec![vec![3u8; 1000]; 30];
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> =
+        values.iter().map(|v| (None, Some(v.as_slice()))).collect();
+    for _ in 0..10 {
+        let batch = chronik_protocol::batch::encode_batch(&kv, 1);
+        assert_eq!(produce(&mut w, "cq", 0, batch), 0);
+    }
+    // 10 KB/s: a fetch carries at most 100 KB (the quota's worth of the 10 s window).
+    let codes = alter_quotas(
+        &mut w,
+        vec![quota_entry(
+            &[("client-id", Some("wire-test"))],
+            &[("consumer_byte_rate", 10_000.0, false)],
+        )],
+        false,
+    );
+    assert_eq!(codes, vec![0]);
+    let fetch = |w: &mut Wire, offset: i64| -> FetchResponse {
+        let req = FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_max_bytes(50 << 20)
+            .with_topics(vec![FetchTopic::default()
+                .with_topic(name("cq"))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_fetch_offset(offset)
+                    .with_partition_max_bytes(50 << 20)])]);
+        w.call(ApiKey::Fetch, 12, &req)
+    };
+    let records = |r: &FetchResponse| {
+        r.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .map_or(0, |b| b.len())
+    };
+    let first = fetch(&mut w, 0);
+    let got = records(&first);
+    assert!(
+        got > 0 && got <= 100_000,
+        "first fetch {got} bytes: {first:?}"
+    );
+    assert_eq!(first.throttle_time_ms, 0, "{}", first.throttle_time_ms);
+    // The next one would double the rate: throttled, no records, high watermark still there.
+    let second = fetch(&mut w, 90);
+    assert!(second.throttle_time_ms > 0, "{}", second.throttle_time_ms);
+    assert_eq!(records(&second), 0);
+    assert_eq!(second.responses[0].partitions[0].high_watermark, 300);
+}
+
 /// KIP-599: CreateTopics v6+ refuses topics once the client's controller_mutation_rate bucket
 /// is in debt (THROTTLING_QUOTA_EXCEEDED); older versions are only throttled.
 #[test]

@@ -240,12 +240,46 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
             }
             ResponseKind::Produce(resp)
         }
-        RequestKind::Fetch(r) => {
+        RequestKind::Fetch(mut r) => {
             let follower = r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0;
-            let (mut resp, batches) = fetch::handle(&ctx, r).await;
+            if !follower && broker.shared.has_quotas() {
+                let principal = conn.principal();
+                let meta = broker.meta();
+                if let Some(cap) = broker
+                    .shared
+                    .quotas
+                    .fetch_cap(&meta, &principal, &client_id)
+                {
+                    // Partition limits too: a partition's read is bounded by its own limit.
+                    r.max_bytes = r.max_bytes.min(cap);
+                    for p in r.topics.iter_mut().flat_map(|t| &mut t.partitions) {
+                        p.partition_max_bytes = p.partition_max_bytes.min(cap);
+                    }
+                }
+            }
+            let (mut resp, mut batches) = fetch::handle(&ctx, r).await;
             if !follower {
-                let bytes: u64 = batches.iter().flatten().map(|b| b.len() as u64).sum();
+                let inline: u64 = resp
+                    .responses
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+                    .sum();
+                let bytes = inline
+                    + batches
+                        .iter()
+                        .flatten()
+                        .map(|b| b.len() as u64)
+                        .sum::<u64>();
                 let throttle = throttle_for(&ctx, crate::quotas::Kind::Fetch, bytes);
+                if throttle > 0 {
+                    // Like Kafka, a throttled fetch is answered without records (and was not
+                    // counted): the client fetches the same offsets once the throttle ends.
+                    batches.iter_mut().for_each(Vec::clear);
+                    for p in resp.responses.iter_mut().flat_map(|t| &mut t.partitions) {
+                        p.records = Some(bytes::Bytes::new());
+                    }
+                }
                 resp.throttle_time_ms = resp.throttle_time_ms.max(throttle);
             }
             let mut parts = Vec::new();
