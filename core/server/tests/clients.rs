@@ -556,7 +556,7 @@ fn producer_byte_rate_quota_throttles_confluent_kafka() {
     let fast = run_client(
         &py,
         "quota_client.py",
-        &[&s.bootstrap(), "fast", "3"],
+        &[&s.bootstrap(), "fast", "3", "50000000"],
         Duration::from_secs(120),
     );
     let (fast_bytes, fast_throttles) = bytes(&fast);
@@ -597,4 +597,60 @@ fn consumer_protocol_member_survives_broker_restart() {
     let out = client.join().expect("client thread");
     assert!(out.contains("OK kip848-restart"), "{out}");
     let _ = std::fs::remove_file(&marker);
+}
+
+/// A consumer_byte_rate quota holds a librdkafka consumer down (capped, throttled and emptied
+/// fetches), with no message delivered twice, while another client id reads everything.
+#[test]
+fn consumer_byte_rate_quota_throttles_confluent_kafka() {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey};
+    use kafka_protocol::protocol::StrBytes;
+    let Some(py) = python() else { return };
+    let s = Server::start();
+    // 4 MB to read ("fast" has no quota).
+    let out = run_client(
+        &py,
+        "quota_client.py",
+        &[&s.bootstrap(), "fast", "30", "4000000"],
+        Duration::from_secs(120),
+    );
+    assert!(out.contains("OK quota"), "{out}");
+    let mut w = common::Wire::connect(s.port);
+    let r: AlterClientQuotasResponse = w.call(
+        ApiKey::AlterClientQuotas,
+        1,
+        &AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+            .with_entity(vec![EntityData::default()
+                .with_entity_type(StrBytes::from_static_str("client-id"))
+                .with_entity_name(Some(StrBytes::from_static_str("slowc")))])
+            .with_ops(vec![OpData::default()
+                .with_key(StrBytes::from_static_str("consumer_byte_rate"))
+                .with_value(100_000.0)])]),
+    );
+    assert_eq!(r.entries[0].error_code, 0);
+    let read = |client: &str| -> (u64, u64) {
+        let out = run_client(
+            &py,
+            "quota_consumer_client.py",
+            &[&s.bootstrap(), "quota-topic", client, "8"],
+            Duration::from_secs(120),
+        );
+        let line = out.lines().find(|l| l.starts_with("READ")).expect(&out);
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (f[0], f[1])
+    };
+    let (slow, slow_dups) = read("slowc");
+    let (fast, fast_dups) = read("fastc");
+    eprintln!("quota: slow consumer {slow} B, fast consumer {fast} B");
+    assert_eq!((slow_dups, fast_dups), (0, 0));
+    // 100 KB/s: one capped fetch (1 MB) plus the rate over 8 s, far below the unthrottled read.
+    assert!(
+        slow > 0 && slow < 2_500_000,
+        "slow consumer read {slow} bytes"
+    );
+    assert_eq!(fast, 4_000_000, "fast consumer");
 }
