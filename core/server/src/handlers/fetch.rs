@@ -364,19 +364,26 @@ async fn wait_for_data(ctx: &Ctx<'_>, slots: &[Slot], left: Duration) {
     futures::future::select_all(waits).await;
 }
 
-/// Drops the records of partitions past the response limit `max_bytes`. The limit counts whole
-/// batches and the first partition with records always keeps them, so a consumer can make
-/// progress past a batch larger than the limit. The dropped partitions are read again next time
-/// (an incremental session also moves the answered ones to the back, so each gets its turn).
+/// Cuts the response at `max_bytes`, as Kafka does: whole batches, in partition order, inside a
+/// partition too; the very first batch is always kept, so a consumer can make progress past a
+/// batch larger than the limit. What is cut is read again next time (an incremental session
+/// also moves the answered partitions to the back, so each gets its turn).
 fn limit_response_bytes(slots: &mut [Slot], max_bytes: usize) {
     let mut total = 0usize;
     for s in slots.iter_mut().filter(|s| s.outcome.bytes > 0) {
-        if total == 0 || total.saturating_add(s.outcome.bytes) <= max_bytes {
-            total += s.outcome.bytes;
-        } else {
-            s.outcome.batches.clear();
-            s.outcome.bytes = 0;
+        let mut kept = 0usize;
+        let mut bytes = 0usize;
+        for b in &s.outcome.batches {
+            let after = total.saturating_add(bytes).saturating_add(b.len());
+            if total + bytes != 0 && after > max_bytes {
+                break;
+            }
+            bytes += b.len();
+            kept += 1;
         }
+        s.outcome.batches.truncate(kept);
+        s.outcome.bytes = bytes;
+        total += bytes;
     }
 }
 
@@ -601,6 +608,33 @@ mod tests {
         limit_response_bytes(&mut slots, 100);
         let kept: Vec<usize> = slots.iter().map(|s| s.outcome.bytes).collect();
         assert_eq!(kept, vec![0, 150, 0]);
+    }
+
+    #[test]
+    fn response_limit_cuts_inside_a_partition_at_whole_batches() {
+        let meta = meta_with("t", 1, 2);
+        let wanted: Vec<_> = (0..2).map(|p| want(TopicKey::Id(1), p)).collect();
+        let (_, slots) = resolve(&meta, &meta.id_index(), &wanted, 0);
+        let mut slots: Vec<Slot> = slots.into_iter().map(|s| with_bytes(s, 0)).collect();
+        for s in &mut slots {
+            s.outcome.batches = vec![Bytes::from(vec![1u8; 40]); 3];
+            s.outcome.bytes = 120;
+        }
+        // 100 bytes: two of the first partition's three 40-byte batches, nothing of the second.
+        limit_response_bytes(&mut slots, 100);
+        let kept: Vec<(usize, usize)> = slots
+            .iter()
+            .map(|s| (s.outcome.batches.len(), s.outcome.bytes))
+            .collect();
+        assert_eq!(kept, vec![(2, 80), (0, 0)]);
+        // A limit below one batch still returns the first batch.
+        for s in &mut slots {
+            s.outcome.batches = vec![Bytes::from(vec![1u8; 40]); 3];
+            s.outcome.bytes = 120;
+        }
+        limit_response_bytes(&mut slots, 10);
+        let kept: Vec<usize> = slots.iter().map(|s| s.outcome.bytes).collect();
+        assert_eq!(kept, vec![40, 0]);
     }
 
     #[test]
