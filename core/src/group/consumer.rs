@@ -370,14 +370,18 @@ impl ConsumerGroup {
     }
 
     /// Topic names member `m` subscribes to that exist now (names and regex matches).
-    fn resolve(&mut self, m: &ConsumerMember, topics: &dyn TopicLookup) -> BTreeSet<String> {
-        let mut out: BTreeSet<String> = m
-            .subscribed_names
+    fn resolve(
+        &mut self,
+        names: &[String],
+        regex: Option<&str>,
+        topics: &dyn TopicLookup,
+    ) -> BTreeSet<String> {
+        let mut out: BTreeSet<String> = names
             .iter()
             .filter(|n| topics.topic(n).is_some())
             .cloned()
             .collect();
-        if let Some(re) = m.subscribed_regex.as_deref().filter(|r| !r.is_empty()) {
+        if let Some(re) = regex.filter(|r| !r.is_empty()) {
             if let Some(re) = self.regex(re) {
                 topics.for_each_topic(&mut |t| {
                     if re.is_match(t) {
@@ -404,21 +408,52 @@ impl ConsumerGroup {
     /// Every member's resolved subscription.
     fn subscriptions(&mut self, topics: &dyn TopicLookup) -> BTreeMap<String, BTreeSet<String>> {
         // Static members that left keep their place (and target) until their session ends.
-        let members: Vec<ConsumerMember> = self.members.values().cloned().collect();
-        members
-            .iter()
-            .map(|m| (m.member_id.clone(), self.resolve(m, topics)))
+        let specs: Vec<(String, Vec<String>, Option<String>)> = self
+            .members
+            .values()
+            .map(|m| {
+                let names = m.subscribed_names.clone();
+                (m.member_id.clone(), names, m.subscribed_regex.clone())
+            })
+            .collect();
+        specs
+            .into_iter()
+            .map(|(id, names, re)| {
+                let resolved = self.resolve(&names, re.as_deref(), topics);
+                (id, resolved)
+            })
             .collect()
     }
 
     /// Re-reads the metadata of subscribed topics; a change (topic created, deleted, grown)
-    /// bumps the group epoch.
+    /// bumps the group epoch. Runs on every heartbeat, so it resolves the union of the
+    /// subscriptions (each distinct regex once), not every member's.
     fn refresh_metadata(&mut self, topics: &dyn TopicLookup) {
-        let subs = self.subscriptions(topics);
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        let mut regexes: BTreeSet<String> = BTreeSet::new();
+        for m in self.members.values() {
+            for n in &m.subscribed_names {
+                if !names.contains(n) {
+                    names.insert(n.clone());
+                }
+            }
+            if let Some(r) = m
+                .subscribed_regex
+                .as_ref()
+                .filter(|r| !regexes.contains(*r))
+            {
+                regexes.insert(r.clone());
+            }
+        }
+        let names: Vec<String> = names.into_iter().collect();
+        let mut subscribed = self.resolve(&names, None, topics);
+        for r in &regexes {
+            subscribed.extend(self.resolve(&[], Some(r), topics));
+        }
         let mut meta = BTreeMap::new();
-        for name in subs.values().flatten() {
-            if let Some(t) = topics.topic(name) {
-                meta.insert(name.clone(), t);
+        for name in subscribed {
+            if let Some(t) = topics.topic(&name) {
+                meta.insert(name, t);
             }
         }
         if meta != self.subscription_meta {
