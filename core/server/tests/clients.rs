@@ -515,24 +515,9 @@ fn consumer_protocol_groups_with_confluent_kafka() {
 /// through throttle_time_ms and its connection is muted), while another client id is not.
 #[test]
 fn producer_byte_rate_quota_throttles_confluent_kafka() {
-    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
-    use kafka_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey};
-    use kafka_protocol::protocol::StrBytes;
     let Some(py) = python() else { return };
     let s = Server::start();
-    let mut w = common::Wire::connect(s.port);
-    let r: AlterClientQuotasResponse = w.call(
-        ApiKey::AlterClientQuotas,
-        1,
-        &AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
-            .with_entity(vec![EntityData::default()
-                .with_entity_type(StrBytes::from_static_str("client-id"))
-                .with_entity_name(Some(StrBytes::from_static_str("slow")))])
-            .with_ops(vec![OpData::default()
-                .with_key(StrBytes::from_static_str("producer_byte_rate"))
-                .with_value(100_000.0)])]),
-    );
-    assert_eq!(r.entries[0].error_code, 0);
+    set_client_quota(&s, "slow", "producer_byte_rate", 100_000.0);
     let bytes = |out: &str| -> (u64, u64) {
         let line = out.lines().find(|l| l.starts_with("BYTES")).expect(out);
         let f: Vec<u64> = line
@@ -603,9 +588,6 @@ fn consumer_protocol_member_survives_broker_restart() {
 /// fetches), with no message delivered twice, while another client id reads everything.
 #[test]
 fn consumer_byte_rate_quota_throttles_confluent_kafka() {
-    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
-    use kafka_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey};
-    use kafka_protocol::protocol::StrBytes;
     let Some(py) = python() else { return };
     let s = Server::start();
     // 4 MB to read ("fast" has no quota).
@@ -616,19 +598,7 @@ fn consumer_byte_rate_quota_throttles_confluent_kafka() {
         Duration::from_secs(120),
     );
     assert!(out.contains("OK quota"), "{out}");
-    let mut w = common::Wire::connect(s.port);
-    let r: AlterClientQuotasResponse = w.call(
-        ApiKey::AlterClientQuotas,
-        1,
-        &AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
-            .with_entity(vec![EntityData::default()
-                .with_entity_type(StrBytes::from_static_str("client-id"))
-                .with_entity_name(Some(StrBytes::from_static_str("slowc")))])
-            .with_ops(vec![OpData::default()
-                .with_key(StrBytes::from_static_str("consumer_byte_rate"))
-                .with_value(100_000.0)])]),
-    );
-    assert_eq!(r.entries[0].error_code, 0);
+    set_client_quota(&s, "slowc", "consumer_byte_rate", 100_000.0);
     let read = |client: &str| -> (u64, u64) {
         let out = run_client(
             &py,
@@ -653,4 +623,26 @@ fn consumer_byte_rate_quota_throttles_confluent_kafka() {
         "slow consumer read {slow} bytes"
     );
     assert_eq!(fast, 4_000_000, "fast consumer");
+}
+
+/// Sets one client-id quota over the wire (the Python clients have no quota admin API).
+fn set_client_quota(s: &Server, client_id: &str, key: &str, value: f64) {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::{AlterClientQuotasRequest, AlterClientQuotasResponse, ApiKey};
+    use kafka_protocol::protocol::StrBytes;
+    let mut w = common::Wire::connect(s.port);
+    let r: AlterClientQuotasResponse = w.call(
+        ApiKey::AlterClientQuotas,
+        1,
+        &AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+            .with_entity(vec![EntityData::default()
+                .with_entity_type(StrBytes::from_static_str("client-id"))
+                .with_entity_name(Some(StrBytes::from_string(
+                    client_id.to_string(),
+                )))])
+            .with_ops(vec![OpData::default()
+                .with_key(StrBytes::from_string(key.to_string()))
+                .with_value(value)])]),
+    );
+    assert_eq!(r.entries[0].error_code, 0, "{r:?}");
 }

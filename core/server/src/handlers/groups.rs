@@ -710,11 +710,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
         RequestKind::FindCoordinator(r) => ResponseKind::FindCoordinator(find_coordinator(ctx, r)),
         RequestKind::JoinGroup(req) => {
             let gid = req.group_id.0.as_str().to_string();
-            let host = ctx
-                .peer
-                .rsplit_once(':')
-                .map_or(ctx.peer, |(h, _)| h)
-                .to_string();
+            let client_host = client_host(ctx);
             let client_id = ctx.client_id.to_string();
             ResponseKind::JoinGroup(
                 match call(ctx, &gid, acl::op::READ, |group| GroupCall::Join {
@@ -722,7 +718,7 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
                     req,
                     version: v,
                     client_id,
-                    client_host: format!("/{host}"),
+                    client_host,
                 })
                 .await
                 {
@@ -970,6 +966,12 @@ pub async fn dispatch(ctx: &Ctx<'_>, body: RequestKind) -> Option<ResponseKind> 
     })
 }
 
+/// The client's host as Kafka shows it in group descriptions (`/127.0.0.1`).
+fn client_host(ctx: &Ctx<'_>) -> String {
+    let host = ctx.peer.rsplit_once(':').map_or(ctx.peer, |(h, _)| h);
+    format!("/{host}")
+}
+
 /// The `authorized_operations` of a described group, if the client asked for them.
 fn group_operations(ctx: &Ctx<'_>, group_id: &str, requested: bool) -> i32 {
     if !requested {
@@ -1012,11 +1014,7 @@ async fn consumer_heartbeat(
         }
     }
     let gid = req.group_id.0.as_str().to_string();
-    let host = ctx
-        .peer
-        .rsplit_once(':')
-        .map_or(ctx.peer, |(h, _)| h)
-        .to_string();
+    let client_host = client_host(ctx);
     let client_id = ctx.client_id.to_string();
     let version = ctx.version;
     match call(ctx, &gid, acl::op::READ, |group| {
@@ -1025,7 +1023,7 @@ async fn consumer_heartbeat(
             req: Box::new(req),
             version,
             client_id,
-            client_host: format!("/{host}"),
+            client_host,
         }
     })
     .await
