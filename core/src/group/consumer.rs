@@ -2243,6 +2243,21 @@ mod tests {
         }
     }
 
+    /// A classic consumer's JoinGroup for group `G`.
+    fn classic_join() -> JoinGroupRequest {
+        let mut j = JoinGroupRequest::default();
+        j.group_id = GroupId(sb(G));
+        j.session_timeout_ms = 10_000;
+        j.rebalance_timeout_ms = 10_000;
+        j.protocol_type = sb("consumer");
+        j.group_instance_id = None;
+        let mut p =
+            kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol::default();
+        p.name = sb("range");
+        j.protocols.push(p);
+        j
+    }
+
     fn absorb(cl: &mut Client, r: &ConsumerGroupHeartbeatResponse) {
         cl.epoch = r.member_epoch;
         if let Some(a) = &r.assignment {
@@ -2448,16 +2463,7 @@ mod tests {
     fn classic_and_consumer_groups_exclude_each_other() {
         let mut s = Sim::new(2);
         let _a = s.join("a", &["t"], None);
-        let mut j = JoinGroupRequest::default();
-        j.group_id = GroupId(sb(G));
-        j.session_timeout_ms = 10_000;
-        j.rebalance_timeout_ms = 10_000;
-        j.protocol_type = sb("consumer");
-        j.group_instance_id = None;
-        let mut p =
-            kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol::default();
-        p.name = sb("range");
-        j.protocols.push(p);
+        let j = classic_join();
         match s.c.join_group(1, &j, 9, "c", "/h", s.now) {
             crate::group::Reply::Now(r) => {
                 assert_eq!(
@@ -2730,16 +2736,7 @@ mod tests {
         let mut a = s.join("a", &["t"], None);
         s.beat(&mut a);
         assert_eq!(s.leave("a", -1, None), 0);
-        let mut j = JoinGroupRequest::default();
-        j.group_id = GroupId(sb(G));
-        j.session_timeout_ms = 10_000;
-        j.rebalance_timeout_ms = 10_000;
-        j.protocol_type = sb("consumer");
-        j.group_instance_id = None;
-        let mut p =
-            kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol::default();
-        p.name = sb("range");
-        j.protocols.push(p);
+        let j = classic_join();
         let _ = s.c.join_group(1, &j, 9, "c", "/h", s.now);
         s.records.extend(s.c.take_output().records);
         s.c.check_invariants();
