@@ -37,6 +37,8 @@ use crate::sasl::{Authenticator, Mechanism};
 
 /// Requests of one connection being handled at once.
 pub const MAX_INFLIGHT_PER_CONNECTION: usize = 64;
+/// Read buffer of a Kafka connection.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
 
 const HTTP_PREFIXES: [&[u8; 4]; 6] = [b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI"];
 
@@ -110,7 +112,7 @@ pub async fn serve(broker: Rc<Broker>, stream: TcpStream) {
 /// `principal` is the client certificate's (mTLS).
 async fn serve_kafka<R, W>(
     broker: Rc<Broker>,
-    mut reader: R,
+    reader: R,
     writer: W,
     mut prefix: [u8; 4],
     peer: String,
@@ -174,6 +176,10 @@ async fn serve_kafka<R, W>(
         }
         let _ = w.flush().await;
     });
+    // Frames are read through a buffer: one recv usually brings a request's size prefix, its
+    // body and the next prefixes of pipelined requests, instead of one recv for each (a body
+    // larger than the buffer is read into its own allocation directly).
+    let mut reader = futures::io::BufReader::with_capacity(READ_BUFFER_BYTES, reader);
     let max = broker.shared.config.server.socket_request_max_bytes as usize;
     let state = Rc::new(ConnState::new(&broker, &peer));
     if let Some(p) = principal {
