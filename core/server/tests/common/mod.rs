@@ -116,15 +116,11 @@ impl Server {
                 .iter()
                 .any(|(k, v)| k == "CHRONIK_KAFKA_TLS_ENABLED" && v == "true");
             if tls {
-                if TcpStream::connect_timeout(
-                    &SocketAddr::from(([127, 0, 0, 1], self.http_port)),
-                    Duration::from_millis(200),
-                )
-                .is_ok()
-                    && self
-                        .http_get(self.http_port, "/health/ready")
-                        .0
-                        .contains(" 200")
+                // Probed without panicking: while the server starts, a connect may be refused
+                // (or, in the ephemeral port range, connect the socket to itself).
+                if self
+                    .try_http(self.http_port, "GET", "/health/ready")
+                    .is_some_and(|(status, _)| status.contains(" 200"))
                 {
                     return;
                 }
@@ -201,20 +197,30 @@ impl Server {
 
     /// A simple HTTP request without a body; returns (status line, body).
     pub fn http(&self, port: u16, method: &str, path: &str) -> (String, String) {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        self.try_http(port, method, path)
+            .unwrap_or_else(|| panic!("HTTP {method} {path} on port {port}: no connection"))
+    }
+
+    /// [`Server::http`], or `None` if the connection or the request fails.
+    pub fn try_http(&self, port: u16, method: &str, path: &str) -> Option<(String, String)> {
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(5),
+        )
+        .ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         write!(
             s,
             "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
-        .unwrap();
+        .ok()?;
         let mut out = String::new();
         let _ = s.read_to_string(&mut out);
         let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-        (
+        Some((
             head.lines().next().unwrap_or("").to_string(),
             body.to_string(),
-        )
+        ))
     }
 }
 
