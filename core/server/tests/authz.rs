@@ -298,3 +298,69 @@ fn acls_decide_what_each_principal_may_do() {
     grant(&mut admin, 2, "orders", 3, "User:*", 4, 3);
     assert_eq!(produce(&mut bob, "orders"), 0);
 }
+
+/// KIP-848: a regex subscription resolves only to topics the member may DESCRIBE (Kafka filters
+/// regex matches by the member's rights; named topics are refused outright).
+#[test]
+fn consumer_group_regex_matches_only_describable_topics() {
+    let server = Server::start_with(&[
+        ("CHRONIK_SASL_MECHANISMS", "PLAIN"),
+        (
+            "CHRONIK_SASL_BOOTSTRAP_USERS",
+            "admin:root-pw,alice:alice-pw",
+        ),
+        ("CHRONIK_AUTHORIZATION_ENABLED", "true"),
+        ("CHRONIK_SUPER_USERS", "User:admin"),
+    ]);
+    let port = server.port;
+    let mut admin = login(port, "admin", "root-pw");
+    assert_eq!(create_topic(&mut admin, "orders"), 0);
+    assert_eq!(create_topic(&mut admin, "secret"), 0);
+    let r: MetadataResponse = admin.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    );
+    let id = |name: &str| {
+        r.topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == name))
+            .map(|t| t.topic_id)
+            .unwrap()
+    };
+    let (orders, secret) = (id("orders"), id("secret"));
+    // Alice may read every topic but not describe "secret", and may use groups "app*".
+    grant(&mut admin, 2, "*", 3, "User:alice", 3, 3);
+    grant(&mut admin, 2, "secret", 3, "User:alice", 8, 2);
+    grant(&mut admin, 3, "app", 4, "User:alice", 3, 3);
+    let join = |w: &mut Wire, group: &str| -> Vec<uuid::Uuid> {
+        let req = ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(s(group)))
+            .with_member_id(s(&format!("{group}-member")))
+            .with_member_epoch(0)
+            .with_instance_id(None)
+            .with_rack_id(None)
+            .with_rebalance_timeout_ms(5_000)
+            .with_subscribed_topic_names(None)
+            .with_subscribed_topic_regex(Some(s("orders|secret")))
+            .with_server_assignor(None)
+            .with_topic_partitions(Some(Vec::new()));
+        let r: ConsumerGroupHeartbeatResponse = w.call(ApiKey::ConsumerGroupHeartbeat, 1, &req);
+        assert_eq!(r.error_code, 0, "{r:?}");
+        let mut ids: Vec<uuid::Uuid> = r
+            .assignment
+            .map(|a| a.topic_partitions.iter().map(|t| t.topic_id).collect())
+            .unwrap_or_default();
+        ids.sort();
+        ids
+    };
+    let mut alice = login(port, "alice", "alice-pw");
+    assert_eq!(join(&mut alice, "app-alice"), vec![orders]);
+    let mut both = vec![orders, secret];
+    both.sort();
+    assert_eq!(
+        join(&mut admin, "app-admin"),
+        both,
+        "a super user sees both"
+    );
+}

@@ -76,6 +76,11 @@ pub trait TopicLookup {
     fn topic(&self, name: &str) -> Option<(Uuid, i32)>;
     /// Calls `f` with every topic a regex subscription may match (internal topics excluded).
     fn for_each_topic(&self, f: &mut dyn FnMut(&str));
+    /// Whether the client (`principal`, `host`) may DESCRIBE `topic`: a regex subscription
+    /// resolves only to topics its member may see. True without an authorizer.
+    fn may_describe(&self, _principal: &str, _host: &str, _topic: &str) -> bool {
+        true
+    }
 }
 
 impl TopicLookup for crate::meta::MetaState {
@@ -167,6 +172,10 @@ pub(crate) struct ConsumerMember {
     /// Sorted, deduplicated.
     pub subscribed_names: Vec<String>,
     pub subscribed_regex: Option<String>,
+    /// The (principal, host) whose DESCRIBE rights filter the member's regex matches, from its
+    /// latest heartbeat while authorization is on. In memory only: after a restart it is unknown
+    /// until the member's next heartbeat, and its regex resolves unfiltered meanwhile.
+    pub regex_owner: Option<(String, String)>,
     /// What the member was last told it owns.
     pub assigned: Assignment,
     /// Partitions the member must give up before it moves on.
@@ -194,6 +203,7 @@ impl ConsumerMember {
             server_assignor: None,
             subscribed_names: Vec::new(),
             subscribed_regex: None,
+            regex_owner: None,
             assigned: Assignment::new(),
             revoking: Assignment::new(),
             session_deadline_ms,
@@ -369,11 +379,13 @@ impl ConsumerGroup {
         }
     }
 
-    /// Topic names member `m` subscribes to that exist now (names and regex matches).
+    /// Topic names member `m` subscribes to that exist now (names and regex matches; with an
+    /// `owner`, only the regex matches it may DESCRIBE).
     fn resolve(
         &mut self,
         names: &[String],
         regex: Option<&str>,
+        owner: Option<&(String, String)>,
         topics: &dyn TopicLookup,
     ) -> BTreeSet<String> {
         let mut out: BTreeSet<String> = names
@@ -384,7 +396,7 @@ impl ConsumerGroup {
         if let Some(re) = regex.filter(|r| !r.is_empty()) {
             if let Some(re) = self.regex(re) {
                 topics.for_each_topic(&mut |t| {
-                    if re.is_match(t) {
+                    if re.is_match(t) && owner.is_none_or(|(p, h)| topics.may_describe(p, h, t)) {
                         out.insert(t.to_owned());
                     }
                 });
@@ -408,18 +420,30 @@ impl ConsumerGroup {
     /// Every member's resolved subscription.
     fn subscriptions(&mut self, topics: &dyn TopicLookup) -> BTreeMap<String, BTreeSet<String>> {
         // Static members that left keep their place (and target) until their session ends.
-        let specs: Vec<(String, Vec<String>, Option<String>)> = self
+        type Spec = (
+            String,
+            Vec<String>,
+            Option<String>,
+            Option<(String, String)>,
+        );
+        let specs: Vec<Spec> = self
             .members
             .values()
             .map(|m| {
                 let names = m.subscribed_names.clone();
-                (m.member_id.clone(), names, m.subscribed_regex.clone())
+                let owner = m.regex_owner.clone();
+                (
+                    m.member_id.clone(),
+                    names,
+                    m.subscribed_regex.clone(),
+                    owner,
+                )
             })
             .collect();
         specs
             .into_iter()
-            .map(|(id, names, re)| {
-                let resolved = self.resolve(&names, re.as_deref(), topics);
+            .map(|(id, names, re, owner)| {
+                let resolved = self.resolve(&names, re.as_deref(), owner.as_ref(), topics);
                 (id, resolved)
             })
             .collect()
@@ -446,9 +470,11 @@ impl ConsumerGroup {
             }
         }
         let names: Vec<String> = names.into_iter().collect();
-        let mut subscribed = self.resolve(&names, None, topics);
+        // Unfiltered: this only detects metadata changes; each member's own view is filtered
+        // when the target assignment is computed.
+        let mut subscribed = self.resolve(&names, None, None, topics);
         for r in &regexes {
-            subscribed.extend(self.resolve(&[], Some(r), topics));
+            subscribed.extend(self.resolve(&[], Some(r), None, topics));
         }
         let mut meta = BTreeMap::new();
         for name in subscribed {
@@ -874,9 +900,12 @@ fn validate(
 }
 
 /// Identity of the caller, from the request header and connection.
+#[derive(Clone, Copy)]
 pub struct Caller<'a> {
     pub client_id: &'a str,
     pub client_host: &'a str,
+    /// (principal, host) for authorization, while an authorizer is on.
+    pub owner: Option<(&'a str, &'a str)>,
 }
 
 impl GroupCoordinator {
@@ -992,6 +1021,14 @@ impl GroupCoordinator {
         }
         let m = c.members.get_mut(&member_id).expect("member");
         m.session_deadline_ms = now_ms + session_ms;
+        if let Some((principal, host)) = caller.owner {
+            if m.regex_owner
+                .as_ref()
+                .is_none_or(|(p, h)| p != principal || h != host)
+            {
+                m.regex_owner = Some((principal.to_owned(), host.to_owned()));
+            }
+        }
         let before = m.assigned.clone();
         c.refresh_metadata(topics);
         c.update_target(topics);
@@ -2018,8 +2055,9 @@ mod tests {
     };
     use kafka_protocol::messages::{JoinGroupRequest, ListGroupsRequest, OffsetCommitRequest};
 
+    /// Topics, and the (principal, topic) pairs an authorizer refuses DESCRIBE for.
     #[derive(Default, Clone)]
-    struct Topics(BTreeMap<String, (Uuid, i32)>);
+    struct Topics(BTreeMap<String, (Uuid, i32)>, BTreeSet<(String, String)>);
 
     impl TopicLookup for Topics {
         fn topic(&self, name: &str) -> Option<(Uuid, i32)> {
@@ -2029,6 +2067,9 @@ mod tests {
             for n in self.0.keys() {
                 f(n);
             }
+        }
+        fn may_describe(&self, principal: &str, _host: &str, topic: &str) -> bool {
+            !self.1.contains(&(principal.to_owned(), topic.to_owned()))
         }
     }
 
@@ -2040,6 +2081,8 @@ mod tests {
         topics: Topics,
         now: i64,
         records: Vec<LogRecord>,
+        /// The authorized caller of the next heartbeats (None: authorization off).
+        owner: Option<(&'static str, &'static str)>,
     }
 
     /// One client's view: member id, epoch, what it owns.
@@ -2068,6 +2111,7 @@ mod tests {
                 topics,
                 now: 1_000,
                 records: Vec::new(),
+                owner: None,
             }
         }
 
@@ -2075,6 +2119,7 @@ mod tests {
             let caller = Caller {
                 client_id: "client",
                 client_host: "/127.0.0.1",
+                owner: self.owner,
             };
             let r = self
                 .c
@@ -2199,6 +2244,7 @@ mod tests {
                 topics: self.topics.clone(),
                 now: self.now,
                 records: Vec::new(),
+                owner: self.owner,
             }
         }
     }
@@ -2216,7 +2262,7 @@ mod tests {
     }
 
     /// Every consumer group as replay must restore it: all but the deadlines (a replay starts
-    /// them afresh from its clock) and the regex cache.
+    /// them afresh from its clock), the regex cache and the regex owners (in memory only).
     fn restorable(c: &GroupCoordinator) -> BTreeMap<String, String> {
         c.groups
             .iter()
@@ -2224,6 +2270,7 @@ mod tests {
                 let mut c = g.consumer.as_deref()?.clone();
                 c.regexes.clear();
                 for m in c.members.values_mut() {
+                    m.regex_owner = None;
                     m.session_deadline_ms = 0;
                     m.revocation_deadline_ms = m.revocation_deadline_ms.map(|_| 0);
                 }
@@ -2799,6 +2846,66 @@ mod tests {
         assert_eq!(s.raw(&req).error_code, ResponseError::InvalidRequest.code());
         req.group_id = GroupId(sb(""));
         assert_eq!(s.raw(&req).error_code, ResponseError::InvalidRequest.code());
+    }
+
+    /// A regex subscription resolves only to topics its member may DESCRIBE (each member with
+    /// its own rights); explicitly named topics were checked by the handler already.
+    #[test]
+    fn regex_matches_are_filtered_by_the_members_describe_rights() {
+        let mut s = Sim::new(2);
+        let (t1, t2) = (Uuid::from_u128(21), Uuid::from_u128(22));
+        s.topics.0.insert("logs-a".into(), (t1, 2));
+        s.topics.0.insert("logs-b".into(), (t2, 2));
+        s.topics.1.insert(("User:bob".into(), "logs-b".into()));
+        let regex_member = |id: &str| {
+            let mut req = ConsumerGroupHeartbeatRequest::default();
+            req.group_id = GroupId(sb("rx"));
+            req.member_id = sb(id);
+            req.rack_id = None;
+            req.instance_id = None;
+            req.rebalance_timeout_ms = 5_000;
+            req.subscribed_topic_names = None;
+            req.subscribed_topic_regex = Some(sb("logs-.*"));
+            req.server_assignor = Some(sb("range"));
+            req.topic_partitions = Some(Vec::new());
+            req
+        };
+        let topics_of = |r: &ConsumerGroupHeartbeatResponse| -> BTreeSet<Uuid> {
+            r.assignment
+                .as_ref()
+                .map(|a| a.topic_partitions.iter().map(|t| t.topic_id).collect())
+                .unwrap_or_default()
+        };
+        s.owner = Some(("User:bob", "127.0.0.1"));
+        let r = s.raw(&regex_member("bob"));
+        assert_eq!(r.error_code, 0);
+        assert_eq!(topics_of(&r), BTreeSet::from([t1]), "bob sees logs-a only");
+        // Alice may describe both: she gets logs-b, and (range) her share of logs-a.
+        s.owner = Some(("User:alice", "127.0.0.1"));
+        let r = s.raw(&regex_member("alice"));
+        assert_eq!(r.error_code, 0);
+        assert!(topics_of(&r).contains(&t2), "alice's regex matches logs-b");
+        let d = s.c.consumer_group_describe("rx");
+        for m in &d.members {
+            let ids: BTreeSet<Uuid> = m
+                .target_assignment
+                .topic_partitions
+                .iter()
+                .map(|t| t.topic_id)
+                .collect();
+            if m.member_id.as_str() == "bob" {
+                assert!(
+                    !ids.contains(&t2),
+                    "bob is given a topic he may not describe"
+                );
+            }
+        }
+        // Without an authorizer nothing is filtered.
+        s.owner = None;
+        let mut solo = Sim::new(2);
+        solo.topics = s.topics.clone();
+        let r = solo.raw(&regex_member("carol"));
+        assert_eq!(topics_of(&r), BTreeSet::from([t1, t2]));
     }
 
     /// Seeded random schedule of joins, leaves (static members leave with -2 and come back as

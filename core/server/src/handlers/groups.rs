@@ -117,6 +117,9 @@ pub enum GroupCall {
         version: i16,
         client_id: String,
         client_host: String,
+        /// (principal, host) whose DESCRIBE rights filter the member's regex matches, while an
+        /// authorizer is on.
+        owner: Option<(String, String)>,
     },
     ConsumerDescribe {
         group: u64,
@@ -644,20 +647,22 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
             version,
             client_id,
             client_host,
+            owner,
             ..
         } => {
             let meta = broker.meta();
             let caller = chronik_core::group::consumer::Caller {
                 client_id: &client_id,
                 client_host: &client_host,
+                owner: owner.as_ref().map(|(p, h)| (p.as_str(), h.as_str())),
             };
-            let r = c.gc.borrow_mut().consumer_group_heartbeat(
-                &req,
-                version,
-                meta.as_ref(),
-                caller,
-                now,
-            );
+            let topics = AuthorizedTopics {
+                meta: meta.as_ref(),
+                policy: broker.authz.as_ref(),
+            };
+            let r =
+                c.gc.borrow_mut()
+                    .consumer_group_heartbeat(&req, version, &topics, caller, now);
             drain(broker, &c);
             GroupReply::ConsumerHeartbeat(r)
         }
@@ -1017,6 +1022,9 @@ async fn consumer_heartbeat(
     let client_host = client_host(ctx);
     let client_id = ctx.client_id.to_string();
     let version = ctx.version;
+    let owner = ctx
+        .authorizing()
+        .then(|| (ctx.conn.principal().to_string(), ctx.conn.host.clone()));
     match call(ctx, &gid, acl::op::READ, |group| {
         GroupCall::ConsumerHeartbeat {
             group,
@@ -1024,12 +1032,44 @@ async fn consumer_heartbeat(
             version,
             client_id,
             client_host,
+            owner,
         }
     })
     .await
     {
         GroupReply::ConsumerHeartbeat(r) => r,
         other => failed(error_of(other)),
+    }
+}
+
+/// The broker's topics as a consumer group sees them: regex matches are checked against the
+/// member's DESCRIBE rights when an authorizer is on.
+struct AuthorizedTopics<'a> {
+    meta: &'a chronik_core::meta::MetaState,
+    policy: Option<&'a acl::Policy>,
+}
+
+impl chronik_core::group::consumer::TopicLookup for AuthorizedTopics<'_> {
+    fn topic(&self, name: &str) -> Option<(uuid::Uuid, i32)> {
+        self.meta.topic(name)
+    }
+
+    fn for_each_topic(&self, f: &mut dyn FnMut(&str)) {
+        self.meta.for_each_topic(f)
+    }
+
+    fn may_describe(&self, principal: &str, host: &str, topic: &str) -> bool {
+        self.policy.is_none_or(|policy| {
+            let who = acl::Requester { principal, host };
+            acl::authorize(
+                &self.meta.acls,
+                policy,
+                who,
+                acl::op::DESCRIBE,
+                acl::resource::TOPIC,
+                topic,
+            )
+        })
     }
 }
 
