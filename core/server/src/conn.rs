@@ -272,7 +272,23 @@ fn request_task(
             let started = std::time::Instant::now();
             Some(
                 glommio::spawn_local(async move {
-                    let out = crate::handlers::dispatch(broker, req, &peer, &state).await;
+                    // With quotas configured, the thread time of the request is measured for
+                    // the request quota (request_percentage).
+                    let clock = broker
+                        .shared
+                        .has_quotas()
+                        .then(|| Rc::new(crate::quotas::RequestClock::default()));
+                    let fut = crate::handlers::dispatch(
+                        broker.clone(),
+                        req,
+                        &peer,
+                        &state,
+                        clock.clone(),
+                    );
+                    let out = match clock {
+                        Some(clock) => crate::quotas::timed(clock, fut).await,
+                        None => fut.await,
+                    };
                     if let Some(h) = request_histogram(head.api_key) {
                         h.record(started.elapsed().as_secs_f64());
                     }

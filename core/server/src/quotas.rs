@@ -1,4 +1,5 @@
 //! Enforcement of client byte-rate quotas (`producer_byte_rate`, `consumer_byte_rate`), the
+//! request quota (`request_percentage`, KIP-124, see [`QuotaSensors::record_request`]), the
 //! controller-mutation quota (`controller_mutation_rate`, KIP-599, see [`MutationQuota`]) and
 //! the per-address `connection_creation_rate` (KIP-612, see
 //! [`QuotaSensors::connection_throttle`]).
@@ -26,6 +27,8 @@ use chronik_core::quota::{self, Rate, TokenBucket};
 pub enum Kind {
     Produce,
     Fetch,
+    /// Shard thread time spent on a client's requests (`request_percentage`).
+    Request,
     /// New connections from one address (`connection_creation_rate`).
     Connection,
 }
@@ -35,9 +38,43 @@ impl Kind {
         match self {
             Kind::Produce => quota::PRODUCER_BYTE_RATE,
             Kind::Fetch => quota::CONSUMER_BYTE_RATE,
+            Kind::Request => quota::REQUEST_PERCENTAGE,
             Kind::Connection => quota::CONNECTION_CREATION_RATE,
         }
     }
+}
+
+/// Shard thread time spent polling one request's handler (for the request quota).
+#[derive(Default)]
+pub struct RequestClock {
+    busy: std::cell::Cell<std::time::Duration>,
+    poll_started: std::cell::Cell<Option<std::time::Instant>>,
+}
+
+impl RequestClock {
+    /// Busy time so far, the poll in progress included.
+    pub fn busy(&self) -> std::time::Duration {
+        let current = self
+            .poll_started
+            .get()
+            .map_or(std::time::Duration::ZERO, |t| t.elapsed());
+        self.busy.get() + current
+    }
+}
+
+/// Runs `fut`, adding the time spent inside each of its polls to `clock` (time waiting for the
+/// WAL, a long poll or another shard is not counted: the thread was free meanwhile).
+pub async fn timed<F: std::future::Future>(clock: std::rc::Rc<RequestClock>, fut: F) -> F::Output {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        clock.poll_started.set(Some(std::time::Instant::now()));
+        let r = fut.as_mut().poll(cx);
+        if let Some(t) = clock.poll_started.take() {
+            clock.busy.set(clock.busy.get() + t.elapsed());
+        }
+        r
+    })
+    .await
 }
 
 /// Sensors idle this long are dropped (Kafka expires quota sensors after an hour).
@@ -111,6 +148,35 @@ impl QuotaSensors {
         bytes: u64,
         now_ms: i64,
     ) -> i32 {
+        self.record_value(meta, kind, principal, client_id, bytes as f64, now_ms)
+    }
+
+    /// Records `busy` of shard thread time spent on one request of the client against its
+    /// `request_percentage` (Kafka: the percentage of one request-handler thread a client may
+    /// use, measured over the quota window; here the time the shard's thread spent polling the
+    /// request's handler). Returns how long it must be throttled.
+    pub fn record_request(
+        &self,
+        meta: &MetaState,
+        principal: &str,
+        client_id: &str,
+        busy: std::time::Duration,
+        now_ms: i64,
+    ) -> i32 {
+        // Percent-seconds: their rate per second is the percentage of one thread.
+        let value = busy.as_secs_f64() * 100.0;
+        self.record_value(meta, Kind::Request, principal, client_id, value, now_ms)
+    }
+
+    fn record_value(
+        &self,
+        meta: &MetaState,
+        kind: Kind,
+        principal: &str,
+        client_id: &str,
+        value: f64,
+        now_ms: i64,
+    ) -> i32 {
         if meta.quotas.is_empty() {
             return 0;
         }
@@ -123,11 +189,11 @@ impl QuotaSensors {
             sensors.retain(|_, r| now_ms - r.last_ms() < IDLE_MS);
         }
         let rate = sensors.entry((kind, q.user, q.client_id)).or_default();
-        rate.record(bytes as f64, now_ms);
+        rate.record(value, now_ms);
         let throttle = rate.throttle_ms(q.bound, now_ms);
         if throttle > 0 && kind == Kind::Fetch {
             // A throttled fetch is answered without its records: they do not count.
-            rate.record(-(bytes as f64), now_ms);
+            rate.record(-value, now_ms);
         }
         if throttle > 0 {
             metrics::counter!(THROTTLED, "kind" => kind_name(kind)).increment(1);
@@ -191,15 +257,17 @@ impl QuotaSensors {
 }
 
 /// Whether a raw request frame is a Produce or Fetch of a client some byte-rate quota applies
-/// to (its client id read from the request header).
+/// to, or any request but the exempt ones of a client with a request quota (its client id read
+/// from the request header).
 pub fn applies_to_frame(meta: &MetaState, principal: &str, frame: &[u8]) -> bool {
     if meta.quotas.is_empty() || frame.len() < 10 {
         return false;
     }
-    let kind = match i16::from_be_bytes([frame[0], frame[1]]) {
-        0 => Kind::Produce,
-        1 => Kind::Fetch,
-        _ => return false,
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let kind = match api_key {
+        0 => Some(Kind::Produce),
+        1 => Some(Kind::Fetch),
+        _ => None,
     };
     // Request header v1+: api key, version, correlation id, then client id as a nullable
     // int16-length string (also in the flexible header v2).
@@ -212,13 +280,22 @@ pub fn applies_to_frame(meta: &MetaState, principal: &str, frame: &[u8]) -> bool
         Err(_) => "",
     };
     let user = principal.strip_prefix("User:").unwrap_or(principal);
-    quota::resolve(&meta.quotas, kind.key(), user, client_id).is_some()
+    kind.is_some_and(|k| quota::resolve(&meta.quotas, k.key(), user, client_id).is_some())
+        || (!request_quota_exempt(api_key)
+            && quota::resolve(&meta.quotas, quota::REQUEST_PERCENTAGE, user, client_id).is_some())
+}
+
+/// Requests the request quota neither counts nor throttles, as in Kafka: ApiVersions and the
+/// SASL exchange (a client must be able to connect and authenticate).
+pub fn request_quota_exempt(api_key: i16) -> bool {
+    matches!(api_key, 17 | 18 | 36)
 }
 
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
         Kind::Produce => "produce",
         Kind::Fetch => "fetch",
+        Kind::Request => "request",
         Kind::Connection => "connection",
     }
 }

@@ -689,6 +689,70 @@ fn consumer_byte_rate_caps_and_empties_fetches() {
     assert_eq!(second.responses[0].partitions[0].high_watermark, 300);
 }
 
+/// KIP-124: a client over its request_percentage (thread time per second) gets
+/// throttle_time_ms in its responses and its next request waits that long; another client is
+/// not affected.
+#[test]
+fn request_quota_throttles_a_busy_client() {
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    // 1% of a thread: 10 ms of handler time per second, over the quota window.
+    assert_eq!(
+        alter_quotas(
+            &mut w,
+            vec![quota_entry(
+                &[("client-id", Some("wire-test"))],
+                &[("request_percentage", 1.0, false)]
+            )],
+            false
+        ),
+        vec![0]
+    );
+    let metadata = |w: &mut Wire| -> i32 {
+        let r: MetadataResponse = w.call(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        );
+        r.throttle_time_ms
+    };
+    let started = std::time::Instant::now();
+    let mut throttle = 0;
+    let mut calls = 0;
+    while throttle == 0 && started.elapsed() < std::time::Duration::from_secs(60) {
+        throttle = metadata(&mut w);
+        calls += 1;
+    }
+    assert!(
+        throttle > 0,
+        "{calls} Metadata calls in 60 s were never throttled"
+    );
+    // The connection is muted for each throttle time: the next request waits for it. Over the
+    // next calls, the time they take covers the throttle times announced before them.
+    let t = std::time::Instant::now();
+    let mut owed = i64::from(throttle);
+    for _ in 0..50 {
+        owed += i64::from(metadata(&mut w));
+    }
+    let last = i64::from(metadata(&mut w));
+    let waited = t.elapsed().as_millis() as i64;
+    assert!(
+        owed >= 20,
+        "throttles of {owed} ms in all: too small to check the mute"
+    );
+    assert!(
+        waited * 10 >= owed * 7,
+        "throttled {owed} ms over 51 calls, but they took {waited} ms (last throttle {last})"
+    );
+    // ApiVersions is exempt, and a client under no quota is served without a throttle.
+    let r: ApiVersionsResponse = w.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert_eq!(r.throttle_time_ms, 0);
+    let mut other = Wire::connect(s.port);
+    other.client_id = "other";
+    let r: ListGroupsResponse = other.call(ApiKey::ListGroups, 4, &ListGroupsRequest::default());
+    assert_eq!((r.error_code, r.throttle_time_ms), (0, 0));
+}
+
 /// KIP-599: CreateTopics v6+ refuses topics once the client's controller_mutation_rate bucket
 /// is in debt (THROTTLING_QUOTA_EXCEEDED); older versions are only throttled.
 #[test]

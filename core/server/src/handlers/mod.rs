@@ -196,7 +196,15 @@ pub enum Outcome {
 }
 
 /// Handles one request.
-pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnState) -> Outcome {
+/// `clock`, when quotas are configured, measures the thread time spent on the request so far
+/// (for the request quota, recorded just before the response is encoded).
+pub async fn dispatch(
+    broker: Rc<Broker>,
+    req: Request,
+    peer: &str,
+    conn: &ConnState,
+    clock: Option<Rc<crate::quotas::RequestClock>>,
+) -> Outcome {
     let _inflight = broker.track();
     let version = req.version;
     let correlation_id = req.header.correlation_id;
@@ -233,6 +241,8 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
             let throttle = throttle_for(&ctx, crate::quotas::Kind::Produce, bytes);
             resp.throttle_time_ms = resp.throttle_time_ms.max(throttle);
             if acks == 0 {
+                // No response to carry the throttle time, but the mute applies.
+                request_throttle(&ctx, key, clock.as_deref());
                 return Outcome::Silent;
             }
             if broker.fault_drop_produce_response() {
@@ -282,6 +292,8 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
                 }
                 resp.throttle_time_ms = resp.throttle_time_ms.max(throttle);
             }
+            let throttle = request_throttle(&ctx, key, clock.as_deref());
+            resp.throttle_time_ms = resp.throttle_time_ms.max(throttle);
             let mut parts = Vec::new();
             return match chronik_protocol::fetch_frame::encode_fetch_response_batches(
                 &mut parts,
@@ -346,8 +358,23 @@ pub async fn dispatch(broker: Rc<Broker>, req: Request, peer: &str, conn: &ConnS
             }
         },
     };
+    let mut body = body;
+    let throttle = request_throttle(&ctx, key, clock.as_deref());
+    let before = match throttle_field(&mut body) {
+        Some(field) if throttle > *field => Some(std::mem::replace(field, throttle)),
+        _ => None,
+    };
     let mut out = BytesMut::with_capacity(256);
-    match frame::encode_response(&mut out, correlation_id, key, version, &body) {
+    let mut encoded = frame::encode_response(&mut out, correlation_id, key, version, &body);
+    if let (Err(_), Some(before)) = (&encoded, before) {
+        // A version without the field refuses a non-default value: the mute still applies.
+        if let Some(field) = throttle_field(&mut body) {
+            *field = before;
+        }
+        out.clear();
+        encoded = frame::encode_response(&mut out, correlation_id, key, version, &body);
+    }
+    match encoded {
         Ok(()) => Outcome::Respond(out.freeze()),
         Err(e) => {
             // Answer something the client can tie to its request rather than nothing at all.
@@ -404,6 +431,62 @@ pub fn mutation_throttle(
     let ms = q.throttle_ms(now);
     ctx.conn.throttle(ms, now);
     ms
+}
+
+/// Records the thread time of a request against the client's request quota
+/// (`request_percentage`); mutes the connection and returns the throttle time when the client
+/// is over it. 0 without a clock (no quotas) or for exempt requests.
+fn request_throttle(
+    ctx: &Ctx<'_>,
+    key: kafka_protocol::messages::ApiKey,
+    clock: Option<&crate::quotas::RequestClock>,
+) -> i32 {
+    let Some(clock) = clock else { return 0 };
+    if crate::quotas::request_quota_exempt(key as i16) {
+        return 0;
+    }
+    let meta = ctx.broker.meta();
+    if meta.quotas.is_empty() {
+        return 0;
+    }
+    let now = crate::partition::now_ms();
+    let principal = ctx.conn.principal();
+    let ms = ctx.broker.shared.quotas.record_request(
+        &meta,
+        &principal,
+        ctx.client_id,
+        clock.busy(),
+        now,
+    );
+    ctx.conn.throttle(ms, now);
+    ms
+}
+
+/// The `throttle_time_ms` field of a response, for the response types that have one.
+fn throttle_field(body: &mut ResponseKind) -> Option<&mut i32> {
+    macro_rules! field {
+        ($($v:ident)*) => {
+            match body {
+                $(ResponseKind::$v(r) => Some(&mut r.throttle_time_ms),)*
+                _ => None,
+            }
+        };
+    }
+    field!(
+        AddOffsetsToTxn AddPartitionsToTxn AlterClientQuotas AlterConfigs
+        AlterPartitionReassignments AlterReplicaLogDirs AlterUserScramCredentials ApiVersions
+        ConsumerGroupDescribe ConsumerGroupHeartbeat CreateAcls CreateDelegationToken
+        CreatePartitions CreateTopics DeleteAcls DeleteGroups DeleteRecords DeleteTopics
+        DescribeAcls DescribeClientQuotas DescribeCluster DescribeConfigs DescribeDelegationToken
+        DescribeGroups DescribeLogDirs DescribeProducers DescribeTopicPartitions
+        DescribeTransactions DescribeUserScramCredentials ElectLeaders EndTxn
+        ExpireDelegationToken Fetch FindCoordinator GetTelemetrySubscriptions Heartbeat
+        IncrementalAlterConfigs InitProducerId JoinGroup LeaveGroup ListConfigResources
+        ListGroups ListOffsets ListPartitionReassignments ListTransactions Metadata OffsetCommit
+        OffsetDelete OffsetFetch OffsetForLeaderEpoch Produce PushTelemetry
+        RenewDelegationToken ShareAcknowledge ShareFetch ShareGroupDescribe ShareGroupHeartbeat
+        SyncGroup TxnOffsetCommit UpdateFeatures
+    )
 }
 
 /// Records a produce/fetch against the client's quota; mutes the connection and returns the

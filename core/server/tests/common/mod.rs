@@ -380,6 +380,8 @@ impl<T: Read + Write> Stream for T {}
 pub struct Wire {
     pub stream: Box<dyn Stream>,
     next_correlation: i32,
+    /// The client id in request headers ("wire-test" unless changed).
+    pub client_id: &'static str,
 }
 
 impl Wire {
@@ -388,6 +390,10 @@ impl Wire {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
+        // A frame goes out as two writes (size, then body): without this, Nagle holds the body
+        // until the broker's delayed ACK of the size (about 40 ms a request), as no real
+        // client would.
+        stream.set_nodelay(true).unwrap();
         Wire::over(stream)
     }
 
@@ -396,6 +402,7 @@ impl Wire {
         Wire {
             stream: Box::new(stream),
             next_correlation: 1,
+            client_id: "wire-test",
         }
     }
 
@@ -414,7 +421,7 @@ impl Wire {
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(corr)
-            .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+            .with_client_id(Some(StrBytes::from_static_str(self.client_id)))
             .encode(&mut b, key.request_header_version(version))
             .unwrap();
         body.encode(&mut b, version).unwrap();
