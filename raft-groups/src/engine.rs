@@ -374,7 +374,7 @@ impl MultiRaft {
                 }
                 if !self.dirty.borrow().is_empty() {
                     // Let request tasks run between rounds (fairness), then continue.
-                    futures_yield().await;
+                    futures_lite::future::yield_now().await;
                 }
             }
             if self.stopped.get() {
@@ -514,19 +514,4 @@ impl MultiRaft {
         persisted.push((gid, number));
         Ok(())
     }
-}
-
-/// Yields once to the executor.
-async fn futures_yield() {
-    let mut yielded = false;
-    std::future::poll_fn(|cx| {
-        if yielded {
-            std::task::Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            std::task::Poll::Pending
-        }
-    })
-    .await
 }

@@ -341,17 +341,7 @@ impl Applier for CrashRecorder {
 /// Yields to the executor `n` times (the in-memory disk completes I/O at yields).
 async fn yields(n: usize) {
     for _ in 0..n {
-        let mut yielded = false;
-        std::future::poll_fn(|cx| {
-            if yielded {
-                std::task::Poll::Ready(())
-            } else {
-                yielded = true;
-                cx.waker().wake_by_ref();
-                std::task::Poll::Pending
-            }
-        })
-        .await;
+        futures_lite::future::yield_now().await;
     }
 }
 

@@ -445,19 +445,27 @@ fn request_throttle(
     if crate::quotas::request_quota_exempt(key as i16) {
         return 0;
     }
+    throttle_with(ctx, |q, meta, principal, now| {
+        q.record_request(meta, principal, ctx.client_id, clock.busy(), now)
+    })
+}
+
+/// With some quota configured: runs `record` (which records the request against the client's
+/// quota and returns its throttle time) with the metadata, principal and time, then mutes the
+/// connection for the throttle. 0 without quotas.
+fn throttle_with(
+    ctx: &Ctx<'_>,
+    record: impl FnOnce(&crate::quotas::QuotaSensors, &MetaState, &str, i64) -> i32,
+) -> i32 {
+    if !ctx.broker.shared.has_quotas() {
+        return 0;
+    }
     let meta = ctx.broker.meta();
     if meta.quotas.is_empty() {
         return 0;
     }
     let now = crate::partition::now_ms();
-    let principal = ctx.conn.principal();
-    let ms = ctx.broker.shared.quotas.record_request(
-        &meta,
-        &principal,
-        ctx.client_id,
-        clock.busy(),
-        now,
-    );
+    let ms = record(&ctx.broker.shared.quotas, &meta, &ctx.conn.principal(), now);
     ctx.conn.throttle(ms, now);
     ms
 }
@@ -492,22 +500,9 @@ fn throttle_field(body: &mut ResponseKind) -> Option<&mut i32> {
 /// Records a produce/fetch against the client's quota; mutes the connection and returns the
 /// throttle time when the client is over it.
 fn throttle_for(ctx: &Ctx<'_>, kind: crate::quotas::Kind, bytes: u64) -> i32 {
-    if !ctx.broker.shared.has_quotas() {
-        return 0;
-    }
-    let meta = ctx.broker.meta();
-    if meta.quotas.is_empty() {
-        return 0;
-    }
-    let now = crate::partition::now_ms();
-    let principal = ctx.conn.principal();
-    let ms = ctx
-        .broker
-        .shared
-        .quotas
-        .record(&meta, kind, &principal, ctx.client_id, bytes, now);
-    ctx.conn.throttle(ms, now);
-    ms
+    throttle_with(ctx, |q, meta, principal, now| {
+        q.record(meta, kind, principal, ctx.client_id, bytes, now)
+    })
 }
 
 /// A fresh nonce for splicing one Fetch response: a per-thread random start, then a counter
