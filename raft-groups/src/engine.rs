@@ -17,7 +17,7 @@
 //!
 //! Invariants: a group is in `groups` iff it exists in the WAL; only the loop calls `ready()`;
 //! a Ready is reported persisted only after a flush that began after its entries were staged
-//! has returned (the flush covers everything staged before it starts), and in Ready order.
+//! has returned (the flush covers everything staged before it starts).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -392,8 +392,9 @@ impl MultiRaft {
     }
 
     /// Flushes the WAL in a task of its own and then reports the Readys of `persisted` (group,
-    /// Ready number) persisted, waking the loop. Flushes end in the order they start: each one
-    /// returns once everything staged before it began is durable, which covers the earlier ones.
+    /// Ready number) persisted, waking the loop. Each flush returns once everything staged
+    /// before it began is durable, which covers every earlier flush's Readys too; so when a later
+    /// flush's task happens to report first, raft's cumulative report is still exact.
     fn start_flush(self: &Rc<Self>, persisted: Vec<(GroupId, u64)>) {
         self.inflight.set(self.inflight.get() + 1);
         let me = self.clone();

@@ -278,13 +278,7 @@ fn request_task(
                         .shared
                         .has_quotas()
                         .then(|| Rc::new(crate::quotas::RequestClock::default()));
-                    let fut = crate::handlers::dispatch(
-                        broker.clone(),
-                        req,
-                        &peer,
-                        &state,
-                        clock.clone(),
-                    );
+                    let fut = crate::handlers::dispatch(broker, req, &peer, &state, clock.clone());
                     let out = match clock {
                         Some(clock) => crate::quotas::timed(clock, fut).await,
                         None => fut.await,
