@@ -122,6 +122,17 @@ fn grant(w: &mut Wire, rt: i8, name: &str, pt: i8, who: &str, op: i8, perm: i8) 
     assert_eq!(r.results[0].error_code, 0, "{r:?}");
 }
 
+/// A broker with a PLAIN listener for `users` ("name:password,..."), the authorizer on, and
+/// `admin` as super user.
+fn start_authorizing(users: &str) -> Server {
+    Server::start_with(&[
+        ("CHRONIK_SASL_MECHANISMS", "PLAIN"),
+        ("CHRONIK_SASL_BOOTSTRAP_USERS", users),
+        ("CHRONIK_AUTHORIZATION_ENABLED", "true"),
+        ("CHRONIK_SUPER_USERS", "User:admin"),
+    ])
+}
+
 fn find_group(w: &mut Wire, group: &str) -> i16 {
     let r: FindCoordinatorResponse = w.call(
         ApiKey::FindCoordinator,
@@ -135,15 +146,7 @@ fn find_group(w: &mut Wire, group: &str) -> i16 {
 
 #[test]
 fn acls_decide_what_each_principal_may_do() {
-    let server = Server::start_with(&[
-        ("CHRONIK_SASL_MECHANISMS", "PLAIN"),
-        (
-            "CHRONIK_SASL_BOOTSTRAP_USERS",
-            "admin:root-pw,alice:alice-pw,bob:bob-pw",
-        ),
-        ("CHRONIK_AUTHORIZATION_ENABLED", "true"),
-        ("CHRONIK_SUPER_USERS", "User:admin"),
-    ]);
+    let server = start_authorizing("admin:root-pw,alice:alice-pw,bob:bob-pw");
     let port = server.port;
     let mut admin = login(port, "admin", "root-pw");
     assert_eq!(
@@ -303,15 +306,7 @@ fn acls_decide_what_each_principal_may_do() {
 /// regex matches by the member's rights; named topics are refused outright).
 #[test]
 fn consumer_group_regex_matches_only_describable_topics() {
-    let server = Server::start_with(&[
-        ("CHRONIK_SASL_MECHANISMS", "PLAIN"),
-        (
-            "CHRONIK_SASL_BOOTSTRAP_USERS",
-            "admin:root-pw,alice:alice-pw",
-        ),
-        ("CHRONIK_AUTHORIZATION_ENABLED", "true"),
-        ("CHRONIK_SUPER_USERS", "User:admin"),
-    ]);
+    let server = start_authorizing("admin:root-pw,alice:alice-pw");
     let port = server.port;
     let mut admin = login(port, "admin", "root-pw");
     assert_eq!(create_topic(&mut admin, "orders"), 0);

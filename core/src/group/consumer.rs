@@ -2799,6 +2799,22 @@ mod tests {
             .all(|r| !records::decode(r).unwrap().is_consumer()));
     }
 
+    /// A joining heartbeat (epoch 0) of member `id` of `group` subscribing by `regex`, asking
+    /// for the range assignor.
+    fn regex_join(group: &str, id: &str, regex: &str) -> ConsumerGroupHeartbeatRequest {
+        let mut req = ConsumerGroupHeartbeatRequest::default();
+        req.group_id = GroupId(sb(group));
+        req.member_id = sb(id);
+        req.rack_id = None;
+        req.instance_id = None;
+        req.rebalance_timeout_ms = 5_000;
+        req.subscribed_topic_names = None;
+        req.subscribed_topic_regex = Some(sb(regex));
+        req.server_assignor = Some(sb("range"));
+        req.topic_partitions = Some(Vec::new());
+        req
+    }
+
     #[test]
     fn metadata_changes_and_regex_subscriptions() {
         let mut s = Sim::new(2);
@@ -2810,16 +2826,7 @@ mod tests {
         assert_eq!(s.beat(&mut a), 0);
         assert_eq!(n(&a), 5);
         // A regex member.
-        let mut req = ConsumerGroupHeartbeatRequest::default();
-        req.group_id = GroupId(sb("rx"));
-        req.member_id = sb("r");
-        req.rack_id = None;
-        req.instance_id = None;
-        req.rebalance_timeout_ms = 5_000;
-        req.subscribed_topic_names = None;
-        req.subscribed_topic_regex = Some(sb("la.*"));
-        req.server_assignor = Some(sb("range"));
-        req.topic_partitions = Some(Vec::new());
+        let mut req = regex_join("rx", "r", "la.*");
         let r = s.raw(&req);
         assert_eq!(r.error_code, 0);
         let asg = r.assignment.unwrap();
@@ -2857,19 +2864,7 @@ mod tests {
         s.topics.0.insert("logs-a".into(), (t1, 2));
         s.topics.0.insert("logs-b".into(), (t2, 2));
         s.topics.1.insert(("User:bob".into(), "logs-b".into()));
-        let regex_member = |id: &str| {
-            let mut req = ConsumerGroupHeartbeatRequest::default();
-            req.group_id = GroupId(sb("rx"));
-            req.member_id = sb(id);
-            req.rack_id = None;
-            req.instance_id = None;
-            req.rebalance_timeout_ms = 5_000;
-            req.subscribed_topic_names = None;
-            req.subscribed_topic_regex = Some(sb("logs-.*"));
-            req.server_assignor = Some(sb("range"));
-            req.topic_partitions = Some(Vec::new());
-            req
-        };
+        let regex_member = |id: &str| regex_join("rx", id, "logs-.*");
         let topics_of = |r: &ConsumerGroupHeartbeatResponse| -> BTreeSet<Uuid> {
             r.assignment
                 .as_ref()
