@@ -11,6 +11,8 @@
 //!      `CHRONIK_BENCH_FRESH=1` to measure a fresh WAL (no warm-up, no retention; new segments
 //!      zero-filled in the background at the default pace, as in the broker),
 //!      `CHRONIK_BENCH_PREPARE=<bytes/s>` to set the zero-filling pace (0 = off),
+//!      `CHRONIK_BENCH_WRITE_THROUGH=0` to run `always` as write-then-fdatasync instead of
+//!      O_DSYNC writes (shown as `always/fs`),
 //!      `CHRONIK_BENCH_SPIN_US=<µs>` to let the executor poll that long before it sleeps (the
 //!      broker's `server.spin_before_park_us`).
 //!
@@ -134,10 +136,16 @@ fn thread_cpu_secs() -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
+/// `always` mode writes O_DSYNC (the default) unless `CHRONIK_BENCH_WRITE_THROUGH=0`.
+fn write_through() -> bool {
+    std::env::var("CHRONIK_BENCH_WRITE_THROUGH").map_or(true, |v| v != "0")
+}
+
 async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
     let _ = std::fs::remove_dir_all(&dir);
     let mut o = WalOptions::new(&dir);
     o.sync_mode = case.mode;
+    o.write_through = write_through();
     // Steady state reuses recycled files only; a fresh WAL zero-fills new segments as the broker
     // does (default pace). CHRONIK_BENCH_PREPARE=<bytes/s> overrides either.
     if std::env::var("CHRONIK_BENCH_FRESH").is_err() {
@@ -405,10 +413,10 @@ fn main() {
             .join()
             .unwrap();
         let (c, o) = rx.recv().unwrap();
-        let mode = if c.mode == SyncMode::Always {
-            "always"
-        } else {
-            "periodic"
+        let mode = match (c.mode, write_through()) {
+            (SyncMode::Always, true) => "always",
+            (SyncMode::Always, false) => "always/fs",
+            _ => "periodic",
         };
         println!(
             "{:>8} {:>6} {:>6} {:>9} | {:>10.1} {:>10.0} {:>8} {:>5.0} {:>5} | {:>8} {:>8} {:>8}",

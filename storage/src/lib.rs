@@ -114,10 +114,15 @@ pub struct WalOptions {
     /// Pace of zero-filling new spare segments in the background (bytes/s); 0 turns
     /// preparation off (new segments are then fallocated, see `prepare.rs`).
     pub prepare_bytes_per_sec: u64,
+    /// `always` mode only: open segments O_DSYNC so each group-commit write is durable when it
+    /// completes, instead of writing and then fdatasyncing ([`disk::WriteMode::Through`]).
+    /// `periodic` mode always defers durability to its fdatasyncs.
+    pub write_through: bool,
 }
 
 impl WalOptions {
-    /// Options with the defaults (256 MiB segments, `always`, 10 ms, 64 MiB cache).
+    /// Options with the defaults (256 MiB segments, `always` written through, 10 ms, 64 MiB
+    /// cache).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         WalOptions {
             dir: dir.into(),
@@ -127,6 +132,7 @@ impl WalOptions {
             cache_bytes: DEFAULT_CACHE_BYTES,
             recycle_segments: DEFAULT_RECYCLE_SEGMENTS,
             prepare_bytes_per_sec: DEFAULT_PREPARE_BYTES_PER_SEC,
+            write_through: true,
         }
     }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::disk::Disk;
+use crate::disk::{Disk, WriteMode};
 use crate::error::{Result, StorageError};
 
 /// Zeros written per I/O.
@@ -52,8 +52,9 @@ pub async fn zero_fill(
     pace: u64,
     alive: &dyn Fn() -> bool,
 ) -> Result<()> {
+    // Deferred: the zeros are made durable by one fdatasync at the end, not per chunk.
     let file = disk
-        .open(path)
+        .open(path, WriteMode::Deferred)
         .await
         .map_err(|e| StorageError::io("create", path, None, e))?;
     let zeros = Rc::new(zeroed(ZERO_CHUNK_BYTES));

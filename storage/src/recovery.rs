@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
 
-use crate::disk::{read_full, Disk, SegmentFile};
+use crate::disk::{read_full, Disk, SegmentFile, WriteMode};
 use crate::error::{Result, StorageError};
 use crate::format::{
     self, DecodeError, RecordType, FLAG_KAFKA, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
@@ -252,7 +252,7 @@ async fn open_and_read_head(
     path: &Path,
 ) -> Result<(Rc<dyn SegmentFile>, [u8; SEGMENT_HEADER_BYTES], usize)> {
     let file = disk
-        .open(path)
+        .open(path, WriteMode::Deferred)
         .await
         .map_err(|e| StorageError::io("open", path, None, e))?;
     let mut head = [0u8; SEGMENT_HEADER_BYTES];
@@ -315,7 +315,15 @@ async fn adopt_reused_files(
 
 /// Scans `dir` and rebuilds the WAL state.
 /// `segment_bytes` is the configured roll size: a cut newest segment is re-preallocated to it.
-pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<Recovered> {
+///
+/// Segment files stay open in [`Recovered::segments`] with `mode`: the WAL goes on writing the
+/// newest one through that descriptor.
+pub async fn recover(
+    disk: &dyn Disk,
+    dir: &Path,
+    segment_bytes: u64,
+    mode: WriteMode,
+) -> Result<Recovered> {
     let started = Instant::now();
     let mut report = RecoveryReport::default();
     disk.create_dir_all(dir)
@@ -408,7 +416,7 @@ pub async fn recover(disk: &dyn Disk, dir: &Path, segment_bytes: u64) -> Result<
         let (base, path) = names[i].clone();
         let newest = i + 1 == names.len();
         let file = disk
-            .open(&path)
+            .open(&path, mode)
             .await
             .map_err(|e| StorageError::io("open", &path, None, e))?;
         let size = file

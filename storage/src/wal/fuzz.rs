@@ -143,6 +143,8 @@ async fn fuzz_one(seed: u64, steps: usize) -> [u64; 5] {
     if rng.gen_bool(0.5) {
         o.sync_mode = SyncMode::Periodic;
     }
+    // `always` mode: written through (O_DSYNC) or write-then-fdatasync.
+    o.write_through = rng.gen_bool(0.5);
     let (mut wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
     let mut model: Model = BTreeMap::new();
     // Model states since the last durable point, keyed by the LSN after the op.

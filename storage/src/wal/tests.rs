@@ -593,11 +593,20 @@ fn enospc_mid_append_is_an_error_and_durable_data_survives() {
     });
 }
 
+/// Both ways of making a round durable: a failed fdatasync after the write, and a failed
+/// O_DSYNC write (write-through: the kernel's cache flush inside the write failed).
 #[test]
 fn failed_fdatasync_is_an_error_and_nothing_acknowledged_is_damaged() {
-    run(|| async {
+    for through in [false, true] {
+        failed_fdatasync_case(through);
+    }
+}
+
+fn failed_fdatasync_case(through: bool) {
+    run(move || async move {
         let disk = MemDisk::new();
-        let o = opts("/wal");
+        let mut o = opts("/wal");
+        o.write_through = through;
         let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
         wal.create_group(3).unwrap();
         fill(&wal, 3, 1, 10, 500).await;
@@ -605,8 +614,10 @@ fn failed_fdatasync_is_an_error_and_nothing_acknowledged_is_damaged() {
         disk.fail_fsync_after(Some(0));
         fill(&wal, 3, 11, 10, 500).await;
         match wal.flush().await {
-            Err(StorageError::Io { op, .. }) => assert_eq!(op, "fdatasync"),
-            other => panic!("expected fdatasync error, got {other:?}"),
+            Err(StorageError::Io { op, .. }) => {
+                assert_eq!(op, if through { "write" } else { "fdatasync" })
+            }
+            other => panic!("expected an I/O error, got {other:?}"),
         }
         assert_eq!(
             wal.durable_lsn(),
@@ -769,10 +780,13 @@ fn concurrent_load_with_reclaim_then_crash_keeps_acknowledged() {
     use rand::{Rng, SeedableRng};
     use std::cell::RefCell;
     for seed in 0..6u64 {
-        eprintln!("concurrent crash seed {seed}");
+        // Odd seeds write through (O_DSYNC), even ones write and then fdatasync.
+        let through = seed % 2 == 1;
+        eprintln!("concurrent crash seed {seed} write-through {through}");
         run(move || async move {
             let disk = MemDisk::new();
-            let o = opts("/wal");
+            let mut o = opts("/wal");
+            o.write_through = through;
             let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
             let wal = Rc::new(wal);
             let acked = Rc::new(RefCell::new(vec![0u64; 8]));
@@ -908,14 +922,21 @@ fn recovery_removes_unwritten_newest_segment_and_accepts_zero_padding() {
     });
 }
 
-/// One appender in always mode: exactly one write and one fdatasync per flush.
+/// One appender in always mode: exactly one write and one device flush per flush (an
+/// fdatasync, or the flush inside an O_DSYNC write).
 #[test]
 fn one_fdatasync_per_flush_at_low_load() {
-    run(|| async {
+    for through in [false, true] {
+        one_fdatasync_per_flush_case(through);
+    }
+}
+
+fn one_fdatasync_per_flush_case(through: bool) {
+    run(move || async move {
         let disk = MemDisk::new();
-        let (wal, _) = Wal::open_with_disk(opts("/wal"), disk.clone())
-            .await
-            .unwrap();
+        let mut o = opts("/wal");
+        o.write_through = through;
+        let (wal, _) = Wal::open_with_disk(o, disk.clone()).await.unwrap();
         wal.create_group(1).unwrap();
         wal.flush().await.unwrap();
         let (w0, s0) = disk.io_counts();
