@@ -1110,3 +1110,128 @@ fn sasl_handshake_authenticate_and_the_unauthenticated_gate() {
     let r: SaslHandshakeResponse = w.call(ApiKey::SaslHandshake, 1, &hs);
     assert_eq!(r.error_code, 34);
 }
+
+/// A JoinGroup/SyncGroup answer goes out only once the group state it reports is committed:
+/// right after each SyncGroup answer the assignment record is in the log (ten groups, so an
+/// answer that races its append is caught), and after a kill -9 the moment the last answer
+/// arrives, every member's generation is still valid (Heartbeat succeeds) with its assignment.
+#[test]
+fn group_join_and_sync_answers_survive_kill_9() {
+    use join_group_request::JoinGroupRequestProtocol;
+    use sync_group_request::SyncGroupRequestAssignment;
+    let mut s = Server::start_with(&[("CHRONIK_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")]);
+    let group = |i: usize| StrBytes::from_string(format!("kill9-group-{i}"));
+    // The coordinator may still be replaying its partition (COORDINATOR_LOAD_IN_PROGRESS).
+    let coordinator_ready = |w: &mut Wire, group: StrBytes| {
+        let req = FindCoordinatorRequest::default()
+            .with_key(group)
+            .with_key_type(0);
+        for _ in 0..200 {
+            let r: FindCoordinatorResponse = w.call(ApiKey::FindCoordinator, 3, &req);
+            if r.error_code == 0 {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("no coordinator");
+    };
+    let assignment = Bytes::from_static(b"partitions 0-3");
+    let mut w = Wire::connect(s.port);
+    let mut members = Vec::new();
+    for i in 0..10 {
+        coordinator_ready(&mut w, group(i));
+        let join = JoinGroupRequest::default()
+            .with_group_id(GroupId(group(i)))
+            .with_session_timeout_ms(30_000)
+            .with_rebalance_timeout_ms(30_000)
+            .with_protocol_type(StrBytes::from_static_str("consumer"))
+            .with_protocols(vec![JoinGroupRequestProtocol::default()
+                .with_name(StrBytes::from_static_str("range"))
+                .with_metadata(Bytes::from_static(b"meta"))]);
+        let j: JoinGroupResponse = w.call(ApiKey::JoinGroup, 3, &join);
+        assert_eq!(j.error_code, 0, "{j:?}");
+        assert_eq!(j.leader, j.member_id, "the only member leads");
+        let logged_before_sync = consumer_offsets_end(&mut w);
+        let sync = SyncGroupRequest::default()
+            .with_group_id(GroupId(group(i)))
+            .with_generation_id(j.generation_id)
+            .with_member_id(j.member_id.clone())
+            .with_assignments(vec![SyncGroupRequestAssignment::default()
+                .with_member_id(j.member_id.clone())
+                .with_assignment(assignment.clone())]);
+        let r: SyncGroupResponse = w.call(ApiKey::SyncGroup, 3, &sync);
+        assert_eq!((r.error_code, &r.assignment), (0, &assignment));
+        assert!(
+            consumer_offsets_end(&mut w) > logged_before_sync,
+            "group {i}: SyncGroup answered before its group metadata was committed"
+        );
+        members.push((j.generation_id, j.member_id));
+    }
+    s.kill9();
+    s.restart();
+
+    let mut w = Wire::connect(s.port);
+    for (i, (generation, member)) in members.into_iter().enumerate() {
+        coordinator_ready(&mut w, group(i));
+        let hb = HeartbeatRequest::default()
+            .with_group_id(GroupId(group(i)))
+            .with_generation_id(generation)
+            .with_member_id(member);
+        let mut code = -1;
+        for _ in 0..200 {
+            let h: HeartbeatResponse = w.call(ApiKey::Heartbeat, 3, &hb);
+            code = h.error_code;
+            if code != 14 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(code, 0, "group {i}: generation {generation} forgotten");
+        let d: DescribeGroupsResponse = w.call(
+            ApiKey::DescribeGroups,
+            3,
+            &DescribeGroupsRequest::default().with_groups(vec![GroupId(group(i))]),
+        );
+        let g = &d.groups[0];
+        assert_eq!(g.group_state.as_str(), "Stable", "{g:?}");
+        assert_eq!(g.members.len(), 1, "{g:?}");
+        assert_eq!(g.members[0].member_assignment, assignment);
+    }
+}
+
+/// Sum of the end offsets of all `__consumer_offsets` partitions.
+fn consumer_offsets_end(w: &mut Wire) -> i64 {
+    use list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    let topic = topic_name("__consumer_offsets");
+    let md: MetadataResponse = w.call(
+        ApiKey::Metadata,
+        9,
+        &MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(topic.clone())),
+        ])),
+    );
+    let n = md.topics[0].partitions.len() as i32;
+    assert!(n > 0, "{md:?}");
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![ListOffsetsTopic::default()
+            .with_name(topic)
+            .with_partitions(
+                (0..n)
+                    .map(|p| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(p)
+                            .with_timestamp(-1)
+                    })
+                    .collect(),
+            )]);
+    let r: ListOffsetsResponse = w.call(ApiKey::ListOffsets, 1, &req);
+    r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            assert_eq!(p.error_code, 0, "{p:?}");
+            p.offset
+        })
+        .sum()
+}

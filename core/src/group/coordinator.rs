@@ -67,8 +67,9 @@ pub enum Completion {
 pub struct Output {
     /// Responses for parked requests, in the order they completed.
     pub completions: Vec<(Token, Completion)>,
-    /// Group metadata records and expiry tombstones to append to the partition. Unlike offset
-    /// commits, nobody waits for them; call [`GroupCoordinator::apply`] when they commit anyway.
+    /// Group metadata records and expiry tombstones to append to the partition. The broker
+    /// delivers `completions` (and answers the call that produced them) only once these are
+    /// committed; call [`GroupCoordinator::apply`] when they commit anyway.
     pub records: Vec<LogRecord>,
 }
 
@@ -176,6 +177,11 @@ impl GroupCoordinator {
     /// Drains queued completions and records.
     pub fn take_output(&mut self) -> Output {
         std::mem::take(&mut self.out)
+    }
+
+    /// True if [`Self::take_output`] has something to deliver or append.
+    pub fn has_output(&self) -> bool {
+        !self.out.completions.is_empty() || !self.out.records.is_empty()
     }
 
     pub fn group_state(&self, group_id: &str) -> Option<GroupState> {

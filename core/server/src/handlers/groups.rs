@@ -156,6 +156,8 @@ struct Coord {
     /// Deleted topics whose offsets must go once the replay is done (see
     /// [`Coordinators::topics_deleted`]).
     purge: RefCell<BTreeSet<String>>,
+    /// One permit: outputs are settled (appended, then delivered) in the order they were taken.
+    settling: glommio::sync::Semaphore,
 }
 
 /// The coordinators of the `__consumer_offsets` partitions this shard owns.
@@ -193,6 +195,7 @@ impl Coordinators {
                 load_target: Cell::new(target),
                 loaded: Cell::new(false),
                 purge: RefCell::new(BTreeSet::new()),
+                settling: glommio::sync::Semaphore::new(1),
             }),
         );
     }
@@ -355,7 +358,7 @@ pub async fn run_timers(broker: Rc<Broker>) {
             }
             purge(&broker, &c);
             c.gc.borrow_mut().tick(now);
-            drain(&broker, &c);
+            settle_later(&broker, &c);
         }
     }
 }
@@ -367,27 +370,61 @@ fn purge(broker: &Rc<Broker>, c: &Rc<Coord>) {
         return;
     }
     c.gc.borrow_mut().remove_topic_offsets(&topics);
-    drain(broker, c);
+    settle_later(broker, c);
 }
 
-/// Delivers parked responses and appends the coordinator's records (not waited for).
-fn drain(broker: &Rc<Broker>, c: &Rc<Coord>) {
+/// Settles the coordinator's output: appends its records (group metadata, expiry tombstones),
+/// waits until they are committed, then delivers the parked responses. As in Kafka, a JoinGroup
+/// or SyncGroup answer goes out only once the group state it reports is in the log, so a crash
+/// after the answer cannot forget the generation and assignment the members were given. Outputs
+/// settle in the order they were taken (the output is taken before the first await). If the
+/// append fails, the parked responses and the caller's own answer carry the returned error:
+/// COORDINATOR_NOT_AVAILABLE, which makes clients find the coordinator and rejoin.
+async fn settle(broker: &Rc<Broker>, c: &Rc<Coord>) -> Result<(), i16> {
     let out = c.gc.borrow_mut().take_output();
-    for (token, completion) in out.completions {
+    // The semaphore is never closed; an error would only mean no ordering, not no delivery.
+    let _turn = c.settling.acquire_permit(1).await.ok();
+    let res = if out.records.is_empty() {
+        Ok(())
+    } else {
+        append_records(broker, c.partition, &out.records)
+            .await
+            .map_err(|code| {
+                tracing::warn!(
+                    partition = c.partition,
+                    code,
+                    "appending group metadata failed"
+                );
+                ResponseError::CoordinatorNotAvailable.code()
+            })
+    };
+    for (token, mut completion) in out.completions {
+        if let Err(code) = res {
+            match &mut completion {
+                Completion::Join(r) => r.error_code = code,
+                Completion::Sync(r) => {
+                    r.error_code = code;
+                    r.assignment = Bytes::new();
+                }
+            }
+        }
         if let Some(tx) = c.waiters.borrow_mut().remove(&token) {
             let _ = tx.send(completion);
         }
     }
-    if !out.records.is_empty() {
-        let broker = broker.clone();
-        let partition = c.partition;
-        glommio::spawn_local(async move {
-            if let Err(code) = append_records(&broker, partition, &out.records).await {
-                tracing::warn!(partition, code, "appending group metadata failed");
-            }
-        })
-        .detach();
+    res
+}
+
+/// [`settle`] in a task of its own (timer ticks), if there is anything to settle.
+fn settle_later(broker: &Rc<Broker>, c: &Rc<Coord>) {
+    if !c.gc.borrow().has_output() {
+        return;
     }
+    let (broker, c) = (broker.clone(), c.clone());
+    glommio::spawn_local(async move {
+        let _ = settle(&broker, &c).await;
+    })
+    .detach();
 }
 
 /// Appends records to a `__consumer_offsets` partition owned by this shard; waits for commit.
@@ -503,13 +540,16 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
                 c.gc.borrow_mut()
                     .join_group(token, &req, version, &client_id, &client_host, now);
             match r {
-                GReply::Now(resp) => {
-                    drain(broker, &c);
+                GReply::Now(mut resp) => {
+                    if let Err(code) = settle(broker, &c).await {
+                        resp.error_code = code;
+                    }
                     GroupReply::Join(resp)
                 }
                 GReply::Later => {
                     let rx = park(&c, token);
-                    drain(broker, &c);
+                    // Delivers this call's completion too if it is already there.
+                    let _ = settle(broker, &c).await;
                     match rx.await {
                         Ok(Completion::Join(resp)) => GroupReply::Join(resp),
                         _ => GroupReply::Error(ResponseError::RebalanceInProgress.code()),
@@ -521,13 +561,17 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
             let token = broker.coordinators.next_token();
             let r = c.gc.borrow_mut().sync_group(token, &req, version, now);
             match r {
-                GReply::Now(resp) => {
-                    drain(broker, &c);
+                GReply::Now(mut resp) => {
+                    if let Err(code) = settle(broker, &c).await {
+                        resp.error_code = code;
+                        resp.assignment = Bytes::new();
+                    }
                     GroupReply::Sync(resp)
                 }
                 GReply::Later => {
                     let rx = park(&c, token);
-                    drain(broker, &c);
+                    // Delivers this call's completion too if it is already there.
+                    let _ = settle(broker, &c).await;
                     match rx.await {
                         Ok(Completion::Sync(resp)) => GroupReply::Sync(resp),
                         _ => GroupReply::Error(ResponseError::RebalanceInProgress.code()),
@@ -537,17 +581,17 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
         }
         GroupCall::Heartbeat { req, version, .. } => {
             let r = c.gc.borrow_mut().heartbeat(&req, version, now);
-            drain(broker, &c);
+            let _ = settle(broker, &c).await;
             GroupReply::Heartbeat(r)
         }
         GroupCall::Leave { req, version, .. } => {
             let r = c.gc.borrow_mut().leave_group(&req, version, now);
-            drain(broker, &c);
+            let _ = settle(broker, &c).await;
             GroupReply::Leave(r)
         }
         GroupCall::Commit { req, version, .. } => {
             let (records, mut resp) = c.gc.borrow_mut().offset_commit(&req, version, now);
-            drain(broker, &c);
+            let _ = settle(broker, &c).await;
             if !records.is_empty() {
                 if let Err(code) = append_records(broker, c.partition, &records).await {
                     for t in &mut resp.topics {
@@ -596,7 +640,7 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
         }
         GroupCall::TxnCommit { req, version, .. } => {
             let (records, mut resp) = c.gc.borrow_mut().txn_offset_commit(&req, version, now);
-            drain(broker, &c);
+            let _ = settle(broker, &c).await;
             if !records.is_empty() {
                 let code = append_txn_records(
                     broker,
@@ -623,7 +667,7 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
         } => GroupReply::Describe(c.gc.borrow().describe_group(&group_id, version)),
         GroupCall::Delete { group_id, .. } => {
             let (records, result) = c.gc.borrow_mut().delete_group(&group_id, now);
-            drain(broker, &c);
+            let _ = settle(broker, &c).await;
             let mut result = result;
             if result.error_code == 0 && !records.is_empty() {
                 if let Err(code) = append_records(broker, c.partition, &records).await {
@@ -634,7 +678,7 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
         }
         GroupCall::OffsetDelete { req, .. } => {
             let (records, mut resp) = c.gc.borrow_mut().offset_delete(&req, now);
-            drain(broker, &c);
+            let _ = settle(broker, &c).await;
             if resp.error_code == 0 && !records.is_empty() {
                 if let Err(code) = append_records(broker, c.partition, &records).await {
                     resp.error_code = code;
@@ -660,10 +704,15 @@ pub async fn handle_local(broker: &Rc<Broker>, call: GroupCall) -> GroupReply {
                 meta: meta.as_ref(),
                 policy: broker.authz.as_ref(),
             };
-            let r =
+            let mut r =
                 c.gc.borrow_mut()
                     .consumer_group_heartbeat(&req, version, &topics, caller, now);
-            drain(broker, &c);
+            if let Err(code) = settle(broker, &c).await {
+                if r.error_code == 0 {
+                    r.error_code = code;
+                    r.assignment = None;
+                }
+            }
             GroupReply::ConsumerHeartbeat(r)
         }
         GroupCall::ConsumerDescribe { group_id, .. } => {
