@@ -376,8 +376,19 @@ fn verify_acked(py: &std::path::Path, s: &Server, acked_path: &std::path::Path) 
 
 #[test]
 fn acked_writes_and_committed_offsets_survive_kill9() {
+    acked_writes_survive_kill9_with(&[]);
+}
+
+/// The same in `always` mode, whose WAL writes go through O_DSYNC segment files (write-through)
+/// and whose recovery reopens them that way.
+#[test]
+fn acked_writes_survive_kill9_in_always_mode() {
+    acked_writes_survive_kill9_with(&[("CHRONIK_WAL_SYNC_MODE", "always")]);
+}
+
+fn acked_writes_survive_kill9_with(env: &[(&str, &str)]) {
     let Some(py) = python() else { return };
-    let mut s = Server::start();
+    let mut s = Server::start_with(env);
     let acked = run_client(
         &py,
         "confluent_suite.py",
