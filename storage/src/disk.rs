@@ -27,10 +27,12 @@ pub type IoFuture<'a, T> = Pin<Box<dyn Future<Output = io::Result<T>> + 'a>>;
 pub enum WriteMode {
     /// After the next `fdatasync` of the file.
     Deferred,
-    /// When the write completes: the file is opened `O_DSYNC`, so the kernel flushes the device's
-    /// write cache (or writes with FUA) before it completes the write. One I/O per group commit
-    /// instead of a write and then an fdatasync, which the kernel runs on an io_uring worker
-    /// thread: fewer wake-ups and context switches per round (see `wal.rs`, write-through).
+    /// When a [`SegmentFile::write_durable_at`] completes: it goes through a second descriptor
+    /// opened `O_DSYNC` (on first use), so the kernel flushes the device's write cache (or writes
+    /// with FUA) before it completes the write. One I/O per group commit instead of a write and
+    /// then an fdatasync, which the kernel runs on an io_uring worker thread: fewer wake-ups and
+    /// context switches per round (see `wal.rs`, write-through). Plain `write_at`s stay
+    /// deferred: a round of several writes costs one fdatasync, not one flush per write.
     Through,
 }
 
@@ -40,7 +42,8 @@ pub trait Disk {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
     /// Names of the regular files in `dir` (not sorted).
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
-    /// Opens `path` for O_DIRECT writes and reads, creating it if missing.
+    /// Opens `path` for O_DIRECT writes and reads, creating it if missing. `mode` says how
+    /// [`SegmentFile::write_durable_at`] makes a write durable.
     fn open(&self, path: &Path, mode: WriteMode) -> IoFuture<'_, Rc<dyn SegmentFile>>;
     /// Removes a file.
     fn remove(&self, path: &Path) -> IoFuture<'_, ()>;
@@ -54,8 +57,17 @@ pub trait Disk {
 pub trait SegmentFile {
     /// Writes all of `buf` at `pos`. Both must be 4 KiB aligned (O_DIRECT).
     fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> IoFuture<'_, ()>;
-    /// fdatasync (nothing left to do for a file opened [`WriteMode::Through`]).
+    /// fdatasync.
     fn fdatasync(&self) -> IoFuture<'_, ()>;
+    /// Writes like [`Self::write_at`] and returns once the bytes (and every write to this file
+    /// completed before) are durable. A file opened [`WriteMode::Through`] does it in one O_DSYNC
+    /// write; the default writes, then fdatasyncs.
+    fn write_durable_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            self.write_at(buf, pos).await?;
+            self.fdatasync().await
+        })
+    }
     /// Sets the file length (used by recovery to cut a torn tail).
     fn truncate(&self, len: u64) -> IoFuture<'_, ()>;
     /// Allocates blocks up to `len` (file size becomes at least `len`, new bytes read as zero).
@@ -103,14 +115,22 @@ pub(crate) fn read_full(f: &dyn SegmentFile, mut pos: u64, buf: &mut [u8]) -> io
 
 /// Production disk: glommio DMA files.
 ///
-/// Segments are not opened with O_DSYNC (which would make every write durable and fdatasync
-/// unnecessary): measured on this machine's virtio disk, it cut the `always` p50 by a third but
-/// added 4 ms stalls and a busy executor (the writes are punted to io-wq workers).
+/// O_DSYNC history: an earlier measurement here (before `probe_polling`, when every DMA write
+/// went through glommio's IOPOLL ring and the executor spun to reap it) found O_DSYNC segments
+/// cut the `always` p50 by a third but added 4 ms stalls and a busy executor. With the probe
+/// fixed, write-through ([`WriteMode::Through`]) measured lower produce p50 and broker CPU in the
+/// broker (`wal.rs`, write-through); p99 on this host is dominated by its disk stalls in both
+/// modes.
 #[derive(Default)]
 pub struct GlommioDisk;
 
 struct GlommioSegment {
+    path: PathBuf,
+    mode: WriteMode,
     dma: DmaFile,
+    /// The O_DSYNC descriptor for [`SegmentFile::write_durable_at`], opened on first use (sealed
+    /// segments never need one).
+    dsync: std::cell::RefCell<Option<Rc<DmaFile>>>,
     /// Second descriptor without O_DIRECT for the synchronous read path.
     reader: std::fs::File,
     /// Third descriptor for asynchronous reads through io_uring. Buffered, not O_DIRECT: a
@@ -141,10 +161,6 @@ impl Disk for GlommioDisk {
 
     fn open(&self, path: &Path, mode: WriteMode) -> IoFuture<'_, Rc<dyn SegmentFile>> {
         let path = path.to_path_buf();
-        let flags = match mode {
-            WriteMode::Deferred => 0,
-            WriteMode::Through => libc::O_DSYNC,
-        };
         Box::pin(async move {
             if let Some(dir) = path.parent() {
                 probe_polling(dir).await;
@@ -154,7 +170,6 @@ impl Disk for GlommioDisk {
                 .read(true)
                 .write(true)
                 .create(true)
-                .custom_flags(flags)
                 .dma_open(&path)
                 .await
                 .map_err(io::Error::from)?;
@@ -163,7 +178,10 @@ impl Disk for GlommioDisk {
                 .await
                 .map_err(io::Error::from)?;
             Ok(Rc::new(GlommioSegment {
+                path,
+                mode,
                 dma,
+                dsync: std::cell::RefCell::new(None),
                 reader,
                 async_reader,
             }) as Rc<dyn SegmentFile>)
@@ -243,27 +261,57 @@ async fn probe_polling(dir: &Path) {
     }
 }
 
+/// One O_DIRECT write of all of `buf` at `pos` (a short write is an error).
+async fn write_all_at(file: &DmaFile, buf: Rc<DmaBuffer>, pos: u64) -> io::Result<()> {
+    let want = buf.len();
+    let n = file.write_rc_at(buf, pos).await.map_err(io::Error::from)?;
+    if n != want {
+        return Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short O_DIRECT write: {n} of {want} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+impl GlommioSegment {
+    async fn dsync_file(&self) -> io::Result<Rc<DmaFile>> {
+        if let Some(f) = self.dsync.borrow().as_ref() {
+            return Ok(f.clone());
+        }
+        let f = Rc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .custom_flags(libc::O_DSYNC)
+                .dma_open(&self.path)
+                .await
+                .map_err(io::Error::from)?,
+        );
+        *self.dsync.borrow_mut() = Some(f.clone());
+        Ok(f)
+    }
+}
+
 impl SegmentFile for GlommioSegment {
     fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> IoFuture<'_, ()> {
-        Box::pin(async move {
-            let want = buf.len();
-            let n = self
-                .dma
-                .write_rc_at(buf, pos)
-                .await
-                .map_err(io::Error::from)?;
-            if n != want {
-                return Err(io::Error::new(
-                    io::ErrorKind::WriteZero,
-                    format!("short O_DIRECT write: {n} of {want} bytes"),
-                ));
-            }
-            Ok(())
-        })
+        Box::pin(write_all_at(&self.dma, buf, pos))
     }
 
     fn fdatasync(&self) -> IoFuture<'_, ()> {
         Box::pin(async move { self.dma.fdatasync().await.map_err(io::Error::from) })
+    }
+
+    fn write_durable_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            match self.mode {
+                WriteMode::Through => write_all_at(&*self.dsync_file().await?, buf, pos).await,
+                WriteMode::Deferred => {
+                    write_all_at(&self.dma, buf, pos).await?;
+                    self.dma.fdatasync().await.map_err(io::Error::from)
+                }
+            }
+        })
     }
 
     fn truncate(&self, len: u64) -> IoFuture<'_, ()> {
@@ -331,8 +379,9 @@ mod tests {
             .unwrap();
     }
 
-    /// A write-through segment is opened O_DSYNC (the kernel makes each write durable before it
-    /// completes it), a deferred one is not.
+    /// A write-through segment's durable writes go through a second, O_DSYNC descriptor (the
+    /// kernel makes each such write durable before it completes it); plain writes, and every
+    /// write of a deferred segment, do not.
     #[test]
     fn write_through_segments_are_opened_o_dsync() {
         let dir = tempfile::tempdir().unwrap();
@@ -348,8 +397,17 @@ mod tests {
                     let seg = disk.open(&path, mode).await.unwrap();
                     let mut buf = glommio::allocate_dma_buffer_global(4096);
                     buf.as_bytes_mut().fill(1);
-                    seg.write_at(Rc::new(buf), 0).await.unwrap();
-                    assert_eq!(o_dsync_fds(&path), vec![want], "{name}");
+                    let buf = Rc::new(buf);
+                    seg.write_at(buf.clone(), 0).await.unwrap();
+                    assert_eq!(o_dsync_fds(&path), vec![false], "{name}: plain descriptor");
+                    seg.write_durable_at(buf, 4096).await.unwrap();
+                    let mut fds = o_dsync_fds(&path);
+                    fds.sort();
+                    let expect = if want { vec![false, true] } else { vec![false] };
+                    assert_eq!(fds, expect, "{name}");
+                    let mut back = [0u8; 8192];
+                    assert_eq!(seg.read_at(0, &mut back).unwrap(), 8192);
+                    assert!(back.iter().all(|&b| b == 1), "{name}: both writes landed");
                     drop(seg);
                 }
             })

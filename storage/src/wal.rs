@@ -14,10 +14,13 @@
 //! returns once written; `run_periodic_sync` makes it durable within `sync_interval_ms`;
 //! `wait_durable(lsn)` awaits that without forcing a sync.
 //!
-//! Write-through (`always` mode, `WalOptions::write_through`, the default): segment files are
-//! opened O_DSYNC, so a write completes only once the kernel has made it durable (a device cache
-//! flush, or FUA where the device has it). The write phase then advances `durable_lsn` itself and
-//! no sync phase runs. Per round that is one I/O instead of a write, a completion, an fdatasync
+//! Write-through (`always` mode, `WalOptions::write_through`, the default): a round that is a
+//! single write to a segment with nothing else unsynced goes through an O_DSYNC descriptor, so it
+//! completes only once the kernel has made it durable (a device cache flush, or FUA where the
+//! device has it). The write phase then advances `durable_lsn` itself and no sync phase runs.
+//! Rounds of several writes (more than a 1 MiB staging chunk, or two segments) write plainly and
+//! fdatasync once, as without write-through: one flush per write measured 20–35% less
+//! throughput with 1 MiB batches. Per small round that is one I/O instead of a write, a completion, an fdatasync
 //! (which the kernel always runs on an io_uring worker thread) and a second completion: fewer
 //! wake-ups of the shard and of worker threads, which is what the latency of a busy 2-core host
 //! is made of. Measured with `chronik-perf` latency-1k at 50 MB/s: produce p50 about 25% lower
@@ -1195,7 +1198,25 @@ impl Wal {
             let t1 = Instant::now();
             let (file, path) = self.segment_file(base).await?;
             let t2 = Instant::now();
-            let writes = ops[i..j].iter().map(|op| {
+            // Write-through: a round that is one write to a segment with nothing unsynced in it
+            // is made durable by that write (O_DSYNC). Several writes go plain and the sync phase
+            // fdatasyncs once, instead of one device flush per write. (A FUA write makes only
+            // itself durable, hence "nothing unsynced" before it.)
+            let durable_write = through && j - i == 1 && {
+                let inner = self.inner.borrow();
+                inner
+                    .segments
+                    .iter()
+                    .find(|s| s.base == base)
+                    .is_some_and(|s| s.write_seq == s.synced_seq)
+            };
+            if durable_write {
+                let (buf, pos) = (ops[i].buf.clone(), ops[i].pos);
+                file.write_durable_at(buf, pos)
+                    .await
+                    .map_err(|e| StorageError::io("write", &path, Some(pos), e))?;
+            }
+            let writes = ops[i..j].iter().filter(|_| !durable_write).map(|op| {
                 let f = file.clone();
                 let path = path.clone();
                 let (buf, pos) = (op.buf.clone(), op.pos);
@@ -1225,13 +1246,13 @@ impl Wal {
             inner.stats.written_bytes += bytes;
             if let Some(s) = inner.segments.iter_mut().find(|s| s.base == base) {
                 s.write_seq += 1;
-                if through {
+                if durable_write {
                     s.synced_seq = s.write_seq;
                 }
             }
-            if through {
-                // Each O_DSYNC write included a device cache flush.
-                inner.stats.fsyncs += (j - i) as u64;
+            if durable_write {
+                // The O_DSYNC write included the device flush.
+                inner.stats.fsyncs += 1;
             }
             i = j;
         }
@@ -1245,11 +1266,12 @@ impl Wal {
             }
         }
         self.written.set(self.written.get().max(round_end));
-        if through {
-            // Write phases run one at a time, so every earlier write has completed, durably.
+        let mut inner = self.inner.borrow_mut();
+        if through && inner.segments.iter().all(|s| s.write_seq == s.synced_seq) {
+            // Write phases run one at a time: every write so far has completed, and each one is
+            // covered by a durable write or an fdatasync. Else the sync phase finishes the round.
             self.durable.set(self.durable.get().max(round_end));
         }
-        let mut inner = self.inner.borrow_mut();
         inner.evict(self.written.get());
         inner.stats.segments_prepared = self.prepared.get();
         inner.stats.cache_hits = self.cache_hits.get();

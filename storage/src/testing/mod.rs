@@ -6,9 +6,11 @@
 //! since. Reads see durable + pending. [`MemDisk::crash`] keeps the durable bytes and, per 4 KiB
 //! block of each pending write, keeps or loses it at random (seeded) — a torn, reordered write.
 //! Truncation applies to both views at once (simplification: recovery syncs right after it).
-//! A file opened [`WriteMode::Through`] (O_DSYNC) makes each completed write durable, as a device
-//! cache flush would: the whole file becomes durable, and an injected fdatasync failure fails the
-//! write instead (the bytes stay pending: a crash may keep or lose them).
+//! `write_durable_at` on a file opened [`WriteMode::Through`] is one operation (an O_DSYNC write),
+//! modelled as FUA, the weakest form a device gives it: that write's bytes become durable, other
+//! unsynced writes stay pending; or an injected fdatasync failure fails the write (its bytes stay
+//! pending: a crash may keep or lose them). Deferred files do it as a write and then a separate
+//! fdatasync.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -60,6 +62,8 @@ struct State {
     generation: u64,
     write_budget: Option<u64>,
     fsyncs_until_failure: Option<u64>,
+    /// While set, fdatasyncs wait (a sync phase held in flight).
+    hold_fsyncs: bool,
     writes: u64,
     fsyncs: u64,
 }
@@ -93,6 +97,12 @@ impl MemDisk {
     /// After `bytes` more bytes are written, writes fail with ENOSPC (writing nothing).
     pub fn set_write_budget(&self, bytes: Option<u64>) {
         self.state.borrow_mut().write_budget = bytes;
+    }
+
+    /// While `hold` is true, fdatasyncs do not complete (they wait, yielding), so a test can act
+    /// while a sync is in flight.
+    pub fn hold_fsyncs(&self, hold: bool) {
+        self.state.borrow_mut().hold_fsyncs = hold;
     }
 
     /// The `n+1`-th fdatasync from now fails with EIO (and so do later ones).
@@ -259,6 +269,26 @@ impl MemFile {
     }
 }
 
+impl MemFile {
+    /// A device cache flush for this file: everything written becomes durable, or the injected
+    /// failure (the bytes stay pending).
+    fn flush(&self) -> io::Result<()> {
+        self.with(|st, path| {
+            if let Some(n) = st.fsyncs_until_failure {
+                if n == 0 {
+                    return Err(eio());
+                }
+                st.fsyncs_until_failure = Some(n - 1);
+            }
+            st.fsyncs += 1;
+            let f = st.files.get_mut(path).expect("checked");
+            f.durable = f.view();
+            f.pending.clear();
+            Ok(())
+        })
+    }
+}
+
 impl SegmentFile for MemFile {
     fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> IoFuture<'_, ()> {
         Box::pin(async move {
@@ -276,21 +306,8 @@ impl SegmentFile for MemFile {
                     st.write_budget = Some(b - buf.len() as u64);
                 }
                 st.writes += 1;
-                let through = self.mode == WriteMode::Through;
-                let flush_fails = through && st.fsyncs_until_failure == Some(0);
-                if through && !flush_fails {
-                    st.fsyncs_until_failure = st.fsyncs_until_failure.map(|n| n - 1);
-                    st.fsyncs += 1;
-                }
                 let f = st.files.get_mut(path).expect("checked");
                 f.pending.push((pos, buf.as_bytes().to_vec()));
-                if flush_fails {
-                    return Err(eio());
-                }
-                if through {
-                    f.durable = f.view();
-                    f.pending.clear();
-                }
                 Ok(())
             })
         })
@@ -299,6 +316,23 @@ impl SegmentFile for MemFile {
     fn fdatasync(&self) -> IoFuture<'_, ()> {
         Box::pin(async move {
             futures_lite::future::yield_now().await;
+            // Bounded by the test that set the hold: it releases it (or the executor ends).
+            while self.state.borrow().hold_fsyncs {
+                futures_lite::future::yield_now().await;
+            }
+            self.flush()
+        })
+    }
+
+    fn write_durable_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> IoFuture<'_, ()> {
+        Box::pin(async move {
+            self.write_at(buf, pos).await?;
+            if self.mode == WriteMode::Deferred {
+                futures_lite::future::yield_now().await;
+                return self.flush();
+            }
+            // Through: one O_DSYNC write, modelled with the weakest guarantee a device gives it
+            // (FUA): this write's bytes are durable; earlier unsynced writes stay pending.
             self.with(|st, path| {
                 if let Some(n) = st.fsyncs_until_failure {
                     if n == 0 {
@@ -308,8 +342,9 @@ impl SegmentFile for MemFile {
                 }
                 st.fsyncs += 1;
                 let f = st.files.get_mut(path).expect("checked");
-                f.durable = f.view();
-                f.pending.clear();
+                // No await since `write_at` pushed it: the last pending write is this one.
+                let (p, b) = f.pending.pop().expect("the write just made");
+                write_into(&mut f.durable, p, &b);
                 Ok(())
             })
         })

@@ -1081,3 +1081,53 @@ fn replaced_payloads_win_over_originals_and_free_their_segments() {
         wal.check_invariants();
     });
 }
+
+/// Write-through with a sync in flight: a round of several writes (an entry over one 1 MiB
+/// staging chunk) is written plainly and waits in its fdatasync; a small append flushed meanwhile
+/// must not be written through and report the big one durable with it: the disk models the
+/// O_DSYNC write as FUA (only its own bytes durable), so the big entry is not durable until its
+/// fdatasync returns. A crash at that moment then recovers a consistent WAL.
+#[test]
+fn write_through_never_reports_an_unsynced_round_durable() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let mut o = opts("/wal");
+        o.segment_bytes = 64 << 20;
+        let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        let wal = Rc::new(wal);
+        wal.create_group(1).unwrap();
+        wal.flush().await.unwrap();
+        disk.hold_fsyncs(true);
+        let big_end = fill(&wal, 1, 1, 1, 1_500_000).await;
+        let big = glommio::spawn_local({
+            let wal = wal.clone();
+            async move { wal.flush().await }
+        });
+        // Until the big round is written and its fdatasync is in flight.
+        while wal.written_lsn() < big_end {
+            futures_lite::future::yield_now().await;
+        }
+        fill(&wal, 1, 2, 1, 100).await;
+        let small = glommio::spawn_local({
+            let wal = wal.clone();
+            async move { wal.flush().await }
+        });
+        for _ in 0..50 {
+            futures_lite::future::yield_now().await;
+        }
+        let reported = wal.durable_lsn();
+        assert!(
+            reported < big_end,
+            "durable {reported} covers the unsynced round ending at {big_end}"
+        );
+        // Crash now, fdatasync still held: whatever was reported durable must survive.
+        drop((big, small));
+        disk.crash(7);
+        disk.hold_fsyncs(false);
+        let (wal2, _) = Wal::open_with_disk(o, disk.clone()).await.unwrap();
+        assert!(
+            wal2.group_state(1).is_some(),
+            "the group, durable before, survives"
+        );
+    });
+}
