@@ -1103,10 +1103,17 @@ fn write_through_never_reports_an_unsynced_round_durable() {
             let wal = wal.clone();
             async move { wal.flush().await }
         });
-        // Until the big round is written and its fdatasync is in flight.
-        while wal.written_lsn() < big_end {
+        // Until the big round is written and its fdatasync is in flight (bounded).
+        for _ in 0..10_000 {
+            if wal.written_lsn() >= big_end {
+                break;
+            }
             futures_lite::future::yield_now().await;
         }
+        assert!(
+            wal.written_lsn() >= big_end,
+            "the big round was never written"
+        );
         fill(&wal, 1, 2, 1, 100).await;
         let small = glommio::spawn_local({
             let wal = wal.clone();
