@@ -269,18 +269,26 @@ impl MemFile {
     }
 }
 
+impl State {
+    /// Counts one device flush, or fails it if an injected fdatasync failure is due.
+    fn count_flush(&mut self) -> io::Result<()> {
+        if let Some(n) = self.fsyncs_until_failure {
+            if n == 0 {
+                return Err(eio());
+            }
+            self.fsyncs_until_failure = Some(n - 1);
+        }
+        self.fsyncs += 1;
+        Ok(())
+    }
+}
+
 impl MemFile {
     /// A device cache flush for this file: everything written becomes durable, or the injected
     /// failure (the bytes stay pending).
     fn flush(&self) -> io::Result<()> {
         self.with(|st, path| {
-            if let Some(n) = st.fsyncs_until_failure {
-                if n == 0 {
-                    return Err(eio());
-                }
-                st.fsyncs_until_failure = Some(n - 1);
-            }
-            st.fsyncs += 1;
+            st.count_flush()?;
             let f = st.files.get_mut(path).expect("checked");
             f.durable = f.view();
             f.pending.clear();
@@ -334,13 +342,7 @@ impl SegmentFile for MemFile {
             // Through: one O_DSYNC write, modelled with the weakest guarantee a device gives it
             // (FUA): this write's bytes are durable; earlier unsynced writes stay pending.
             self.with(|st, path| {
-                if let Some(n) = st.fsyncs_until_failure {
-                    if n == 0 {
-                        return Err(eio());
-                    }
-                    st.fsyncs_until_failure = Some(n - 1);
-                }
-                st.fsyncs += 1;
+                st.count_flush()?;
                 let f = st.files.get_mut(path).expect("checked");
                 // No await since `write_at` pushed it: the last pending write is this one.
                 let (p, b) = f.pending.pop().expect("the write just made");
