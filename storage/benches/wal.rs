@@ -1,12 +1,15 @@
 //! WAL benchmark (not a timed test): append throughput and append→durable latency
 //! (p50/p99/p99.9) for 1 KiB, 16 KiB and 1 MiB batches, 1 and 64 groups, `always` and
 //! `periodic`, printed beside raw O_DIRECT sequential write bandwidth and raw fdatasync latency
-//! measured by `benches/fio.sh` in the same run on the same filesystem.
+//! measured by `benches/fio.sh` in the same run on the same filesystem; then a side-by-side
+//! case (`paired_case`) that interleaves `always`-mode appends with raw fdatasync, write+fdatasync
+//! and O_DSYNC writes of the same block size, so their percentiles share the device's conditions.
 //!
 //! Run: `cargo bench -p chronik-storage --bench wal`
 //! Env: `CHRONIK_BENCH_DIR` (default /tmp/chronik-wal-bench; must support O_DIRECT),
 //!      `CHRONIK_BENCH_SECS` (seconds per case, default 2), `CHRONIK_BENCH_NO_FIO=1` to skip fio,
 //!      `CHRONIK_BENCH_BATCH=<bytes>` / `CHRONIK_BENCH_GROUPS=<n>` to run a subset,
+//!      `CHRONIK_BENCH_PAIRED_ONLY=1` to run only the side-by-side case (`paired_case`),
 //!      `CHRONIK_BENCH_NO_RECOVERY=1` to skip the recovery measurement,
 //!      `CHRONIK_BENCH_FRESH=1` to measure a fresh WAL (no warm-up, no retention; new segments
 //!      zero-filled in the background at the default pace, as in the broker),
@@ -33,10 +36,11 @@
 //! append's latency when `durable_lsn()` passes its LSN.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+
+use glommio::channels::local_channel;
 
 use chronik_storage::{EntryKind, EntryMeta, KafkaMeta, SyncMode, Wal, WalOptions};
 use hdrhistogram::Histogram;
@@ -61,8 +65,6 @@ struct Outcome {
     recycled: u64,
 }
 
-/// Upper bound on appends awaiting durability in the observer queue (groups × rounds in flight).
-const MAX_PENDING: usize = 1 << 20;
 /// Retention pass interval in steady-state runs.
 const RETENTION_EVERY: Duration = Duration::from_millis(50);
 /// Group id of the warm-up scratch data (never used by a case).
@@ -165,39 +167,32 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
     let wal = Rc::new(wal);
     let periodic = (case.mode == SyncMode::Periodic)
         .then(|| glommio::spawn_local(wal.clone().run_periodic_sync()));
-    let pending: Rc<RefCell<VecDeque<(u64, Instant)>>> = Rc::new(RefCell::new(VecDeque::new()));
+    // Appends in LSN order, for the observer; it waits on the channel (no polling nap, which
+    // would add up to its length to a fast append's measured latency).
+    let (pending, appended) = local_channel::new_unbounded::<(u64, Instant)>();
+    let pending = Rc::new(pending);
     let hist = Rc::new(RefCell::new(
         Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap(),
     ));
-    let stop = Rc::new(std::cell::Cell::new(false));
     let payload = bytes::Bytes::from(vec![0x5Au8; case.batch]);
     let start = Instant::now();
     let cpu0 = thread_cpu_secs();
     let deadline = start + Duration::from_secs_f64(secs);
 
     let observer = {
-        let (wal, pending, hist, stop) = (wal.clone(), pending.clone(), hist.clone(), stop.clone());
+        let (wal, hist) = (wal.clone(), hist.clone());
         glommio::spawn_local(async move {
-            loop {
-                let front = pending.borrow().front().map(|p| p.0);
-                match front {
-                    Some(lsn) => {
-                        wal.wait_durable(lsn).await.expect("wal failed");
-                        let d = wal.durable_lsn();
-                        let now = Instant::now();
-                        let mut p = pending.borrow_mut();
-                        while matches!(p.front(), Some(&(l, _)) if l <= d) {
-                            let (_, t0) = p.pop_front().unwrap();
-                            hist.borrow_mut()
-                                .record(now.duration_since(t0).as_micros().max(1) as u64)
-                                .unwrap();
-                        }
-                    }
-                    None if stop.get() => break,
-                    // Nothing pending: nap instead of spinning (the spin would steal the CPU
-                    // the appenders need and inflate the measured cost).
-                    None => glommio::timer::sleep(Duration::from_micros(200)).await,
+            // The durable LSN last seen and when it was seen: appends at or below it completed
+            // then.
+            let mut seen = (0u64, Instant::now());
+            while let Some((lsn, t0)) = appended.recv().await {
+                if lsn > seen.0 {
+                    wal.wait_durable(lsn).await.expect("wal failed");
+                    seen = (wal.durable_lsn(), Instant::now());
                 }
+                hist.borrow_mut()
+                    .record(seen.1.duration_since(t0).as_micros().max(1) as u64)
+                    .unwrap();
             }
         })
     };
@@ -242,9 +237,7 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
                     } else {
                         wal.append(g, meta, &payload).expect("append")
                     };
-                    if pending.borrow().len() < MAX_PENDING {
-                        pending.borrow_mut().push_back((lsn, t0));
-                    }
+                    pending.try_send((lsn, t0)).expect("observer alive");
                     wal.flush().await.expect("flush");
                     n += 1;
                 }
@@ -261,7 +254,7 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
         r.await;
     }
     wal.sync().await.unwrap();
-    stop.set(true);
+    drop(pending);
     observer.await;
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_pct = (thread_cpu_secs() - cpu0) / elapsed * 100.0;
@@ -283,6 +276,141 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
     drop(wal);
     let _ = std::fs::remove_dir_all(&dir);
     out
+}
+
+/// Size of the raw file the side-by-side case overwrites (laid out with real writes first, like
+/// a recycled WAL segment).
+const RAW_FILE: u64 = 64 << 20;
+
+/// Latency percentiles (µs) of one kind of operation in the side-by-side case.
+struct Lat {
+    p50: u64,
+    p99: u64,
+    p999: u64,
+}
+
+impl Lat {
+    fn of(h: &Histogram<u64>) -> Lat {
+        Lat {
+            p50: h.value_at_quantile(0.50),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+        }
+    }
+}
+
+/// The side-by-side case: `always`-mode WAL appends (1 group, one in flight) interleaved with
+/// raw O_DIRECT operations of the same block size on a laid-out file in the same directory, so
+/// both see the same device conditions (this VM's disk latency drifts by 10× within minutes;
+/// percentiles taken minutes apart by fio are not comparable). Each iteration runs, in an order
+/// that rotates: a WAL append→durable; a raw write then a timed fdatasync (fio's `fdatasync`
+/// latency); a timed write+fdatasync; a timed O_DSYNC write.
+/// Returns WAL, fdatasync, write+fdatasync and O_DSYNC write latencies, and the raw block size.
+async fn paired_case(dir: PathBuf, batch: usize, secs: f64) -> ([Lat; 4], usize) {
+    use glommio::io::{DmaFile, OpenOptions};
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut o = WalOptions::new(dir.join("wal"));
+    o.sync_mode = SyncMode::Always;
+    o.write_through = write_through();
+    o.prepare_bytes_per_sec = 0;
+    let (wal, _) = Wal::open(o).await.expect("open wal");
+    warm_up(&wal).await;
+    wal.create_group(0).unwrap();
+
+    let raw_path = dir.join("raw.dat");
+    let plain = DmaFile::create(&raw_path).await.expect("raw file");
+    // The WAL writes the batch plus its entry header, padded to 4 KiB blocks.
+    let block = (batch + 64).div_ceil(4096) * 4096;
+    let mut lay = plain.alloc_dma_buffer(1 << 20);
+    lay.as_bytes_mut().fill(0);
+    let lay = Rc::new(lay);
+    for pos in (0..RAW_FILE).step_by(1 << 20) {
+        plain.write_rc_at(lay.clone(), pos).await.expect("lay out");
+    }
+    plain.fdatasync().await.expect("lay out");
+    let dsync = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DSYNC)
+        .dma_open(&raw_path)
+        .await
+        .expect("O_DSYNC open");
+    let mut buf = plain.alloc_dma_buffer(block);
+    buf.as_bytes_mut().fill(0xA5);
+    let buf = Rc::new(buf);
+
+    let new_hist = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut h = [new_hist(), new_hist(), new_hist(), new_hist()];
+    let us = |t0: Instant| t0.elapsed().as_micros().max(1) as u64;
+    let payload = vec![0x5Au8; batch];
+    let mut pos = 0u64;
+    let deadline = Instant::now() + Duration::from_secs_f64(secs);
+    let mut i = 0usize;
+    while Instant::now() < deadline {
+        for k in 0..4 {
+            let op = (i + k) % 4;
+            if op > 0 {
+                pos = (pos + block as u64) % (RAW_FILE - block as u64);
+            }
+            match op {
+                0 => {
+                    let st = wal.group_state(0).unwrap();
+                    let meta = EntryMeta {
+                        index: st.last_index + 1,
+                        term: 1,
+                        kind: EntryKind::Normal,
+                        kafka: Some(KafkaMeta {
+                            base_offset: st.next_offset,
+                            last_offset: st.next_offset,
+                            max_timestamp: 0,
+                        }),
+                    };
+                    let t0 = Instant::now();
+                    wal.append(0, meta, &payload).expect("append");
+                    wal.flush().await.expect("flush");
+                    h[0].record(us(t0)).unwrap();
+                }
+                1 => {
+                    plain.write_rc_at(buf.clone(), pos).await.expect("write");
+                    let t0 = Instant::now();
+                    plain.fdatasync().await.expect("fdatasync");
+                    h[1].record(us(t0)).unwrap();
+                }
+                2 => {
+                    let t0 = Instant::now();
+                    plain.write_rc_at(buf.clone(), pos).await.expect("write");
+                    plain.fdatasync().await.expect("fdatasync");
+                    h[2].record(us(t0)).unwrap();
+                }
+                _ => {
+                    let t0 = Instant::now();
+                    dsync.write_rc_at(buf.clone(), pos).await.expect("write");
+                    h[3].record(us(t0)).unwrap();
+                }
+            }
+        }
+        i += 1;
+        // Compact now and then so the WAL recycles segments, as a broker with retention does.
+        if i.is_multiple_of(1024) {
+            let keep = (wal.options().segment_bytes / batch as u64).max(1);
+            let last = wal.group_state(0).unwrap().last_index;
+            if last > keep {
+                wal.compact_prefix(0, last + 1 - keep, 1).unwrap();
+            }
+            wal.reclaim().await.expect("reclaim");
+        }
+    }
+    let _ = (plain.close().await, dsync.close().await);
+    drop(wal);
+    let _ = std::fs::remove_dir_all(&dir);
+    (
+        [
+            Lat::of(&h[0]),
+            Lat::of(&h[1]),
+            Lat::of(&h[2]),
+            Lat::of(&h[3]),
+        ],
+        block,
+    )
 }
 
 /// Writes `total` bytes of 16 KiB entries over 64 groups, syncs, reopens; returns the report.
@@ -393,10 +521,15 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&us| us > 0);
-    for case in cases
-        .into_iter()
-        .filter(|c| only.is_none_or(|b| b == c.batch))
-    {
+    let only_groups: Option<u64> = std::env::var("CHRONIK_BENCH_GROUPS")
+        .ok()
+        .and_then(|s| s.parse().ok());
+    let paired_only = std::env::var("CHRONIK_BENCH_PAIRED_ONLY").is_ok();
+    for case in cases.into_iter().filter(|c| {
+        !paired_only
+            && only.is_none_or(|b| b == c.batch)
+            && only_groups.is_none_or(|g| g == c.groups)
+    }) {
         let d = dir.join("wal");
         let (tx, rx) = std::sync::mpsc::channel();
         let c = Case { ..case };
@@ -432,6 +565,56 @@ fn main() {
             o.p50_us,
             o.p99_us,
             o.p999_us
+        );
+    }
+
+    let paired: Vec<usize> = [1usize << 10, 16 << 10]
+        .into_iter()
+        .filter(|&b| only.is_none_or(|o| o == b))
+        .collect();
+    // Side by side: WAL append→durable interleaved with raw operations (see `paired_case`).
+    if !paired.is_empty() {
+        println!();
+        println!(
+            "side by side, 1 group, one append in flight, `{}` (µs; ratio = WAL p99 / raw p99):",
+            if write_through() {
+                "always"
+            } else {
+                "always/fs"
+            }
+        );
+        println!(
+            "{:>8} {:>6} | {:>22} | {:>22} | {:>22} | {:>22} | {:>6} {:>6}",
+            "batch",
+            "block",
+            "WAL p50/p99/p99.9",
+            "fdatasync p50/p99/p99.9",
+            "write+fdatasync",
+            "O_DSYNC write",
+            "÷fds",
+            "÷w+fds"
+        );
+    }
+    for batch in paired {
+        let d = dir.join("paired");
+        let (tx, rx) = std::sync::mpsc::channel();
+        glommio::LocalExecutorBuilder::default()
+            .spawn(move || async move { tx.send(paired_case(d, batch, secs).await).unwrap() })
+            .unwrap()
+            .join()
+            .unwrap();
+        let ([w, f, wf, ds], block) = rx.recv().unwrap();
+        let col = |l: &Lat| format!("{}/{}/{}", l.p50, l.p99, l.p999);
+        println!(
+            "{:>8} {:>6} | {:>22} | {:>22} | {:>22} | {:>22} | {:>6.2} {:>6.2}",
+            batch,
+            block,
+            col(&w),
+            col(&f),
+            col(&wf),
+            col(&ds),
+            w.p99 as f64 / f.p99 as f64,
+            w.p99 as f64 / wf.p99 as f64
         );
     }
 
