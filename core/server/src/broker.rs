@@ -15,7 +15,8 @@ use futures::channel::oneshot;
 use kafka_protocol::ResponseError;
 
 use crate::calls::{
-    Call, FetchOutcome, OffsetLookup, PartitionOffsets, PartitionReport, ProduceOutcome, Reply,
+    Call, CallKind, FetchOutcome, OffsetLookup, PartitionOffsets, PartitionReport, ProduceOutcome,
+    Reply,
 };
 use crate::handlers::groups::Coordinators;
 use crate::handlers::txn::TxnCoordinators;
@@ -29,6 +30,8 @@ pub struct ShardMetrics {
     pub produce_errors: metrics::Counter,
     pub fetch_bytes: metrics::Counter,
     pub leader_elections: metrics::Counter,
+    /// Calls this shard forwarded to another shard, by [`Call::kind`].
+    pub cross_shard_calls: [metrics::Counter; CallKind::COUNT],
 }
 
 impl ShardMetrics {
@@ -43,6 +46,14 @@ impl ShardMetrics {
             produce_errors: metrics::counter!("chronik_produce_errors_total", &labels),
             fetch_bytes: metrics::counter!("chronik_fetch_bytes_total", &labels),
             leader_elections: metrics::counter!("raft_leader_elections_total", &labels),
+            cross_shard_calls: CallKind::ALL.map(|k| {
+                metrics::counter!(
+                    "chronik_cross_shard_calls_total",
+                    "shard" => shard.to_string(),
+                    "node_id" => node.to_string(),
+                    "kind" => k.name()
+                )
+            }),
         }
     }
 }
@@ -211,6 +222,7 @@ impl Broker {
             return Some(self.clone().handle(call).await);
         }
         let mesh = self.mesh.get()?;
+        self.metrics.cross_shard_calls[call.kind() as usize].increment(1);
         mesh.call(shard, call).await
     }
 

@@ -183,6 +183,53 @@ pub enum Call {
     QuorumStatus,
 }
 
+/// What a [`Call`] is, for the cross-shard call counters.
+#[derive(Clone, Copy)]
+pub enum CallKind {
+    Produce,
+    Fetch,
+    WaitForData,
+    Group,
+    Txn,
+    Other,
+}
+
+impl CallKind {
+    pub const COUNT: usize = 6;
+    pub const ALL: [CallKind; CallKind::COUNT] = [
+        CallKind::Produce,
+        CallKind::Fetch,
+        CallKind::WaitForData,
+        CallKind::Group,
+        CallKind::Txn,
+        CallKind::Other,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CallKind::Produce => "produce",
+            CallKind::Fetch => "fetch",
+            CallKind::WaitForData => "wait_for_data",
+            CallKind::Group => "group",
+            CallKind::Txn => "txn",
+            CallKind::Other => "other",
+        }
+    }
+}
+
+impl Call {
+    pub fn kind(&self) -> CallKind {
+        match self {
+            Call::Produce { .. } => CallKind::Produce,
+            Call::Fetch(_) => CallKind::Fetch,
+            Call::WaitForData { .. } => CallKind::WaitForData,
+            Call::Group(_) => CallKind::Group,
+            Call::Txn(_) => CallKind::Txn,
+            _ => CallKind::Other,
+        }
+    }
+}
+
 pub enum Reply {
     Produce(Vec<ProduceOutcome>),
     Fetch(Vec<FetchOutcome>),
