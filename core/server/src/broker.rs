@@ -3,6 +3,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,8 +16,8 @@ use futures::channel::oneshot;
 use kafka_protocol::ResponseError;
 
 use crate::calls::{
-    Call, CallKind, FetchOutcome, OffsetLookup, PartitionOffsets, PartitionReport, ProduceOutcome,
-    Reply,
+    Call, CallKind, FetchOutcome, FetchPart, OffsetLookup, PartitionOffsets, PartitionReport,
+    ProduceOutcome, Reply,
 };
 use crate::handlers::groups::Coordinators;
 use crate::handlers::txn::TxnCoordinators;
@@ -226,6 +227,69 @@ impl Broker {
         mesh.call(shard, call).await
     }
 
+    /// Reads each partition; those with nothing to read are answered on the spot, the others
+    /// are read concurrently, so a catch-up read that goes to disk does not hold up the rest.
+    async fn fetch_parts(&self, parts: Vec<FetchPart>) -> Vec<FetchOutcome> {
+        let mut out: Vec<FetchOutcome> = Vec::with_capacity(parts.len());
+        let mut reads = Vec::new();
+        for part in parts {
+            let answer = match self.partition(part.group) {
+                Some(p) => match p.fetch_without_read(part.offset, part.isolation) {
+                    Some(o) => o,
+                    None => {
+                        reads.push((out.len(), p, part));
+                        FetchOutcome::default()
+                    }
+                },
+                None => FetchOutcome {
+                    error: ResponseError::NotLeaderOrFollower.code(),
+                    high_watermark: -1,
+                    last_stable_offset: -1,
+                    log_start_offset: -1,
+                    ..Default::default()
+                },
+            };
+            out.push(answer);
+        }
+        let done = futures::future::join_all(
+            reads
+                .iter()
+                .map(|(_, p, part)| p.fetch(part.offset, part.max_bytes, part.isolation)),
+        )
+        .await;
+        for ((i, _, _), o) in reads.iter().zip(done) {
+            out[*i] = o;
+        }
+        let bytes: usize = out.iter().map(|o| o.bytes).sum();
+        self.metrics.fetch_bytes.increment(bytes as u64);
+        out
+    }
+
+    /// Returns when any listed partition `(group, offset, isolation)` has data past `offset`
+    /// (read_committed: its last stable offset passed it), at shutdown, or after `timeout_ms`.
+    async fn wait_for_data(&self, parts: impl Iterator<Item = (u64, i64, i8)>, timeout_ms: u64) {
+        if self.shared.is_shutting_down() {
+            return;
+        }
+        let (tx, shutdown) = oneshot::channel();
+        self.shutdown_waiters.borrow_mut().push(tx);
+        let mut rxs = vec![shutdown];
+        for (group, offset, isolation) in parts {
+            if let Some(p) = self.partition(group) {
+                match p.watch(offset, isolation) {
+                    Some(rx) => rxs.push(rx),
+                    // Already there.
+                    None => return,
+                }
+            }
+        }
+        let any = futures::future::select_all(rxs);
+        with_timeout(any, Duration::from_millis(timeout_ms)).await;
+        self.shutdown_waiters
+            .borrow_mut()
+            .retain(|tx| !tx.is_canceled());
+    }
+
     /// Handles a call addressed to this shard.
     pub async fn handle(self: Rc<Self>, call: Call) -> Reply {
         match call {
@@ -252,64 +316,23 @@ impl Broker {
                 self.metrics.produce_errors.increment(errors as u64);
                 Reply::Produce(out)
             }
-            Call::Fetch(parts) => {
-                // Partitions with nothing to read are answered on the spot; the others are read
-                // concurrently, so a catch-up read that goes to disk does not hold up the rest.
-                let mut out: Vec<FetchOutcome> = Vec::with_capacity(parts.len());
-                let mut reads = Vec::new();
-                for part in parts {
-                    let answer = match self.partition(part.group) {
-                        Some(p) => match p.fetch_without_read(part.offset, part.isolation) {
-                            Some(o) => o,
-                            None => {
-                                reads.push((out.len(), p, part));
-                                FetchOutcome::default()
-                            }
-                        },
-                        None => FetchOutcome {
-                            error: ResponseError::NotLeaderOrFollower.code(),
-                            high_watermark: -1,
-                            last_stable_offset: -1,
-                            log_start_offset: -1,
-                            ..Default::default()
-                        },
-                    };
-                    out.push(answer);
+            Call::Fetch(parts) => Reply::Fetch(self.fetch_parts(parts).await),
+            Call::FetchWhenData {
+                parts,
+                seen,
+                timeout_ms,
+                wanted,
+            } => {
+                let waits = parts
+                    .iter()
+                    .zip(&seen)
+                    .map(|(p, &s)| (p.group, s, p.isolation));
+                self.wait_for_data(waits, timeout_ms).await;
+                // The caller answered from another shard meanwhile: skip the read.
+                if !wanted.load(Ordering::Acquire) {
+                    return Reply::Fetch(Vec::new());
                 }
-                let done = futures::future::join_all(
-                    reads
-                        .iter()
-                        .map(|(_, p, part)| p.fetch(part.offset, part.max_bytes, part.isolation)),
-                )
-                .await;
-                for ((i, _, _), o) in reads.iter().zip(done) {
-                    out[*i] = o;
-                }
-                let bytes: usize = out.iter().map(|o| o.bytes).sum();
-                self.metrics.fetch_bytes.increment(bytes as u64);
-                Reply::Fetch(out)
-            }
-            Call::WaitForData { parts, timeout_ms } => {
-                if self.shared.is_shutting_down() {
-                    return Reply::Waited;
-                }
-                let (tx, shutdown) = oneshot::channel();
-                self.shutdown_waiters.borrow_mut().push(tx);
-                let mut rxs = vec![shutdown];
-                for (group, offset, isolation) in parts {
-                    if let Some(p) = self.partition(group) {
-                        match p.watch(offset, isolation) {
-                            Some(rx) => rxs.push(rx),
-                            None => return Reply::Waited,
-                        }
-                    }
-                }
-                let any = futures::future::select_all(rxs);
-                with_timeout(any, Duration::from_millis(timeout_ms)).await;
-                self.shutdown_waiters
-                    .borrow_mut()
-                    .retain(|tx| !tx.is_canceled());
-                Reply::Waited
+                Reply::Fetch(self.fetch_parts(parts).await)
             }
             Call::Offsets(group) => Reply::Offsets(match self.partition(group) {
                 Some(p) => p.offsets(),

@@ -135,11 +135,15 @@ pub enum Call {
         timeout_ms: i32,
     },
     Fetch(Vec<FetchPart>),
-    /// Resolve when any listed partition has data past the given offset, or after `timeout_ms`.
-    /// Each part: (raft group, offset, isolation level).
-    WaitForData {
-        parts: Vec<(u64, i64, i8)>,
+    /// Wait until any listed partition has data past its `seen` offset (the high watermark, or
+    /// for read_committed the last stable offset, the caller last read), or `timeout_ms`; then
+    /// read them all as `Fetch` does. If `wanted` was cleared meanwhile (the caller answered
+    /// from another shard), the read is skipped and the reply is empty.
+    FetchWhenData {
+        parts: Vec<FetchPart>,
+        seen: Vec<i64>,
         timeout_ms: u64,
+        wanted: std::sync::Arc<std::sync::atomic::AtomicBool>,
     },
     Offsets(u64),
     ListOffsets {
@@ -188,7 +192,7 @@ pub enum Call {
 pub enum CallKind {
     Produce,
     Fetch,
-    WaitForData,
+    FetchWhenData,
     Group,
     Txn,
     Other,
@@ -199,7 +203,7 @@ impl CallKind {
     pub const ALL: [CallKind; CallKind::COUNT] = [
         CallKind::Produce,
         CallKind::Fetch,
-        CallKind::WaitForData,
+        CallKind::FetchWhenData,
         CallKind::Group,
         CallKind::Txn,
         CallKind::Other,
@@ -209,7 +213,7 @@ impl CallKind {
         match self {
             CallKind::Produce => "produce",
             CallKind::Fetch => "fetch",
-            CallKind::WaitForData => "wait_for_data",
+            CallKind::FetchWhenData => "fetch_when_data",
             CallKind::Group => "group",
             CallKind::Txn => "txn",
             CallKind::Other => "other",
@@ -222,7 +226,7 @@ impl Call {
         match self {
             Call::Produce { .. } => CallKind::Produce,
             Call::Fetch(_) => CallKind::Fetch,
-            Call::WaitForData { .. } => CallKind::WaitForData,
+            Call::FetchWhenData { .. } => CallKind::FetchWhenData,
             Call::Group(_) => CallKind::Group,
             Call::Txn(_) => CallKind::Txn,
             _ => CallKind::Other,
@@ -233,7 +237,6 @@ impl Call {
 pub enum Reply {
     Produce(Vec<ProduceOutcome>),
     Fetch(Vec<FetchOutcome>),
-    Waited,
     Offsets(PartitionOffsets),
     ListOffsets(OffsetLookup),
     DeleteRecords(PartitionOffsets),

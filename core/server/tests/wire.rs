@@ -604,6 +604,102 @@ fn sigterm_with_parked_long_polls_exits_promptly() {
     }
 }
 
+/// A Fetch of partitions `0..n` of `topic`, each at its offset in `offsets`.
+fn fetch_all(topic: &str, offsets: &[i64], min_bytes: i32, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(min_bytes)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic_name(topic))
+            .with_partitions(
+                offsets
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &o)| fetch_partition(p as i32, o))
+                    .collect(),
+            )])
+}
+
+/// Record bytes per partition index of a one-topic fetch response.
+fn bytes_by_partition(f: &FetchResponse) -> BTreeMap<i32, usize> {
+    f.responses[0]
+        .partitions
+        .iter()
+        .map(|p| {
+            assert_eq!(p.error_code, 0, "{p:?}");
+            (p.partition_index, p.records.as_ref().map_or(0, |r| r.len()))
+        })
+        .collect()
+}
+
+#[test]
+fn long_polls_wake_on_data_and_gather_min_bytes_across_shards() {
+    // Four partitions: with two or more cores they belong to different shards, so the long
+    // poll waits on shards other than the connection's and gathers what they answer.
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "lp", 4);
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(Some(b"k"), Some(b"v"))];
+    let batch = chronik_protocol::batch::encode_batch(&kv, 1_700_000_000_000);
+    let port = s.port;
+    let poll = move |req: FetchRequest| {
+        std::thread::spawn(move || {
+            let mut w = Wire::connect(port);
+            let t0 = std::time::Instant::now();
+            let f: FetchResponse = w.call(ApiKey::Fetch, 12, &req);
+            (f, t0.elapsed())
+        })
+    };
+
+    // min_bytes 1: the poll parked on all four wakes when partition 3 gets a batch.
+    let h = poll(fetch_all("lp", &[0, 0, 0, 0], 1, 20_000));
+    std::thread::sleep(Duration::from_millis(400));
+    let r = produce(&mut w, 9, "lp", 3, batch.clone());
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let (f, took) = h.join().unwrap();
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    let got = bytes_by_partition(&f);
+    assert_eq!(got[&3], batch.len(), "{got:?}");
+
+    // min_bytes of two batches: one batch on partition 0 is not enough; the answer comes once
+    // partition 1 has one too, and carries both.
+    let h = poll(fetch_all(
+        "lp",
+        &[0, 0, 0, 1],
+        2 * batch.len() as i32,
+        20_000,
+    ));
+    std::thread::sleep(Duration::from_millis(400));
+    produce(&mut w, 9, "lp", 0, batch.clone());
+    std::thread::sleep(Duration::from_millis(400));
+    produce(&mut w, 9, "lp", 1, batch.clone());
+    let (f, took) = h.join().unwrap();
+    assert!(
+        took >= Duration::from_millis(700) && took < Duration::from_secs(10),
+        "{took:?}"
+    );
+    let got = bytes_by_partition(&f);
+    assert_eq!(
+        (got[&0], got[&1], got[&2], got[&3]),
+        (batch.len(), batch.len(), 0, 0)
+    );
+
+    // Unreachable min_bytes: answered at max_wait with what there is.
+    let h = poll(fetch_all("lp", &[0, 1, 0, 1], 1 << 20, 600));
+    let (f, took) = h.join().unwrap();
+    assert!(
+        took >= Duration::from_millis(550) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let got = bytes_by_partition(&f);
+    assert_eq!((got[&0], got[&1], got[&2], got[&3]), (batch.len(), 0, 0, 0));
+}
+
 #[test]
 fn connection_limit_and_idle_timeout_close_connections() {
     let s = Server::start_with(&[

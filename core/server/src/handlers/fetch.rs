@@ -23,6 +23,8 @@
 //! a read error answers at once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -277,10 +279,9 @@ async fn long_poll(
         // Nothing to read or wait on: every partition already has its error.
         return;
     }
-    let mut rounds = 0;
+    read_all(ctx, slots).await;
+    let mut rounds = 1;
     loop {
-        rounds += 1;
-        read_all(ctx, slots).await;
         let total: usize = slots.iter().map(|s| s.outcome.bytes).sum();
         let read_error = slots
             .iter()
@@ -293,17 +294,40 @@ async fn long_poll(
         if ctx.broker.shared.is_shutting_down() {
             break;
         }
-        wait_for_data(ctx, slots, wait - elapsed).await;
+        rounds += 1;
+        read_when_data(ctx, slots, wait - elapsed).await;
     }
 }
 
-async fn read_all(ctx: &Ctx<'_>, slots: &mut [Slot]) {
+/// Groups the readable slots by owning shard (slot indexes per shard).
+fn by_shard(slots: &[Slot]) -> BTreeMap<usize, Vec<usize>> {
     let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, s) in slots.iter().enumerate() {
         if let (Some(shard), Some(_)) = (s.shard, &s.part) {
             by_shard.entry(shard).or_default().push(i);
         }
     }
+    by_shard
+}
+
+/// Stores a shard's reply to a read of `idxs` in their slots.
+fn take_reply(slots: &mut [Slot], idxs: &[usize], reply: Option<Reply>) {
+    match reply {
+        Some(Reply::Fetch(outcomes)) if outcomes.len() == idxs.len() => {
+            for (&i, o) in idxs.iter().zip(outcomes) {
+                slots[i].outcome = o;
+            }
+        }
+        _ => {
+            for &i in idxs {
+                slots[i].outcome = failed(ResponseError::NotLeaderOrFollower.code());
+            }
+        }
+    }
+}
+
+async fn read_all(ctx: &Ctx<'_>, slots: &mut [Slot]) {
+    let by_shard = by_shard(slots);
     let calls = by_shard.iter().map(|(&shard, idxs)| {
         let parts: Vec<FetchPart> = idxs
             .iter()
@@ -313,55 +337,54 @@ async fn read_all(ctx: &Ctx<'_>, slots: &mut [Slot]) {
     });
     let replies = futures::future::join_all(calls).await;
     for (shard, reply) in replies {
-        let idxs = &by_shard[&shard];
-        match reply {
-            Some(Reply::Fetch(outcomes)) => {
-                for (&i, o) in idxs.iter().zip(outcomes) {
-                    slots[i].outcome = o;
-                }
-            }
-            _ => {
-                for &i in idxs {
-                    slots[i].outcome = failed(ResponseError::NotLeaderOrFollower.code());
-                }
-            }
-        }
+        take_reply(slots, &by_shard[&shard], reply);
     }
 }
 
-async fn wait_for_data(ctx: &Ctx<'_>, slots: &[Slot], left: Duration) {
-    let mut by_shard: BTreeMap<usize, Vec<(u64, i64, i8)>> = BTreeMap::new();
-    for s in slots {
-        if let (Some(shard), Some(p)) = (s.shard, &s.part) {
-            // Wait for the high watermark (read_committed: the last stable offset) to pass what
-            // we already have.
-            let seen = if p.isolation == 1 {
-                s.outcome.last_stable_offset
-            } else {
-                s.outcome.high_watermark
-            };
-            by_shard
-                .entry(shard)
-                .or_default()
-                .push((p.group, seen.max(p.offset), p.isolation));
-        }
-    }
+/// Asks every shard involved to wait until one of its partitions has data past what the last
+/// read saw (or `left` runs out) and then read its partitions; takes the first shard's answer,
+/// and tells the others their reads are no longer wanted. One cross-shard round trip per
+/// wake-up instead of a wait and then a read of every shard.
+async fn read_when_data(ctx: &Ctx<'_>, slots: &mut [Slot], left: Duration) {
+    let by_shard = by_shard(slots);
     if by_shard.is_empty() {
         glommio::timer::sleep(left).await;
         return;
     }
-    let timeout_ms = left.as_millis().max(1) as u64;
-    let waits: Vec<_> = by_shard
-        .into_iter()
-        .map(|(shard, parts)| {
-            Box::pin(async move {
-                ctx.broker
-                    .call(shard, Call::WaitForData { parts, timeout_ms })
-                    .await
-            })
+    // Rounded up: a shard that returns before `left` is over costs another round.
+    let timeout_ms = (left.as_micros() as u64).div_ceil(1000).max(1);
+    let wanted = Arc::new(AtomicBool::new(true));
+    let calls: Vec<_> = by_shard
+        .iter()
+        .map(|(&shard, idxs)| {
+            let mut parts = Vec::with_capacity(idxs.len());
+            let mut seen = Vec::with_capacity(idxs.len());
+            for &i in idxs {
+                let s = &slots[i];
+                let p = s.part.clone().expect("filtered");
+                // Wait for the high watermark (read_committed: the last stable offset) to pass
+                // what we already have.
+                let hw = if p.isolation == 1 {
+                    s.outcome.last_stable_offset
+                } else {
+                    s.outcome.high_watermark
+                };
+                seen.push(hw.max(p.offset));
+                parts.push(p);
+            }
+            let call = Call::FetchWhenData {
+                parts,
+                seen,
+                timeout_ms,
+                wanted: wanted.clone(),
+            };
+            Box::pin(async move { (shard, ctx.broker.call(shard, call).await) })
         })
         .collect();
-    futures::future::select_all(waits).await;
+    let ((shard, reply), _, rest) = futures::future::select_all(calls).await;
+    wanted.store(false, Ordering::Release);
+    drop(rest);
+    take_reply(slots, &by_shard[&shard], reply);
 }
 
 /// Cuts the response at `max_bytes`, as Kafka does: whole batches, in partition order, inside a
