@@ -13,12 +13,7 @@ fn main() {
     let calls: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5000);
     let gap = Duration::from_micros(args.next().and_then(|s| s.parse().ok()).unwrap_or(1000));
     let cores = allowed_cores();
-    let opts = ExecutorOptions {
-        cores: vec![cores[0], *cores.last().unwrap()],
-        pin: false,
-        io_memory_bytes: 512 * 1024,
-        spin_before_park: None,
-    };
+    let opts = ExecutorOptions::unpinned_small(vec![cores[0], *cores.last().unwrap()]);
     let setup: MeshSetup<u64, u64> = MeshSetup::new(2);
     let out = run_on_shards(&opts, move |shard| {
         let setup = setup.clone();

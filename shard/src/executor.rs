@@ -27,6 +27,19 @@ pub struct ExecutorOptions {
     pub spin_before_park: Option<Duration>,
 }
 
+impl ExecutorOptions {
+    /// Unpinned shards on `cores` with a small I/O memory budget and no spinning: for tests and
+    /// examples that share a busy machine.
+    pub fn unpinned_small(cores: Vec<usize>) -> Self {
+        Self {
+            cores,
+            pin: false,
+            io_memory_bytes: 512 * 1024,
+            spin_before_park: None,
+        }
+    }
+}
+
 /// Runs `f(shard_index)` on one executor per core and waits for all of them.
 /// Results come back in shard order.
 pub fn run_on_shards<F, Fut, T>(opts: &ExecutorOptions, f: F) -> Result<Vec<T>, ExecutorError>
@@ -119,12 +132,7 @@ mod tests {
     fn runs_one_executor_per_core_in_order() {
         let cores = allowed_cores();
         assert!(!cores.is_empty());
-        let opts = ExecutorOptions {
-            cores: vec![cores[0]; 3],
-            pin: false,
-            io_memory_bytes: 512 * 1024,
-            spin_before_park: None,
-        };
+        let opts = ExecutorOptions::unpinned_small(vec![cores[0]; 3]);
         let out = run_on_shards(&opts, |i| async move { i * 10 }).unwrap();
         assert_eq!(out, vec![0, 10, 20]);
     }

@@ -216,12 +216,7 @@ mod tests {
     #[test]
     fn calls_reach_the_right_shard_and_come_back() {
         let cores = allowed_cores();
-        let opts = ExecutorOptions {
-            cores: vec![cores[0]; 3],
-            pin: false,
-            io_memory_bytes: 512 * 1024,
-            spin_before_park: None,
-        };
+        let opts = ExecutorOptions::unpinned_small(vec![cores[0]; 3]);
         let setup: MeshSetup<u64, (usize, u64)> = MeshSetup::new(3);
         let out = run_on_shards(&opts, move |shard| {
             let setup = setup.clone();
@@ -260,12 +255,7 @@ mod tests {
         // while the owner had already drained would leave a call unanswered (caught by the
         // timeout) instead of slowing it down.
         let cores = allowed_cores();
-        let opts = ExecutorOptions {
-            cores: vec![cores[0], *cores.last().unwrap()],
-            pin: false,
-            io_memory_bytes: 512 * 1024,
-            spin_before_park: None,
-        };
+        let opts = ExecutorOptions::unpinned_small(vec![cores[0], *cores.last().unwrap()]);
         let setup: MeshSetup<u64, u64> = MeshSetup::new(2);
         let out = run_on_shards(&opts, move |shard| {
             let setup = setup.clone();

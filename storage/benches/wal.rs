@@ -130,6 +130,22 @@ async fn retention(wal: Rc<Wal>, groups: u64, batch: usize, stop: Rc<std::cell::
     }
 }
 
+/// The entry after group `g`'s last: one record at the next offset. Callers append it before
+/// any await, so appenders sharing a group never race.
+fn next_meta(wal: &Wal, g: u64) -> EntryMeta {
+    let st = wal.group_state(g).unwrap();
+    EntryMeta {
+        index: st.last_index + 1,
+        term: 1,
+        kind: EntryKind::Normal,
+        kafka: Some(KafkaMeta {
+            base_offset: st.next_offset,
+            last_offset: st.next_offset,
+            max_timestamp: 0,
+        }),
+    }
+}
+
 fn thread_cpu_secs() -> f64 {
     // SAFETY: getrusage writes into the zeroed struct we own.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -215,20 +231,7 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
             tasks.push(glommio::spawn_local(async move {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    // Index and offset are read and used without an await in between, so the
-                    // appenders sharing a group never race.
-                    let st = wal.group_state(g).unwrap();
-                    let i = st.last_index + 1;
-                    let meta = EntryMeta {
-                        index: i,
-                        term: 1,
-                        kind: EntryKind::Normal,
-                        kafka: Some(KafkaMeta {
-                            base_offset: st.next_offset,
-                            last_offset: st.next_offset,
-                            max_timestamp: 0,
-                        }),
-                    };
+                    let meta = next_meta(&wal, g);
                     let t0 = Instant::now();
                     // Large batches use the zero-copy cache path, as a broker handing over the
                     // request's bytes would.
@@ -353,17 +356,7 @@ async fn paired_case(dir: PathBuf, batch: usize, secs: f64) -> ([Lat; 4], usize)
             }
             match op {
                 0 => {
-                    let st = wal.group_state(0).unwrap();
-                    let meta = EntryMeta {
-                        index: st.last_index + 1,
-                        term: 1,
-                        kind: EntryKind::Normal,
-                        kafka: Some(KafkaMeta {
-                            base_offset: st.next_offset,
-                            last_offset: st.next_offset,
-                            max_timestamp: 0,
-                        }),
-                    };
+                    let meta = next_meta(&wal, 0);
                     let t0 = Instant::now();
                     wal.append(0, meta, &payload).expect("append");
                     wal.flush().await.expect("flush");
