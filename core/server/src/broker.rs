@@ -753,6 +753,7 @@ impl Applier for Broker {
             shard = self.shard,
             "WAL failed ({error}); this shard now answers KAFKA_STORAGE_ERROR to writes"
         );
+        self.shared.mark_storage_failed(self.shard);
         for p in self.local_partitions() {
             p.fail_waiters(ResponseError::KafkaStorageError.code());
         }

@@ -28,7 +28,7 @@ impl Routes {
         format!(
             "{{\"node_id\":{},\"cluster_id\":\"{}\",\"mode\":\"{}\",\"ready\":{},\"leader\":true,\
              \"nodes\":[{{\"id\":{},\"kafka\":\"{}:{}\",\"state\":\"alive\"}}],\"shards\":{},\
-             \"topics\":{},\"partitions\":{}}}",
+             \"topics\":{},\"partitions\":{},\"storage_failed_shards\":{:?}}}",
             s.node_id,
             s.cluster_id,
             if s.config.cluster.enabled {
@@ -42,7 +42,8 @@ impl Routes {
             s.advertised_port,
             s.shards,
             meta.topics.len(),
-            partitions
+            partitions,
+            s.storage_failed_shards()
         )
     }
 
@@ -115,23 +116,33 @@ impl Routes {
 impl HttpHandler for Routes {
     fn handle(&self, method: &str, path: &str, _body: &[u8]) -> HttpResponse {
         let ready = self.broker.shared.is_ready();
+        // A shard whose WAL failed refuses writes until the node restarts (after the operator
+        // freed space or replaced the disk): not healthy, not ready.
+        let failed = self.broker.shared.storage_failed_shards();
         match (method, path) {
             ("GET", "/metrics") => HttpResponse::prometheus(self.metrics()),
             ("GET", "/health") | ("GET", "/health/live") => {
-                let code = if ready { 200 } else { 503 };
+                let (code, status) = match (ready, failed.is_empty()) {
+                    (_, false) => (503, "storage_failed"),
+                    (true, true) => (200, "healthy"),
+                    (false, true) => (503, "starting"),
+                };
                 HttpResponse::json(
                     code,
                     format!(
-                        "{{\"status\":\"{}\",\"leader\":true,\"node_id\":{}}}",
-                        if ready { "healthy" } else { "starting" },
+                        "{{\"status\":\"{status}\",\"leader\":true,\"node_id\":{},\
+                         \"storage_failed_shards\":{failed:?}}}",
                         self.broker.shared.node_id
                     ),
                 )
             }
-            ("GET", "/health/ready") | ("GET", "/ready") => HttpResponse::json(
-                if ready { 200 } else { 503 },
-                format!("{{\"ready\":{ready}}}"),
-            ),
+            ("GET", "/health/ready") | ("GET", "/ready") => {
+                let ready = ready && failed.is_empty();
+                HttpResponse::json(
+                    if ready { 200 } else { 503 },
+                    format!("{{\"ready\":{ready},\"storage_failed_shards\":{failed:?}}}"),
+                )
+            }
             ("GET", "/api/v1/cluster/status") | ("GET", "/api/v1/cluster") => {
                 HttpResponse::json(200, self.status_json())
             }

@@ -55,6 +55,8 @@ pub struct Shared {
     /// Whether the published metadata holds any client quota: the request path checks this
     /// one flag before it looks at quotas at all.
     has_quotas: AtomicBool,
+    /// Shards whose WAL failed (I/O error, full disk): they refuse writes until a restart.
+    storage_failed: std::sync::Mutex<Vec<usize>>,
 }
 
 /// The `chronik.toml` key behind each entry of [`Shared::topic_defaults`].
@@ -108,6 +110,7 @@ impl Shared {
             kafka_tls: None,
             quotas: Default::default(),
             has_quotas: AtomicBool::new(false),
+            storage_failed: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -173,6 +176,26 @@ impl Shared {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
+    }
+
+    /// Records that `shard`'s WAL failed (health probes report it from then on).
+    pub fn mark_storage_failed(&self, shard: usize) {
+        let mut f = self
+            .storage_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !f.contains(&shard) {
+            f.push(shard);
+            f.sort_unstable();
+        }
+    }
+
+    /// Shards whose WAL failed, in order (empty when storage is healthy).
+    pub fn storage_failed_shards(&self) -> Vec<usize> {
+        self.storage_failed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn shutdown_flag(&self) -> Arc<AtomicBool> {

@@ -547,6 +547,100 @@ fn delete_records_and_retention_move_the_log_start() {
     assert_eq!(f.responses[0].partitions[0].log_start_offset, earliest);
 }
 
+/// A small ext4 filesystem in a file, loop-mounted at `mnt` until dropped.
+struct LoopFs {
+    mnt: std::path::PathBuf,
+}
+
+impl LoopFs {
+    /// `None` (with the reason printed) where loop mounts are not allowed (not root, no loop
+    /// devices, no mkfs.ext4).
+    fn mount(img: &std::path::Path, mnt: &std::path::Path, bytes: u64) -> Option<LoopFs> {
+        std::fs::File::create(img).unwrap().set_len(bytes).unwrap();
+        std::fs::create_dir_all(mnt).unwrap();
+        let run = |cmd: &mut Command| cmd.output().map(|o| (o.status.success(), o));
+        match run(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(img)) {
+            Ok((true, _)) => {}
+            other => {
+                eprintln!("SKIPPED: mkfs.ext4 failed: {other:?}");
+                return None;
+            }
+        }
+        match run(Command::new("mount").args(["-o", "loop"]).arg(img).arg(mnt)) {
+            Ok((true, _)) => Some(LoopFs {
+                mnt: mnt.to_path_buf(),
+            }),
+            other => {
+                eprintln!("SKIPPED: cannot loop-mount a test filesystem here: {other:?}");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).output();
+    }
+}
+
+#[test]
+fn a_full_disk_fails_writes_with_storage_error_and_keeps_serving_reads() {
+    // The data dir is a 96 MiB ext4 filesystem: produce 900 KB batches until it is full.
+    let dir = Server::new_dir();
+    let data = dir.path().join("data");
+    let Some(fs) = LoopFs::mount(&dir.path().join("fs.img"), &data, 96 << 20) else {
+        return;
+    };
+    let mut s = Server::start_in(dir, &[("CHRONIK_WAL_SEGMENT_SIZE", "16777216")]);
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "full", 1);
+    let value = vec![0x42u8; 900_000];
+    let kv: Vec<chronik_protocol::batch::KeyValue<'_>> = vec![(Some(b"k"), Some(&value))];
+    let batch = chronik_protocol::batch::encode_batch(&kv, 1_700_000_000_000);
+    let mut acked = 0i64;
+    let mut error = 0;
+    for _ in 0..400 {
+        let r = produce(&mut w, 9, "full", 0, batch.clone());
+        let p = &r.responses[0].partition_responses[0];
+        if p.error_code != 0 {
+            error = p.error_code;
+            break;
+        }
+        assert_eq!(p.base_offset, acked);
+        acked += 1;
+    }
+    assert_eq!(
+        error, 56,
+        "KAFKA_STORAGE_ERROR once the disk is full ({acked} acked)"
+    );
+    assert!(acked > 10, "only {acked} batches fit");
+    eprintln!("full disk after {acked} batches");
+    // Writes keep failing cleanly; reads of what was acknowledged, and metadata, still work.
+    let r = produce(&mut w, 9, "full", 0, batch.clone());
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 56);
+    let f = fetch(&mut w, "full", 0, acked - 1, 0);
+    let p = &f.responses[0].partitions[0];
+    assert_eq!((p.error_code, p.high_watermark), (0, acked));
+    let records = p.records.clone().unwrap();
+    let h = chronik_protocol::batch::validate(&records[..batch.len()]).expect("stored batch");
+    assert_eq!(h.base_offset.get(), acked - 1);
+    let _ = topic_id(&mut w, "full");
+    // Health probes say why the node needs attention.
+    let (status, body) = s.http_get(s.http_port, "/health");
+    assert!(status.contains("503"), "{status} {body}");
+    assert!(body.contains("storage_failed"), "{body}");
+    let (status, body) = s.http_get(s.http_port, "/health/ready");
+    assert!(
+        status.contains("503") && body.contains("\"ready\":false"),
+        "{status} {body}"
+    );
+    assert!(s.is_running(), "log:\n{}", s.log_text());
+    assert!(s.log_text().contains("No space left on device"));
+    s.kill9();
+    drop(fs);
+}
+
 #[test]
 fn a_second_broker_on_the_same_data_dir_is_refused() {
     let s = Server::start();

@@ -34,10 +34,19 @@ impl Server {
     }
 
     pub fn start_with(env: &[(&str, &str)]) -> Server {
-        let dir = tempfile::Builder::new()
+        Self::start_in(Self::new_dir(), env)
+    }
+
+    /// A fresh directory for [`Server::start_in`] (the data dir will be its `data`).
+    pub fn new_dir() -> tempfile::TempDir {
+        tempfile::Builder::new()
             .prefix("chronik-test-")
             .tempdir_in(test_tmp())
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Starts a server whose data dir is `dir/data` (which may already exist, e.g. as a mount).
+    pub fn start_in(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let mut http_port = free_port();
         while http_port == port {
