@@ -94,6 +94,8 @@ pub enum Requirement {
     ODirect,
     /// `RLIMIT_MEMLOCK` is large enough.
     Memlock,
+    /// The data directory's filesystem has room (not ENOSPC or out of quota).
+    DiskSpace,
 }
 
 /// One unmet requirement with an operator-facing message that names the fix.
@@ -451,6 +453,24 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// The data directory's filesystem (or the user's quota) is full: not an O_DIRECT problem, and
+/// the fix is the operator's.
+fn is_no_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+fn no_space_failure(dir: &Path, what: &str, e: &std::io::Error) -> RequirementFailure {
+    RequirementFailure {
+        requirement: Requirement::DiskSpace,
+        message: format!(
+            "data directory {} is full: {what} failed: {e}. The WAL cannot write until there is \
+             room. Fix: free space on that filesystem (or grow it, or raise the quota); data \
+             already acknowledged is on disk and is recovered at the next start",
+            dir.display()
+        ),
+    }
+}
+
 fn odirect_failure(dir: &Path, fs: &str, what: String) -> RequirementFailure {
     RequirementFailure {
         requirement: Requirement::ODirect,
@@ -500,6 +520,7 @@ pub fn check_o_direct(dir: &Path) -> Result<String, RequirementFailure> {
         .open(&path);
     let file = match file {
         Ok(f) => f,
+        Err(e) if is_no_space(&e) => return Err(no_space_failure(dir, "creating a file", &e)),
         Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
             return Err(odirect_failure(
                 dir,
@@ -521,6 +542,9 @@ pub fn check_o_direct(dir: &Path) -> Result<String, RequirementFailure> {
     let _cleanup = RemoveOnDrop(path.clone());
     let out = AlignedBuf::new(0xA5);
     if let Err(e) = file.write_all_at(out.as_slice(), 0) {
+        if is_no_space(&e) {
+            return Err(no_space_failure(dir, "a 4096-byte write", &e));
+        }
         return Err(odirect_failure(
             dir,
             &fs,
@@ -528,6 +552,9 @@ pub fn check_o_direct(dir: &Path) -> Result<String, RequirementFailure> {
         ));
     }
     if let Err(e) = file.sync_data() {
+        if is_no_space(&e) {
+            return Err(no_space_failure(dir, "fdatasync", &e));
+        }
         return Err(odirect_failure(dir, &fs, format!("fdatasync failed: {e}")));
     }
     let mut back = AlignedBuf::new(0);

@@ -615,7 +615,6 @@ fn a_full_disk_fails_writes_with_storage_error_and_keeps_serving_reads() {
         "KAFKA_STORAGE_ERROR once the disk is full ({acked} acked)"
     );
     assert!(acked > 10, "only {acked} batches fit");
-    eprintln!("full disk after {acked} batches");
     // Writes keep failing cleanly; reads of what was acknowledged, and metadata, still work.
     let r = produce(&mut w, 9, "full", 0, batch.clone());
     assert_eq!(r.responses[0].partition_responses[0].error_code, 56);
@@ -638,6 +637,24 @@ fn a_full_disk_fails_writes_with_storage_error_and_keeps_serving_reads() {
     assert!(s.is_running(), "log:\n{}", s.log_text());
     assert!(s.log_text().contains("No space left on device"));
     s.kill9();
+    // A restart on the still-full disk is refused with what is wrong and what to do (not as an
+    // O_DIRECT problem).
+    let out = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+        .arg("--data-dir")
+        .arg(s.data_dir())
+        .arg("standalone")
+        .env("CHRONIK_KAFKA_PORT", common::free_port().to_string())
+        .env("CHRONIK_BIND_ADDR", "127.0.0.1")
+        .env("CHRONIK_HTTP_ENABLED", "false")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("is full") && text.contains("free space"),
+        "{text}"
+    );
+    assert!(!text.contains("O_DIRECT does not work"), "{text}");
     drop(fs);
 }
 
