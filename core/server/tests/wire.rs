@@ -446,6 +446,22 @@ fn validate_config_reports_every_problem() {
     );
 }
 
+/// Starts the binary on `data_dir` expecting it to refuse; returns its stderr.
+fn start_refused(data_dir: &std::path::Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .arg("standalone")
+        .env("CHRONIK_KAFKA_PORT", common::free_port().to_string())
+        .env("CHRONIK_BIND_ADDR", "127.0.0.1")
+        .env("CHRONIK_HTTP_ENABLED", "false")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "started: {text}");
+    text
+}
+
 #[test]
 fn refuses_to_start_on_a_filesystem_without_o_direct() {
     let shm = std::path::Path::new("/dev/shm");
@@ -454,17 +470,7 @@ fn refuses_to_start_on_a_filesystem_without_o_direct() {
         return;
     }
     let dir = tempfile::tempdir_in(shm).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
-        .args(["--data-dir"])
-        .arg(dir.path())
-        .arg("standalone")
-        .env("CHRONIK_KAFKA_PORT", common::free_port().to_string())
-        .env("CHRONIK_BIND_ADDR", "127.0.0.1")
-        .env("CHRONIK_HTTP_ENABLED", "false")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let text = start_refused(dir.path());
     assert!(text.contains("O_DIRECT"), "{text}");
 }
 
@@ -639,17 +645,7 @@ fn a_full_disk_fails_writes_with_storage_error_and_keeps_serving_reads() {
     s.kill9();
     // A restart on the still-full disk is refused with what is wrong and what to do (not as an
     // O_DIRECT problem).
-    let out = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
-        .arg("--data-dir")
-        .arg(s.data_dir())
-        .arg("standalone")
-        .env("CHRONIK_KAFKA_PORT", common::free_port().to_string())
-        .env("CHRONIK_BIND_ADDR", "127.0.0.1")
-        .env("CHRONIK_HTTP_ENABLED", "false")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{text}");
+    let text = start_refused(&s.data_dir());
     assert!(
         text.contains("is full") && text.contains("free space"),
         "{text}"
@@ -661,17 +657,7 @@ fn a_full_disk_fails_writes_with_storage_error_and_keeps_serving_reads() {
 #[test]
 fn a_second_broker_on_the_same_data_dir_is_refused() {
     let s = Server::start();
-    let out = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
-        .arg("--data-dir")
-        .arg(s.data_dir())
-        .arg("standalone")
-        .env("CHRONIK_KAFKA_PORT", common::free_port().to_string())
-        .env("CHRONIK_BIND_ADDR", "127.0.0.1")
-        .env("CHRONIK_HTTP_ENABLED", "false")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let text = start_refused(&s.data_dir());
     assert!(text.contains("in use by another chronik-server"), "{text}");
     assert!(text.contains(&s.pid().to_string()), "{text}");
 }
