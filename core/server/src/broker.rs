@@ -77,7 +77,9 @@ pub struct Broker {
     /// Topic name → id as of the last [`Broker::reconcile`] (`None` before the first), to tell
     /// which topics a metadata change deleted.
     known_topics: RefCell<Option<HashMap<String, u128>>>,
-    meta_waiters: RefCell<BTreeMap<u64, oneshot::Sender<Result<(), MetaError>>>>,
+    /// Proposers of `__meta` entries by Raft index. `Ok` carries the producer id high-water mark
+    /// as of that entry: proposals applied in one batch must each see their own.
+    meta_waiters: RefCell<BTreeMap<u64, oneshot::Sender<Result<i64, MetaError>>>>,
     meta_applied: Cell<u64>,
     /// Producer ids this shard may hand out: `[next, end)`.
     pid_block: Cell<(i64, i64)>,
@@ -303,12 +305,16 @@ impl Broker {
                     self.metrics.produce_requests.increment(1);
                     self.metrics.produce_bytes.increment(records.len() as u64);
                     async move {
-                        match p {
+                        let o = match p {
                             Some(p) => p.produce(records, acks, timeout_ms).await,
                             None => {
                                 ProduceOutcome::failed(ResponseError::NotLeaderOrFollower.code())
                             }
+                        };
+                        if o.error != 0 {
+                            tracing::debug!(group, error = o.error, message = ?o.error_message, "produce failed");
                         }
+                        o
                     }
                 });
                 let out = futures::future::join_all(futs).await;
@@ -443,6 +449,12 @@ impl Broker {
 
     /// Shard 0: propose to `__meta`, wait for the apply result, then bring every shard in line.
     async fn propose_meta_local(self: &Rc<Self>, cmd: MetaCommand) -> Result<(), MetaError> {
+        self.propose_meta_local_pid(cmd).await.map(|_| ())
+    }
+
+    /// [`Self::propose_meta_local`], returning the producer id high-water mark right after the
+    /// entry was applied (not the current one, which later entries may have moved).
+    async fn propose_meta_local_pid(self: &Rc<Self>, cmd: MetaCommand) -> Result<i64, MetaError> {
         assert_eq!(self.shard, 0, "__meta lives on shard 0");
         let data = serde_json::to_vec(&cmd).expect("meta commands serialise");
         let proposed = self
@@ -483,7 +495,7 @@ impl Broker {
             };
             changed |= result.is_ok();
             if let Some(tx) = self.meta_waiters.borrow_mut().remove(&e.index) {
-                let _ = tx.send(result);
+                let _ = tx.send(result.map(|()| self.meta_state.borrow().producer_id_high));
             }
         }
         if changed {
@@ -713,9 +725,8 @@ impl Broker {
     // ---- producer ids ---------------------------------------------------------------------
 
     async fn allocate_pid_block_local(self: &Rc<Self>) -> Result<i64, MetaError> {
-        self.propose_meta_local(MetaCommand::AllocateProducerIds)
-            .await?;
-        Ok(self.meta_state.borrow().producer_id_high)
+        self.propose_meta_local_pid(MetaCommand::AllocateProducerIds)
+            .await
     }
 
     /// Hands out a fresh producer id.

@@ -503,7 +503,16 @@ impl Partition {
                         }
                         continue;
                     }
-                    SequenceCheck::OutOfOrder { .. } => {
+                    SequenceCheck::OutOfOrder { expected_seq } => {
+                        tracing::debug!(
+                            group = self.group,
+                            producer_id = info.producer_id,
+                            epoch = info.producer_epoch,
+                            base_seq = info.base_sequence,
+                            last_seq,
+                            expected_seq,
+                            "produce: out of order sequence"
+                        );
                         out.error = code(ResponseError::OutOfOrderSequenceNumber);
                         return out;
                     }

@@ -130,6 +130,48 @@ fn describe_log_dirs_reports_the_data_dir_and_partition_sizes() {
     }
 }
 
+/// Idempotent producers that start together (several clients, or one pipelining) each get
+/// their own producer id. Two id blocks allocated in one `__meta` batch used to both hand out the
+/// second block's ids, so two producers shared an id and one's batches were refused as
+/// OUT_OF_ORDER_SEQUENCE_NUMBER (seen with two librdkafka producers in `ingest-1k`).
+#[test]
+fn concurrent_init_producer_id_requests_get_distinct_ids() {
+    let s = Server::start();
+    let req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000)
+        .with_producer_id(ProducerId(-1))
+        .with_producer_epoch(-1);
+    // Connections spread over the shards; every request is sent before any answer is read.
+    let mut conns: Vec<Wire> = (0..4).map(|_| Wire::connect(s.port)).collect();
+    for w in conns.iter_mut() {
+        for _ in 0..16 {
+            w.send(ApiKey::InitProducerId, 4, &req);
+        }
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for w in conns.iter_mut() {
+        for _ in 0..16 {
+            let mut buf = Bytes::from(w.recv_frame().expect("response"));
+            let _ = <ResponseHeader as kafka_protocol::protocol::Decodable>::decode(&mut buf, 1)
+                .unwrap();
+            let r = <InitProducerIdResponse as kafka_protocol::protocol::Decodable>::decode(
+                &mut buf, 4,
+            )
+            .unwrap();
+            assert_eq!(r.error_code, 0);
+            assert_eq!(r.producer_epoch, 0);
+            assert!(r.producer_id.0 >= 0, "{r:?}");
+            assert!(
+                ids.insert(r.producer_id.0),
+                "producer id {} handed out twice",
+                r.producer_id.0
+            );
+        }
+    }
+    assert_eq!(ids.len(), 64);
+}
+
 #[test]
 fn describe_producers_lists_idempotent_producer_state() {
     let s = Server::start();
