@@ -593,6 +593,7 @@ mod tests {
                 "catchup-1k",
                 "fanout",
                 "ingest-1k",
+                "ingest-1k-idem",
                 "large-4m",
                 "latency-1k",
                 "many-partitions"
