@@ -35,8 +35,10 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
     let mut outcomes: Vec<Vec<(i32, Option<ProduceOutcome>)>> =
         Vec::with_capacity(req.topic_data.len());
     let mut by_shard: BTreeMap<usize, ShardWork> = BTreeMap::new();
+    // Looked up in place: cloning a topic's metadata copies its whole partition table.
+    let all_meta = ctx.broker.meta();
     for (ti, td) in req.topic_data.iter().enumerate() {
-        let meta = ctx.broker.topic(td.name.0.as_str());
+        let meta = all_meta.topics.get(td.name.0.as_str());
         let authorized = ctx.allowed(acl::op::WRITE, acl::resource::TOPIC, td.name.0.as_str());
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for (pi, pd) in td.partition_data.iter().enumerate() {
@@ -47,10 +49,7 @@ pub async fn handle(ctx: &Ctx<'_>, req: ProduceRequest) -> ProduceResponse {
             } else if txn_error != 0 && first_transactional(pd.records.as_ref()).is_some() {
                 Some(ProduceOutcome::failed(txn_error))
             } else {
-                match meta
-                    .as_ref()
-                    .and_then(|m| m.partitions.get(pd.index as usize))
-                {
+                match meta.and_then(|m| m.partitions.get(pd.index as usize)) {
                     None => Some(err(ResponseError::UnknownTopicOrPartition)),
                     Some(p) => {
                         let e = by_shard.entry(p.shard as usize).or_default();
