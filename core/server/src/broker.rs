@@ -83,6 +83,9 @@ pub struct Broker {
     meta_applied: Cell<u64>,
     /// Producer ids this shard may hand out: `[next, end)`.
     pid_block: Cell<(i64, i64)>,
+    /// One block refill at a time per shard: requests that find the block empty meanwhile wait
+    /// and take ids from the new block instead of each allocating one.
+    pid_refill: glommio::sync::Semaphore,
     pub coordinators: Coordinators,
     /// Transaction coordinators of the `__transaction_state` partitions this shard owns.
     pub txn_coordinators: TxnCoordinators,
@@ -128,6 +131,7 @@ impl Broker {
             meta_waiters: RefCell::new(BTreeMap::new()),
             meta_applied: Cell::new(0),
             pid_block: Cell::new((0, 0)),
+            pid_refill: glommio::sync::Semaphore::new(1),
             coordinators: Coordinators::default(),
             txn_coordinators: TxnCoordinators::default(),
             inflight: Cell::new(0),
@@ -731,18 +735,30 @@ impl Broker {
 
     /// Hands out a fresh producer id.
     pub async fn next_producer_id(self: &Rc<Self>) -> Result<i64, MetaError> {
-        let (next, end) = self.pid_block.get();
-        if next < end {
-            self.pid_block.set((next + 1, end));
-            return Ok(next);
+        // Each iteration returns, or refills the block (which holds PRODUCER_ID_BLOCK ids for
+        // the waiters behind it), or finds it refilled by the holder of the permit before.
+        loop {
+            let (next, end) = self.pid_block.get();
+            if next < end {
+                self.pid_block.set((next + 1, end));
+                return Ok(next);
+            }
+            let _refill = self
+                .pid_refill
+                .acquire_permit(1)
+                .await
+                .map_err(|_| MetaError::NotInitialised)?;
+            let (next, end) = self.pid_block.get();
+            if next < end {
+                continue;
+            }
+            let high = match self.call(0, Call::AllocateProducerIds).await {
+                Some(Reply::ProducerIds(r)) => r?,
+                _ => return Err(MetaError::NotInitialised),
+            };
+            self.pid_block
+                .set((high - chronik_core::meta::PRODUCER_ID_BLOCK, high));
         }
-        let high = match self.call(0, Call::AllocateProducerIds).await {
-            Some(Reply::ProducerIds(r)) => r?,
-            _ => return Err(MetaError::NotInitialised),
-        };
-        let start = high - chronik_core::meta::PRODUCER_ID_BLOCK;
-        self.pid_block.set((start + 1, high));
-        Ok(start)
     }
 }
 

@@ -133,7 +133,8 @@ fn describe_log_dirs_reports_the_data_dir_and_partition_sizes() {
 /// Idempotent producers that start together (several clients, or one pipelining) each get
 /// their own producer id. Two id blocks allocated in one `__meta` batch used to both hand out the
 /// second block's ids, so two producers shared an id and one's batches were refused as
-/// OUT_OF_ORDER_SEQUENCE_NUMBER (seen with two librdkafka producers in `ingest-1k`).
+/// OUT_OF_ORDER_SEQUENCE_NUMBER (seen with two librdkafka producers in `ingest-1k`); and each
+/// such request allocated a block of its own.
 #[test]
 fn concurrent_init_producer_id_requests_get_distinct_ids() {
     let s = Server::start();
@@ -170,6 +171,14 @@ fn concurrent_init_producer_id_requests_get_distinct_ids() {
         }
     }
     assert_eq!(ids.len(), 64);
+    // Requests that find a shard's block empty share one refill: at most one block per shard.
+    let blocks: std::collections::BTreeSet<i64> = ids.iter().map(|id| id / 1000).collect();
+    let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert!(
+        blocks.len() <= shards,
+        "{} blocks for {shards} shards: {blocks:?}",
+        blocks.len()
+    );
 }
 
 #[test]
