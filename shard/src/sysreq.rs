@@ -455,11 +455,11 @@ impl Drop for RemoveOnDrop {
 
 /// The data directory's filesystem (or the user's quota) is full: not an O_DIRECT problem, and
 /// the fix is the operator's.
-fn is_no_space(e: &std::io::Error) -> bool {
+pub fn is_no_space(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
-fn no_space_failure(dir: &Path, what: &str, e: &std::io::Error) -> RequirementFailure {
+pub fn no_space_failure(dir: &Path, what: &str, e: &std::io::Error) -> RequirementFailure {
     RequirementFailure {
         requirement: Requirement::DiskSpace,
         message: format!(

@@ -156,9 +156,19 @@ fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
             holder.trim()
         );
     }
-    f.set_len(0)?;
-    f.rewind()?;
-    write!(f, "{}", std::process::id())?;
+    let record_pid = |f: &mut std::fs::File| -> std::io::Result<()> {
+        f.set_len(0)?;
+        f.rewind()?;
+        write!(f, "{}", std::process::id())
+    };
+    if let Err(e) = record_pid(&mut f) {
+        // The first write of a start: on a full disk say so, as the start-up checks would.
+        let what = format!("writing {}", path.display());
+        if chronik_shard::sysreq::is_no_space(&e) {
+            anyhow::bail!(chronik_shard::sysreq::no_space_failure(data_dir, &what, &e).message);
+        }
+        return Err(e).context(what);
+    }
     Ok(f)
 }
 

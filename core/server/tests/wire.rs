@@ -446,20 +446,51 @@ fn validate_config_reports_every_problem() {
     );
 }
 
-/// Starts the binary on `data_dir` expecting it to refuse; returns its stderr.
+/// Starts the binary on `data_dir` expecting it to refuse; returns its stderr. A binary that
+/// is still running after 60 s has started: it is killed and the test fails.
 fn start_refused(data_dir: &std::path::Path) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
+    let log = tempfile::NamedTempFile::new_in(common::test_tmp()).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_chronik-server"))
         .arg("--data-dir")
         .arg(data_dir)
         .arg("standalone")
         .env("CHRONIK_KAFKA_PORT", common::free_port().to_string())
         .env("CHRONIK_BIND_ADDR", "127.0.0.1")
         .env("CHRONIK_HTTP_ENABLED", "false")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!out.status.success(), "started: {text}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "started ({status:?}): {text}"
+    );
     text
+}
+
+/// Takes every free block of the filesystem holding `path` (as root, reserved blocks too) with
+/// one file there.
+fn fill_up(path: &std::path::Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for size in [1 << 20, 64 << 10, 4 << 10] {
+        while f.write_all(&chunk[..size]).is_ok() {}
+    }
+    let _ = f.sync_all();
 }
 
 #[test]
@@ -598,6 +629,9 @@ fn a_full_disk_fails_writes_with_storage_error_and_keeps_serving_reads() {
     let Some(fs) = LoopFs::mount(&dir.path().join("fs.img"), &data, 96 << 20) else {
         return;
     };
+    // Ballast, deleted at the end so that the node can start again with room to spare.
+    let ballast = data.join("ballast");
+    std::fs::write(&ballast, vec![0u8; 8 << 20]).unwrap();
     let mut s = Server::start_in(dir, &[("CHRONIK_WAL_SEGMENT_SIZE", "16777216")]);
     let mut w = Wire::connect(s.port);
     create_topic(&mut w, "full", 1);
@@ -643,14 +677,32 @@ fn a_full_disk_fails_writes_with_storage_error_and_keeps_serving_reads() {
     assert!(s.is_running(), "log:\n{}", s.log_text());
     assert!(s.log_text().contains("No space left on device"));
     s.kill9();
-    // A restart on the still-full disk is refused with what is wrong and what to do (not as an
-    // O_DIRECT problem).
+    // The WAL failed at its next allocation (a segment, up to 16 MiB), so some space may be
+    // left; take it. A restart on the full disk is refused with what is wrong and what to do
+    // (not as an O_DIRECT problem).
+    let filler = s.data_dir().join("filler");
+    fill_up(&filler);
     let text = start_refused(&s.data_dir());
     assert!(
         text.contains("is full") && text.contains("free space"),
         "{text}"
     );
     assert!(!text.contains("O_DIRECT does not work"), "{text}");
+    // Space freed: the node starts and every acknowledged batch is there.
+    std::fs::remove_file(&filler).unwrap();
+    std::fs::remove_file(&ballast).unwrap();
+    s.restart();
+    let mut w = Wire::connect(s.port);
+    let f = fetch(&mut w, "full", 0, acked - 1, 0);
+    let p = &f.responses[0].partitions[0];
+    assert_eq!(
+        (p.error_code, p.high_watermark),
+        (0, acked),
+        "log:\n{}",
+        s.log_text()
+    );
+    drop(w);
+    s.kill9();
     drop(fs);
 }
 
