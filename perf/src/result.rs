@@ -125,6 +125,14 @@ pub struct BrokerUsage {
     pub cpu_cores: f64,
     pub rss_max_bytes: u64,
     pub rss_end_bytes: u64,
+    /// Seconds the broker's threads, summed, were runnable but waiting for a CPU during the
+    /// measured phase (`schedstat`), and how many times they were given one. A wait comparable
+    /// to `cpu_s` means the broker was starved of CPU (e.g. by a harness on the same cores), and
+    /// its latency says more about the host than about the broker.
+    #[serde(default)]
+    pub runq_wait_s: Option<f64>,
+    #[serde(default)]
+    pub runq_slices: Option<u64>,
 }
 
 /// The harness's own cost over the measured phase (getrusage, all threads).
@@ -295,6 +303,16 @@ impl RunResult {
                 b.rss_max_bytes as f64 / 1048576.0,
                 b.rss_end_bytes as f64 / 1048576.0
             );
+            if let (Some(wait), Some(slices)) = (b.runq_wait_s, b.runq_slices) {
+                let _ = writeln!(
+                    out,
+                    "broker threads waited {:.1} s for a CPU ({:.0}% of their CPU time; {} runs, {:.3} ms mean wait each)",
+                    wait,
+                    if b.cpu_s > 0.0 { 100.0 * wait / b.cpu_s } else { 0.0 },
+                    slices,
+                    if slices > 0 { 1000.0 * wait / slices as f64 } else { 0.0 }
+                );
+            }
         }
         let _ = writeln!(
             out,

@@ -1085,12 +1085,20 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
     result.load_avg_1m = [load_start, load_end];
     if let (Some(pid), Some(a), Some(b)) = (opts.broker_pid, broker_start, broker_end) {
         let secs = w.duration_s as f64;
+        let sched = a.sched.zip(b.sched).map(|(a, b)| {
+            (
+                b.wait_ns.saturating_sub(a.wait_ns) as f64 / 1e9,
+                b.slices.saturating_sub(a.slices),
+            )
+        });
         result.broker = Some(BrokerUsage {
             pid,
             cpu_s: b.cpu_s - a.cpu_s,
             cpu_cores: (b.cpu_s - a.cpu_s) / secs,
             rss_max_bytes: broker_rss_max,
             rss_end_bytes: b.rss_bytes,
+            runq_wait_s: sched.map(|s| s.0),
+            runq_slices: sched.map(|s| s.1),
         });
     }
     if let (Some(a), Some(b)) = (self_start, self_end) {

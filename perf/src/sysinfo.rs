@@ -82,6 +82,50 @@ pub struct ProcSample {
     /// User + system CPU seconds since the process started.
     pub cpu_s: f64,
     pub rss_bytes: u64,
+    /// Scheduler statistics summed over the process's threads; `None` where the kernel has no
+    /// schedstat (CONFIG_SCHED_INFO off).
+    pub sched: Option<SchedSample>,
+}
+
+/// `/proc/<pid>/task/<tid>/schedstat` summed over threads: time on a CPU, time runnable but
+/// waiting for one (run-queue wait), and the number of times a thread was given a CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SchedSample {
+    pub run_ns: u64,
+    pub wait_ns: u64,
+    pub slices: u64,
+}
+
+/// Parses one schedstat line: `<run ns> <wait ns> <timeslices>`.
+pub fn parse_schedstat(line: &str) -> Option<SchedSample> {
+    let mut f = line.split_whitespace().map(|v| v.parse::<u64>().ok());
+    Some(SchedSample {
+        run_ns: f.next()??,
+        wait_ns: f.next()??,
+        slices: f.next()??,
+    })
+}
+
+/// [`SchedSample`] of every thread of `pid` added up; `None` if none could be read. Threads that
+/// exited between two samples take their counts with them, so compare samples of a process whose
+/// threads live as long as it (a broker's shards do).
+pub fn sched_sample(pid: u32) -> Option<SchedSample> {
+    let mut total: Option<SchedSample> = None;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(line) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
+        if let Some(s) = parse_schedstat(&line) {
+            let t = total.get_or_insert_with(SchedSample::default);
+            t.run_ns += s.run_ns;
+            t.wait_ns += s.wait_ns;
+            t.slices += s.slices;
+        }
+    }
+    total
 }
 
 /// Reads `/proc/<pid>/stat` and `/proc/<pid>/statm`; `None` if the process is gone or unreadable.
@@ -93,6 +137,7 @@ pub fn proc_sample(pid: u32) -> Option<ProcSample> {
     Some(ProcSample {
         cpu_s,
         rss_bytes: rss_pages * page_size(),
+        sched: sched_sample(pid),
     })
 }
 
@@ -160,6 +205,20 @@ mod tests {
     }
 
     #[test]
+    fn schedstat_parsing() {
+        assert_eq!(
+            parse_schedstat("123456 7890 42\n"),
+            Some(SchedSample {
+                run_ns: 123456,
+                wait_ns: 7890,
+                slices: 42
+            })
+        );
+        assert_eq!(parse_schedstat("1 2"), None);
+        assert_eq!(parse_schedstat("1 x 3"), None);
+    }
+
+    #[test]
     fn probes_this_process_and_machine() {
         let m = Machine::probe();
         assert!(m.cores >= 1);
@@ -169,6 +228,10 @@ mod tests {
         let u = self_usage();
         assert!(u.max_rss_bytes > 0);
         assert!(proc_sample(u32::MAX).is_none());
+        // Where the kernel keeps schedstat, this very thread has run.
+        if let Some(sched) = s.sched {
+            assert!(sched.run_ns > 0 && sched.slices > 0, "{sched:?}");
+        }
         assert!(load_avg_1m() >= 0.0);
     }
 }
