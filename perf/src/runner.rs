@@ -38,7 +38,7 @@ use crate::result::{
     TimelinePoint, PHASE_MEASURE, PHASE_WARMUP,
 };
 use crate::seqset::{Insert, SeqSet};
-use crate::sysinfo::{load_avg_1m, proc_sample, self_usage, Machine};
+use crate::sysinfo::{load_avg_1m, proc_sample, sched_sample, self_usage, Machine};
 use crate::workload::{ConsumerMode, Workload};
 
 /// Longest wait for topic creation and partition leaders.
@@ -947,6 +947,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
     let mut measure_taken = false;
     let mut load_start = 0.0;
     let mut broker_start = None;
+    let mut broker_sched_start = None;
     let mut broker_rss_max = 0u64;
     let mut self_start = None;
     let interval_ns = SAMPLE_INTERVAL.as_nanos() as u64;
@@ -959,6 +960,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
             measure_taken = true;
             load_start = load_avg_1m();
             broker_start = opts.broker_pid.and_then(proc_sample);
+            broker_sched_start = opts.broker_pid.and_then(sched_sample);
             self_start = Some(self_usage());
         }
         if now >= phases.end_ns {
@@ -1027,6 +1029,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
     }
     let load_end = load_avg_1m();
     let broker_end = opts.broker_pid.and_then(proc_sample);
+    let broker_sched_end = opts.broker_pid.and_then(sched_sample);
     if let Some(b) = broker_end {
         broker_rss_max = broker_rss_max.max(b.rss_bytes);
     }
@@ -1085,7 +1088,7 @@ pub fn run(workload: &Workload, opts: &RunOptions) -> Result<RunResult> {
     result.load_avg_1m = [load_start, load_end];
     if let (Some(pid), Some(a), Some(b)) = (opts.broker_pid, broker_start, broker_end) {
         let secs = w.duration_s as f64;
-        let sched = a.sched.zip(b.sched).map(|(a, b)| {
+        let sched = broker_sched_start.zip(broker_sched_end).map(|(a, b)| {
             (
                 b.wait_ns.saturating_sub(a.wait_ns) as f64 / 1e9,
                 b.slices.saturating_sub(a.slices),

@@ -82,9 +82,6 @@ pub struct ProcSample {
     /// User + system CPU seconds since the process started.
     pub cpu_s: f64,
     pub rss_bytes: u64,
-    /// Scheduler statistics summed over the process's threads; `None` where the kernel has no
-    /// schedstat (CONFIG_SCHED_INFO off).
-    pub sched: Option<SchedSample>,
 }
 
 /// `/proc/<pid>/task/<tid>/schedstat` summed over threads: time on a CPU, time runnable but
@@ -106,7 +103,8 @@ pub fn parse_schedstat(line: &str) -> Option<SchedSample> {
     })
 }
 
-/// [`SchedSample`] of every thread of `pid` added up; `None` if none could be read. Threads that
+/// [`SchedSample`] of every thread of `pid` added up; `None` if none could be read (no such
+/// process, or a kernel without schedstat: CONFIG_SCHED_INFO off). Threads that
 /// exited between two samples take their counts with them, so compare samples of a process whose
 /// threads live as long as it (a broker's shards do).
 pub fn sched_sample(pid: u32) -> Option<SchedSample> {
@@ -137,7 +135,6 @@ pub fn proc_sample(pid: u32) -> Option<ProcSample> {
     Some(ProcSample {
         cpu_s,
         rss_bytes: rss_pages * page_size(),
-        sched: sched_sample(pid),
     })
 }
 
@@ -229,7 +226,7 @@ mod tests {
         assert!(u.max_rss_bytes > 0);
         assert!(proc_sample(u32::MAX).is_none());
         // Where the kernel keeps schedstat, this very thread has run.
-        if let Some(sched) = s.sched {
+        if let Some(sched) = sched_sample(std::process::id()) {
             assert!(sched.run_ns > 0 && sched.slices > 0, "{sched:?}");
         }
         assert!(load_avg_1m() >= 0.0);
