@@ -1219,6 +1219,46 @@ impl GroupCoordinator {
         Ok(())
     }
 
+    /// The broker could not append `records` (an output of this coordinator). A classic group
+    /// whose generation and assignment they carried would otherwise go on serving state that
+    /// is not in the log, so a restart would forget it. As Kafka does when storing a SyncGroup
+    /// assignment fails, such a group drops its assignments and rebalances: members rejoin and
+    /// the next assignment is written again. A group that has moved past that generation is
+    /// left alone (its newer record settles on its own). Offsets need no undo: they become
+    /// visible only when their records commit.
+    pub fn append_failed(&mut self, records: &[LogRecord], now_ms: i64) {
+        let mut failed: BTreeMap<String, i32> = BTreeMap::new();
+        for rec in records {
+            if let Ok(Decoded::Group {
+                group,
+                value: Some(v),
+            }) = records::decode(rec)
+            {
+                failed.insert(group, v.generation);
+            }
+        }
+        for (id, generation) in failed {
+            let (groups, mut ctx) = self.ctx_parts(now_ms);
+            let Some(g) = groups.get_mut(&id) else {
+                continue;
+            };
+            if g.consumer.is_some()
+                || g.generation_id != generation
+                || !matches!(
+                    g.state,
+                    GroupState::Stable | GroupState::CompletingRebalance
+                )
+            {
+                continue;
+            }
+            for m in g.members.values_mut() {
+                m.assignment = Bytes::new();
+            }
+            g.prepare_rebalance(&mut ctx);
+            self.settle(&id, now_ms);
+        }
+    }
+
     /// Replays a record of keys 3–8 (not the key 3 tombstone): see [`super::consumer::replay`].
     /// A tombstone for a group that does not exist is a no-op.
     fn replay_consumer(&mut self, rec: Decoded, now_ms: i64) {

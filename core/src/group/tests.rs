@@ -158,6 +158,10 @@ struct Sim {
     /// "durable", i.e. immediately, and then applied).
     log: Vec<LogRecord>,
     waiting: BTreeMap<Token, usize>,
+    /// The log refuses every append (a full or failing disk).
+    fail_appends: bool,
+    /// Outputs whose append failed so far.
+    failed_appends: usize,
 }
 
 impl Sim {
@@ -170,6 +174,8 @@ impl Sim {
             clients: Vec::new(),
             log: Vec::new(),
             waiting: BTreeMap::new(),
+            fail_appends: false,
+            failed_appends: 0,
         }
     }
 
@@ -178,13 +184,46 @@ impl Sim {
         self.clients.len() - 1
     }
 
-    fn drain(&mut self) {
-        let out = self.c.take_output();
-        for r in out.records {
-            self.c.apply(&r, self.now).unwrap();
-            self.log.push(r);
+    /// Settles the coordinator's output; true if appending its records failed (the broker then
+    /// answers the request that produced it with the error too).
+    fn drain(&mut self) -> bool {
+        let mut first_failed = None;
+        loop {
+            let out = self.c.take_output();
+            if out.records.is_empty() && out.completions.is_empty() {
+                break;
+            }
+            let failed = self.deliver(out);
+            first_failed.get_or_insert(failed);
         }
-        for (token, completion) in out.completions {
+        self.c.check_invariants();
+        first_failed.unwrap_or(false)
+    }
+
+    /// What the broker does with an output: append its records (or, with `fail_appends`, fail
+    /// to, answering every parked request with COORDINATOR_NOT_AVAILABLE), then deliver.
+    fn deliver(&mut self, out: Output) -> bool {
+        let failed = self.fail_appends && !out.records.is_empty();
+        if failed {
+            self.failed_appends += 1;
+            self.c.append_failed(&out.records, self.now);
+        } else {
+            for r in out.records {
+                self.c.apply(&r, self.now).unwrap();
+                self.log.push(r);
+            }
+        }
+        for (token, mut completion) in out.completions {
+            if failed {
+                let e = code(ResponseError::CoordinatorNotAvailable);
+                match &mut completion {
+                    Completion::Join(r) => r.error_code = e,
+                    Completion::Sync(r) => {
+                        r.error_code = e;
+                        r.assignment = Bytes::new();
+                    }
+                }
+            }
             let who = self
                 .waiting
                 .remove(&token)
@@ -204,7 +243,7 @@ impl Sim {
                 }
             }
         }
-        self.c.check_invariants();
+        failed
     }
 
     fn advance(&mut self, ms: i64) {
@@ -264,7 +303,12 @@ impl Sim {
             }
             e if e == code(ResponseError::FencedInstanceId) => cl.state = CState::Gone,
             e if e == code(ResponseError::InconsistentGroupProtocol) => cl.state = CState::Gone,
-            e if e == code(ResponseError::RebalanceInProgress) => cl.state = CState::NeedJoin,
+            // Java and librdkafka look the coordinator up again and rejoin.
+            e if e == code(ResponseError::RebalanceInProgress)
+                || e == code(ResponseError::CoordinatorNotAvailable) =>
+            {
+                cl.state = CState::NeedJoin
+            }
             e => panic!("unexpected join error {e}"),
         }
     }
@@ -282,7 +326,8 @@ impl Sim {
             }
             e if e == code(ResponseError::FencedInstanceId) => cl.state = CState::Gone,
             e if e == code(ResponseError::RebalanceInProgress)
-                || e == code(ResponseError::IllegalGeneration) =>
+                || e == code(ResponseError::IllegalGeneration)
+                || e == code(ResponseError::CoordinatorNotAvailable) =>
             {
                 cl.state = CState::NeedJoin
             }
@@ -303,17 +348,19 @@ impl Sim {
             "/127.0.0.1",
             self.now,
         );
-        match &reply {
-            Reply::Now(r) => {
-                must_encode(r, v);
-                self.on_join(i, r.clone());
-            }
-            Reply::Later => {
-                self.clients[i].state = CState::JoinWait(token);
-                self.waiting.insert(token, i);
-            }
+        if let Reply::Later = reply {
+            self.clients[i].state = CState::JoinWait(token);
+            self.waiting.insert(token, i);
         }
-        self.drain();
+        let failed = self.drain();
+        if let Reply::Now(r) = &reply {
+            must_encode(r, v);
+            let mut r = r.clone();
+            if failed {
+                r.error_code = code(ResponseError::CoordinatorNotAvailable);
+            }
+            self.on_join(i, r);
+        }
         reply
     }
 
@@ -345,17 +392,20 @@ impl Sim {
         self.next_token += 1;
         let v = cl.sync_v;
         let reply = self.c.sync_group(token, &req, v, self.now);
-        match &reply {
-            Reply::Now(r) => {
-                must_encode(r, v);
-                self.on_sync(i, r.clone());
-            }
-            Reply::Later => {
-                self.clients[i].state = CState::SyncWait(token);
-                self.waiting.insert(token, i);
-            }
+        if let Reply::Later = reply {
+            self.clients[i].state = CState::SyncWait(token);
+            self.waiting.insert(token, i);
         }
-        self.drain();
+        let failed = self.drain();
+        if let Reply::Now(r) = &reply {
+            must_encode(r, v);
+            let mut r = r.clone();
+            if failed {
+                r.error_code = code(ResponseError::CoordinatorNotAvailable);
+                r.assignment = Bytes::new();
+            }
+            self.on_sync(i, r);
+        }
         reply
     }
 
@@ -1066,6 +1116,94 @@ fn commit_during_completing_rebalance_says_rebalance_in_progress() {
     s.step(c);
     assert_eq!(s.c.group_state("g"), Some(GroupState::PreparingRebalance));
     assert_eq!(s.commit(Some(0), 0, 9, 9), 0);
+}
+
+/// Whether the log holds the group record of `generation`.
+fn written(s: &Sim, generation: i32) -> bool {
+    s.log.iter().any(|r| {
+        matches!(records::decode(r), Ok(records::Decoded::Group { value: Some(v), .. })
+            if v.generation == generation)
+    })
+}
+
+#[test]
+fn a_failed_append_of_a_new_assignment_makes_the_group_rebalance() {
+    let mut s = two_member_group(9);
+    let gen = s.c.generation("g").unwrap();
+    assert!(written(&s, gen));
+    // A third member arrives while the log refuses writes: the join phase completes (nothing
+    // to write), then the leader's assignment cannot be stored.
+    s.fail_appends = true;
+    s.add(Client::new("c", None, 9));
+    let mut rounds = 0;
+    while s.failed_appends == 0 {
+        rounds += 1;
+        assert!(
+            rounds < 100,
+            "no assignment was ever stored: {:?}",
+            s.clients
+        );
+        for i in 0..s.clients.len() {
+            s.step(i);
+            if s.failed_appends > 0 {
+                break;
+            }
+        }
+        s.advance(100);
+    }
+    // At once, not only when the leader happens to rejoin: the generation whose assignment is
+    // not in the log is over, and the coordinator hands its assignment to nobody.
+    assert_eq!(s.c.generation("g"), Some(gen + 1));
+    assert_eq!(s.c.group_state("g"), Some(GroupState::PreparingRebalance));
+    assert!(s
+        .c
+        .describe_group("g", 5)
+        .members
+        .iter()
+        .all(|m| m.member_assignment.is_empty()));
+    // While the log keeps refusing, no member ever holds an assignment.
+    for _ in 0..30 {
+        for i in 0..s.clients.len() {
+            s.step(i);
+            assert!(
+                s.clients.iter().all(|c| c.state != CState::Stable),
+                "{:?}",
+                s.clients
+            );
+        }
+        s.advance(100);
+    }
+    assert!(!written(&s, gen + 1));
+    // Once the log takes writes again, the group settles in a generation that is written.
+    s.fail_appends = false;
+    s.converge(200);
+    let last = s.c.generation("g").unwrap();
+    assert!(last > gen + 1);
+    assert!(written(&s, last));
+    assert_eq!(s.c.members("g").len(), 3);
+    s.assert_assignment_covers();
+}
+
+#[test]
+fn a_failed_append_of_an_old_generation_leaves_a_newer_one_alone() {
+    let mut s = two_member_group(9);
+    let gen = s.c.generation("g").unwrap();
+    let old = s.log.iter().rev().find(|r| {
+        matches!(records::decode(r), Ok(records::Decoded::Group { value: Some(v), .. })
+            if v.generation == gen)
+    });
+    let old = old.cloned().unwrap();
+    let c = s.add(Client::new("c", None, 9));
+    s.step(c);
+    s.converge(200);
+    assert_eq!(s.c.generation("g"), Some(gen + 1));
+    s.c.append_failed(&[old], s.now);
+    s.drain();
+    assert_eq!(s.c.group_state("g"), Some(GroupState::Stable));
+    assert_eq!(s.c.generation("g"), Some(gen + 1));
+    for i in 0..s.clients.len() {
+        assert_eq!(s.heartbeat(i), 0);
+    }
 }
 
 #[test]

@@ -379,7 +379,8 @@ fn purge(broker: &Rc<Broker>, c: &Rc<Coord>) {
 /// after the answer cannot forget the generation and assignment the members were given. Outputs
 /// settle in the order they were taken (the output is taken before the first await). If the
 /// append fails, the parked responses and the caller's own answer carry the returned error:
-/// COORDINATOR_NOT_AVAILABLE, which makes clients find the coordinator and rejoin.
+/// COORDINATOR_NOT_AVAILABLE, which makes clients find the coordinator and rejoin, and the
+/// groups whose state was not written rebalance ([`GroupCoordinator::append_failed`]).
 async fn settle(broker: &Rc<Broker>, c: &Rc<Coord>) -> Result<(), i16> {
     let out = c.gc.borrow_mut().take_output();
     // The semaphore is never closed; an error would only mean no ordering, not no delivery.
@@ -398,6 +399,12 @@ async fn settle(broker: &Rc<Broker>, c: &Rc<Coord>) -> Result<(), i16> {
                 ResponseError::CoordinatorNotAvailable.code()
             })
     };
+    if res.is_err() {
+        // Groups whose new generation did not reach the log rebalance (their members get the
+        // error below and rejoin); that output settles in a task of its own, after this one.
+        c.gc.borrow_mut().append_failed(&out.records, now_ms());
+        settle_later(broker, c);
+    }
     for (token, mut completion) in out.completions {
         if let Err(code) = res {
             match &mut completion {
