@@ -342,6 +342,70 @@ fn message_too_large_and_topic_configs_apply() {
     assert_eq!(resp.topics[0].error_code, 38);
 }
 
+/// As in Kafka, a name that equals an existing topic's once '.' and '_' are the same character
+/// is refused with INVALID_TOPIC_EXCEPTION (17): by CreateTopics, validate-only or not, and by
+/// auto-creation through Metadata; the existing topic and unrelated names are unaffected.
+#[test]
+fn topic_names_colliding_on_dot_and_underscore_are_refused() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    let s = Server::start();
+    let mut w = Wire::connect(s.port);
+    create_topic(&mut w, "orders.eu_1", 1);
+    let create = |w: &mut Wire, name: &str, validate_only: bool| {
+        let req = CreateTopicsRequest::default()
+            .with_topics(vec![CreatableTopic::default()
+                .with_name(topic_name(name))
+                .with_num_partitions(1)
+                .with_replication_factor(1)])
+            .with_validate_only(validate_only)
+            .with_timeout_ms(10_000);
+        let resp: CreateTopicsResponse = w.call(ApiKey::CreateTopics, 7, &req);
+        let t = &resp.topics[0];
+        (
+            t.error_code,
+            t.error_message.as_ref().map(|m| m.to_string()),
+        )
+    };
+    for (name, validate_only) in [("orders_eu.1", false), ("orders_eu_1", true)] {
+        let (code, msg) = create(&mut w, name, validate_only);
+        assert_eq!(code, 17, "{name}: {msg:?}");
+        assert_eq!(
+            msg.as_deref(),
+            Some(format!("Topic '{name}' collides with existing topic: orders.eu_1").as_str())
+        );
+    }
+    assert_eq!(
+        create(&mut w, "orders.eu_1", false).0,
+        36,
+        "the same name exists"
+    );
+    assert_eq!(
+        create(&mut w, "orders-eu-1", false).0,
+        0,
+        "'-' does not collide"
+    );
+    let req = MetadataRequest::default()
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name("orders_eu_1")))
+        ]))
+        .with_allow_auto_topic_creation(true);
+    let resp: MetadataResponse = w.call(ApiKey::Metadata, 12, &req);
+    assert_eq!(resp.topics[0].error_code, 17, "auto-creation refused too");
+    let all: MetadataResponse = w.call(
+        ApiKey::Metadata,
+        12,
+        &MetadataRequest::default().with_topics(None),
+    );
+    let mut names: Vec<String> = all
+        .topics
+        .iter()
+        .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+        .filter(|n| n.starts_with("orders"))
+        .collect();
+    names.sort();
+    assert_eq!(names, ["orders-eu-1", "orders.eu_1"]);
+}
+
 #[test]
 fn http_is_served_on_both_ports() {
     let s = Server::start();
