@@ -348,20 +348,43 @@ impl Sim {
             "/127.0.0.1",
             self.now,
         );
-        if let Reply::Later = reply {
-            self.clients[i].state = CState::JoinWait(token);
-            self.waiting.insert(token, i);
-        }
-        let failed = self.drain();
-        if let Reply::Now(r) = &reply {
-            must_encode(r, v);
-            let mut r = r.clone();
-            if failed {
-                r.error_code = code(ResponseError::CoordinatorNotAvailable);
-            }
+        let now = self.settle_request(i, &reply, v, CState::JoinWait(token), |r| {
+            r.error_code = code(ResponseError::CoordinatorNotAvailable);
+        });
+        if let Some(r) = now {
             self.on_join(i, r);
         }
         reply
+    }
+
+    /// After a request: park client `i` (in state `parked`) if its answer comes later, settle
+    /// the output, and return the answer if it came at once. If appending the output failed,
+    /// the broker answers the request itself with the error too: `fail` applies it.
+    fn settle_request<R: Clone + Encodable>(
+        &mut self,
+        i: usize,
+        reply: &Reply<R>,
+        version: i16,
+        parked: CState,
+        fail: impl FnOnce(&mut R),
+    ) -> Option<R> {
+        match reply {
+            Reply::Later => {
+                let (CState::JoinWait(token) | CState::SyncWait(token)) = parked else {
+                    unreachable!("parked in a waiting state")
+                };
+                self.clients[i].state = parked;
+                self.waiting.insert(token, i);
+            }
+            Reply::Now(r) => must_encode(r, version),
+        }
+        let failed = self.drain();
+        let Reply::Now(r) = reply else { return None };
+        let mut r = r.clone();
+        if failed {
+            fail(&mut r);
+        }
+        Some(r)
     }
 
     fn send_sync(&mut self, i: usize) -> Reply<SyncGroupResponse> {
@@ -392,18 +415,11 @@ impl Sim {
         self.next_token += 1;
         let v = cl.sync_v;
         let reply = self.c.sync_group(token, &req, v, self.now);
-        if let Reply::Later = reply {
-            self.clients[i].state = CState::SyncWait(token);
-            self.waiting.insert(token, i);
-        }
-        let failed = self.drain();
-        if let Reply::Now(r) = &reply {
-            must_encode(r, v);
-            let mut r = r.clone();
-            if failed {
-                r.error_code = code(ResponseError::CoordinatorNotAvailable);
-                r.assignment = Bytes::new();
-            }
+        let now = self.settle_request(i, &reply, v, CState::SyncWait(token), |r| {
+            r.error_code = code(ResponseError::CoordinatorNotAvailable);
+            r.assignment = Bytes::new();
+        });
+        if let Some(r) = now {
             self.on_sync(i, r);
         }
         reply
