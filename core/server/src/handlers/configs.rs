@@ -311,19 +311,35 @@ pub fn describe(ctx: &Ctx<'_>, req: DescribeConfigsRequest) -> DescribeConfigsRe
                 if !name.is_empty() && name != ctx.broker.shared.node_id.to_string() {
                     res = res.with_error_code(ResponseError::InvalidRequest.code());
                 } else {
-                    let configs = broker_configs(ctx)
-                        .into_iter()
-                        .filter(|(n, _, _, _)| wanted(n))
-                        .map(|(n, key, v, ty)| {
-                            DescribeConfigsResourceResult::default()
-                                .with_name(str_bytes(n))
-                                .with_value(Some(str_bytes(v)))
-                                .with_read_only(true)
-                                .with_config_source(broker_source(ctx, key))
-                                .with_is_sensitive(false)
-                                .with_config_type(ty as i8)
-                        })
+                    let entry = |n: &str, v: String, source: i8, ty: ConfigType| {
+                        DescribeConfigsResourceResult::default()
+                            .with_name(str_bytes(n))
+                            .with_value(Some(str_bytes(v)))
+                            .with_read_only(true)
+                            .with_config_source(source)
+                            .with_is_sensitive(false)
+                            .with_config_type(ty as i8)
+                    };
+                    let own = broker_configs(ctx);
+                    let mut configs: Vec<_> = own
+                        .iter()
+                        .filter(|(n, ..)| wanted(n))
+                        .map(|(n, key, v, ty)| entry(n, v.clone(), broker_source(ctx, key), *ty))
                         .collect();
+                    // Every topic config's broker-level default, under its broker name (the
+                    // synonym a topic's DescribeConfigs points at), as Kafka lists them.
+                    let defaults = &ctx.broker.shared.topic_defaults;
+                    for d in topic_config::TOPIC_CONFIGS {
+                        let n = broker_synonym(d.name);
+                        if !wanted(n) || own.iter().any(|(o, ..)| *o == n) {
+                            continue;
+                        }
+                        let (v, source) = match defaults.get(d.name) {
+                            Some(v) => (v.clone(), topic_default_source(ctx, d.name)),
+                            None => (d.default.to_string(), SOURCE_DEFAULT),
+                        };
+                        configs.push(entry(n, v, source, d.ty));
+                    }
                     res = res.with_configs(configs);
                 }
             }

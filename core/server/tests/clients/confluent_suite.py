@@ -350,6 +350,15 @@ def cmd_admin():
     assert bcfg["num.partitions"].source == S.DEFAULT_CONFIG.value, bcfg["num.partitions"].source
     delay = bcfg["group.initial.rebalance.delay.ms"]
     assert delay.source == S.STATIC_BROKER_CONFIG.value and delay.value == "0", delay
+    # Every topic config's broker-level default is listed under its broker name (the synonym a
+    # topic's description points at), with the same value and source.
+    for topic_name_, broker_name in [("cleanup.policy", "log.cleanup.policy"),
+                                     ("compression.type", "compression.type"),
+                                     ("segment.ms", "log.roll.ms"),
+                                     ("retention.bytes", "log.retention.bytes")]:
+        tc, bc = cfg[topic_name_], bcfg[broker_name]
+        assert (bc.value, bc.source) == (tc.value, tc.source), (broker_name, bc, tc)
+    assert bcfg["compression.type"].value == "producer", bcfg["compression.type"]
     res2 = ConfigResource(ConfigResource.Type.TOPIC, topic, set_config={"retention.ms": "7200000"})
     a.alter_configs([res2])[res2].result(timeout=10)
     cfg = a.describe_configs([res])[res].result(timeout=10)
