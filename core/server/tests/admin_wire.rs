@@ -172,7 +172,10 @@ fn concurrent_init_producer_id_requests_get_distinct_ids() {
     }
     assert_eq!(ids.len(), 64);
     // Requests that find a shard's block empty share one refill: at most one block per shard.
-    let blocks: std::collections::BTreeSet<i64> = ids.iter().map(|id| id / 1000).collect();
+    let blocks: std::collections::BTreeSet<i64> = ids
+        .iter()
+        .map(|id| id / chronik_core::meta::PRODUCER_ID_BLOCK)
+        .collect();
     let shards = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert!(
         blocks.len() <= shards,
