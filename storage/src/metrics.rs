@@ -8,6 +8,8 @@ pub struct WalStats {
     pub appended_bytes: u64,
     /// Write rounds (`flush` or `sync` that found staged bytes).
     pub flushes: u64,
+    /// Write rounds started while an earlier one was still writing (pipelined writes).
+    pub pipelined_flushes: u64,
     pub written_bytes: u64,
     pub fsyncs: u64,
     pub fsync_latency_us_last: u64,
@@ -48,6 +50,7 @@ pub struct Handles {
     appends: metrics::Counter,
     appended_bytes: metrics::Counter,
     flushes: metrics::Counter,
+    pipelined_flushes: metrics::Counter,
     written_bytes: metrics::Counter,
     fsyncs: metrics::Counter,
     fsync_last: metrics::Gauge,
@@ -80,6 +83,7 @@ impl Handles {
             appends: metrics::counter!("chronik_wal_appends_total", &l()),
             appended_bytes: metrics::counter!("chronik_wal_appended_bytes_total", &l()),
             flushes: metrics::counter!("chronik_wal_flushes_total", &l()),
+            pipelined_flushes: metrics::counter!("chronik_wal_pipelined_flushes_total", &l()),
             written_bytes: metrics::counter!("chronik_wal_written_bytes_total", &l()),
             fsyncs: metrics::counter!("chronik_wal_fsyncs_total", &l()),
             fsync_last: metrics::gauge!("chronik_wal_fsync_latency_us_last", &l()),
@@ -104,6 +108,7 @@ impl Handles {
         self.appends.absolute(s.appends);
         self.appended_bytes.absolute(s.appended_bytes);
         self.flushes.absolute(s.flushes);
+        self.pipelined_flushes.absolute(s.pipelined_flushes);
         self.written_bytes.absolute(s.written_bytes);
         self.fsyncs.absolute(s.fsyncs);
         self.fsync_last.set(s.fsync_latency_us_last as f64);

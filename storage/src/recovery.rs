@@ -45,7 +45,7 @@ pub fn spare_path(dir: &Path, old_base: u64) -> PathBuf {
     dir.join(format!("{old_base:020}.spare"))
 }
 
-fn parse_segment_name(p: &Path) -> Option<u64> {
+pub(crate) fn parse_segment_name(p: &Path) -> Option<u64> {
     parse_name(p, ".wal")
 }
 

@@ -51,6 +51,9 @@ struct Run {
     file_pos: u64,
     chunks: Vec<DmaBuffer>,
     len: usize,
+    /// The run starts with the record bytes of a block an earlier `take` already wrote (padded):
+    /// its first write rewrites that block.
+    carried: bool,
 }
 
 impl Run {
@@ -78,6 +81,10 @@ pub struct WriteOp {
     pub buf: Rc<DmaBuffer>,
     /// The buffer is a reusable chunk to hand back with [`Staging::give_back`].
     pub reusable: bool,
+    /// This write's first block was written by an earlier `take`'s last write (the carried
+    /// partial block). It must not be issued until that write has completed: two writes of one
+    /// block in flight at once may land in either order.
+    pub rewrites_carry: bool,
 }
 
 /// All unflushed bytes, as runs in log order (more than one only across a segment roll).
@@ -103,6 +110,7 @@ impl Staging {
             file_pos,
             chunks: Vec::new(),
             len: 0,
+            carried: !carry.is_empty(),
         };
         run.put(carry, &mut s.spare);
         s.runs.push_back(run);
@@ -147,6 +155,7 @@ impl Staging {
             file_pos: 0,
             chunks: Vec::new(),
             len: 0,
+            carried: false,
         });
     }
 
@@ -162,6 +171,7 @@ impl Staging {
             let full = run.len / CHUNK_BYTES;
             let fill = run.len % CHUNK_BYTES;
             let mut chunks = std::mem::take(&mut run.chunks).into_iter();
+            let first_op = ops.len();
             for k in 0..full {
                 let c = chunks.next().expect("full chunk");
                 ops.push(WriteOp {
@@ -169,6 +179,7 @@ impl Staging {
                     pos: run.file_pos + (k * CHUNK_BYTES) as u64,
                     buf: Rc::new(c),
                     reusable: true,
+                    rewrites_carry: false,
                 });
             }
             let mut last = chunks.next();
@@ -184,7 +195,13 @@ impl Staging {
                     pos: run.file_pos + (full * CHUNK_BYTES) as u64,
                     buf: Rc::new(w),
                     reusable: false,
+                    rewrites_carry: false,
                 });
+            }
+            if run.carried {
+                if let Some(op) = ops.get_mut(first_op) {
+                    op.rewrites_carry = true;
+                }
             }
             if is_active {
                 let keep_from = align_down(len);
@@ -194,6 +211,7 @@ impl Staging {
                     file_pos: run.file_pos + keep_from,
                     chunks: Vec::new(),
                     len: tail,
+                    carried: tail > 0,
                 };
                 if let Some(mut chunk) = last.take() {
                     // Move the partial block to the front of the reused chunk.
@@ -237,6 +255,9 @@ mod tests {
         let mut file = vec![7u8; 100];
         let mut expect = vec![7u8; 100];
         let mut val = 0u8;
+        // End of the previous take's last write: a take's first write starts before it exactly
+        // when it rewrites the carried block, and must say so.
+        let mut prev_end = 100u64;
         for round in 0..40 {
             let n = [1usize, 4000, 4096, 5000, CHUNK_BYTES - 3, 70][round % 6];
             let data: Vec<u8> = (0..n)
@@ -249,7 +270,13 @@ mod tests {
             expect.extend_from_slice(&data);
             let end = s.end_offset();
             assert_eq!(end as usize, expect.len());
-            for op in s.take() {
+            let ops = s.take();
+            for (k, op) in ops.iter().enumerate() {
+                let rewrites = k == 0 && op.pos < prev_end;
+                assert_eq!(op.rewrites_carry, rewrites, "round {round} op {k}");
+            }
+            prev_end = ops.last().map_or(prev_end, |o| o.pos + o.buf.len() as u64);
+            for op in ops {
                 assert_eq!(op.pos % BLOCK as u64, 0);
                 assert_eq!(op.buf.len() % BLOCK, 0);
                 let p = op.pos as usize;

@@ -66,6 +66,9 @@ struct State {
     hold_fsyncs: bool,
     writes: u64,
     fsyncs: u64,
+    /// Each write completes after a random number of yields in `0..=max` (seeded), so writes
+    /// in flight together complete, and apply, in any order.
+    write_delays: Option<(ChaCha8Rng, u32)>,
 }
 
 /// In-memory fault-injecting disk.
@@ -166,6 +169,25 @@ impl MemDisk {
         self.state.borrow().files.get(path).map(FileState::view)
     }
 
+    /// Bytes of a file as of its last fdatasync (what a crash is sure to keep).
+    pub fn durable_bytes(&self, path: &Path) -> Option<Vec<u8>> {
+        self.state
+            .borrow()
+            .files
+            .get(path)
+            .map(|f| f.durable.clone())
+    }
+
+    /// Files with writes that no fdatasync has covered yet, sorted.
+    pub fn unsynced_paths(&self) -> Vec<PathBuf> {
+        let st = self.state.borrow();
+        st.files
+            .iter()
+            .filter(|(_, f)| !f.pending.is_empty())
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
     /// Replaces a file's content (for corruption tests); the new content counts as durable.
     pub fn set_file_bytes(&self, path: &Path, bytes: Vec<u8>) {
         let mut st = self.state.borrow_mut();
@@ -177,6 +199,12 @@ impl MemDisk {
     /// All file paths, sorted.
     pub fn paths(&self) -> Vec<PathBuf> {
         self.state.borrow().files.keys().cloned().collect()
+    }
+
+    /// From now on each write completes after a random number (seeded, at most `max_yields`)
+    /// of executor yields, so concurrent writes land in any order, as on a real device.
+    pub fn set_write_delays(&self, seed: u64, max_yields: u32) {
+        self.state.borrow_mut().write_delays = Some((ChaCha8Rng::seed_from_u64(seed), max_yields));
     }
 
     /// (writes, fdatasyncs) issued so far.
@@ -302,6 +330,13 @@ impl SegmentFile for MemFile {
         Box::pin(async move {
             // Yield once so concurrent flushers really interleave, as with io_uring.
             futures_lite::future::yield_now().await;
+            let extra = match self.state.borrow_mut().write_delays.as_mut() {
+                Some((rng, max)) => rng.gen_range(0..=*max),
+                None => 0,
+            };
+            for _ in 0..extra {
+                futures_lite::future::yield_now().await;
+            }
             self.with(|st, path| {
                 assert!(
                     pos.is_multiple_of(BLOCK as u64) && buf.len().is_multiple_of(BLOCK),
