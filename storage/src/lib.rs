@@ -73,6 +73,8 @@ pub const DEFAULT_RECYCLE_SEGMENTS: usize = 2;
 /// bandwidth per shard; keeps spares ready for writers up to ~64 MB/s per shard.
 pub const DEFAULT_PREPARE_BYTES_PER_SEC: u64 = 128 << 20;
 /// Smallest accepted segment size (must hold a few maximal O_DIRECT blocks and headers).
+/// Default of [`WalOptions::relocate_after_ms`].
+pub const DEFAULT_RELOCATE_AFTER_MS: u64 = 10_000;
 pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 
 /// When appends become durable.
@@ -118,6 +120,10 @@ pub struct WalOptions {
     /// completes, instead of writing and then fdatasyncing ([`disk::WriteMode::Through`]).
     /// `periodic` mode always defers durability to its fdatasyncs.
     pub write_through: bool,
+    /// `reclaim` rewrites forward the live records of an old segment only once that segment's
+    /// live bytes have stopped shrinking for this long (see `wal.rs`, reclamation); 0 rewrites
+    /// them at the first `reclaim` that finds the segment holding little live data.
+    pub relocate_after_ms: u64,
 }
 
 impl WalOptions {
@@ -133,6 +139,7 @@ impl WalOptions {
             recycle_segments: DEFAULT_RECYCLE_SEGMENTS,
             prepare_bytes_per_sec: DEFAULT_PREPARE_BYTES_PER_SEC,
             write_through: true,
+            relocate_after_ms: DEFAULT_RELOCATE_AFTER_MS,
         }
     }
 

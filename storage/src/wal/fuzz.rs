@@ -138,6 +138,8 @@ async fn fuzz_one(seed: u64, steps: usize) -> [u64; 5] {
     // Unpaced preparation: deterministic (no timers) and exercised by every roll.
     o.prepare_bytes_per_sec = u64::MAX;
     o.cache_bytes = rng.gen_range(0..20_000);
+    // No time passes in the fuzzer: relocate at the first reclaim that finds a segment pinned.
+    o.relocate_after_ms = 0;
     // Periodic mode: flush() only writes, so several unsynced write rounds pile up and a crash
     // tears blocks out of all of them; recovery must still find a clean prefix >= durable.
     if rng.gen_bool(0.5) {

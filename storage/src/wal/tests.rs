@@ -25,6 +25,8 @@ fn opts(dir: &str) -> WalOptions {
     o.cache_bytes = 4096;
     // Unpaced preparation: no timers, so runs are deterministic.
     o.prepare_bytes_per_sec = u64::MAX;
+    // Relocate at the first reclaim, so tests need not wait for segments to stop draining.
+    o.relocate_after_ms = 0;
     o
 }
 
@@ -687,6 +689,55 @@ fn concurrent_flushes_share_rounds() {
             m.appends
         );
         wal.check_invariants();
+    });
+}
+
+/// `relocate_after_ms`: records in a segment that retention is still draining are not copied;
+/// once its live bytes stop shrinking for that long, they are.
+#[test]
+fn reclaim_relocates_only_segments_that_stopped_draining() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let mut o = opts("/wal");
+        o.relocate_after_ms = 300;
+        let (wal, _) = Wal::open_with_disk(o, disk).await.unwrap();
+        wal.create_group(1).unwrap();
+        // Group 1 fills two segments and a bit, then compacts most of the first away, leaving
+        // it below the relocation threshold and pinned.
+        let mut next = 1;
+        while wal.metrics().segments < 3 {
+            fill(&wal, 1, next, 10, 1000).await;
+            next += 10;
+            wal.flush().await.unwrap();
+        }
+        let per_seg = crate::MIN_SEGMENT_BYTES / 1000;
+        let mut start = per_seg * 9 / 10;
+        wal.compact_prefix(1, start, 1).unwrap();
+        wal.sync().await.unwrap();
+        let segs = wal.metrics().segments;
+        // Draining: each pass deletes a little more of the pinned segment; nothing is copied.
+        for _ in 0..4 {
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            assert_eq!(wal.reclaim().await.unwrap().records_relocated, 0);
+            start += 1;
+            wal.compact_prefix(1, start, 1).unwrap();
+            wal.sync().await.unwrap();
+        }
+        assert_eq!(wal.metrics().relocated_records, 0);
+        assert_eq!(wal.metrics().segments, segs, "the pinned segment stays");
+        // Stopped draining: not yet copied before the wait is over, then copied and deleted.
+        assert_eq!(wal.reclaim().await.unwrap().records_relocated, 0);
+        glommio::timer::sleep(Duration::from_millis(150)).await;
+        assert_eq!(wal.reclaim().await.unwrap().records_relocated, 0);
+        glommio::timer::sleep(Duration::from_millis(250)).await;
+        let rep = wal.reclaim().await.unwrap();
+        assert!(
+            rep.records_relocated > 0 && rep.segments_deleted > 0,
+            "{rep:?}"
+        );
+        wal.check_invariants();
+        let got = wal.read_entries(1, start, start + 1, u64::MAX).unwrap();
+        assert_eq!(&got[0].1[..], &payload(1, start, 1000)[..]);
     });
 }
 
