@@ -1,15 +1,19 @@
 //! WAL benchmark (not a timed test): append throughput and append→durable latency
 //! (p50/p99/p99.9) for 1 KiB, 16 KiB and 1 MiB batches, 1 and 64 groups, `always` and
 //! `periodic`, printed beside raw O_DIRECT sequential write bandwidth and raw fdatasync latency
-//! measured by `benches/fio.sh` in the same run on the same filesystem; then a side-by-side
-//! case (`paired_case`) that interleaves `always`-mode appends with raw fdatasync, write+fdatasync
-//! and O_DSYNC writes of the same block size, so their percentiles share the device's conditions.
+//! measured by `benches/fio.sh` in the same run on the same filesystem; then two side-by-side
+//! cases: `paired_case` interleaves `always`-mode appends with raw fdatasync, write+fdatasync
+//! and O_DSYNC writes of the same block size, so their percentiles share the device's conditions;
+//! `paired_bandwidth` alternates slices of 1 MiB `periodic` appends with slices of raw O_DIRECT
+//! sequential writes, so the bandwidth ratio does too.
 //!
 //! Run: `cargo bench -p chronik-storage --bench wal`
 //! Env: `CHRONIK_BENCH_DIR` (default /tmp/chronik-wal-bench; must support O_DIRECT),
 //!      `CHRONIK_BENCH_SECS` (seconds per case, default 2), `CHRONIK_BENCH_NO_FIO=1` to skip fio,
 //!      `CHRONIK_BENCH_BATCH=<bytes>` / `CHRONIK_BENCH_GROUPS=<n>` to run a subset,
-//!      `CHRONIK_BENCH_PAIRED_ONLY=1` to run only the side-by-side case (`paired_case`),
+//!      `CHRONIK_BENCH_PAIRED_ONLY=1` to run only the side-by-side latency case (`paired_case`),
+//!      `CHRONIK_BENCH_CASES=0` to skip the table of cases (side-by-side cases only),
+//!      `CHRONIK_BENCH_VERBOSE=1` to print each case's WAL counters,
 //!      `CHRONIK_BENCH_NO_RECOVERY=1` to skip the recovery measurement,
 //!      `CHRONIK_BENCH_FRESH=1` to measure a fresh WAL (no warm-up, no retention; new segments
 //!      zero-filled in the background at the default pace, as in the broker),
@@ -262,6 +266,9 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_pct = (thread_cpu_secs() - cpu0) / elapsed * 100.0;
     let fsyncs = wal.metrics().fsyncs;
+    if std::env::var("CHRONIK_BENCH_VERBOSE").is_ok() {
+        eprintln!("{:?}", wal.metrics());
+    }
     let recycled = wal.metrics().segments_recycled;
     drop(periodic);
     let h = hist.borrow();
@@ -406,6 +413,146 @@ async fn paired_case(dir: PathBuf, batch: usize, secs: f64) -> ([Lat; 4], usize)
     )
 }
 
+/// Slices per side in the side-by-side bandwidth case.
+const BW_ROUNDS: usize = 6;
+/// Raw writes kept in flight by the side-by-side bandwidth case (fio's queue depth above).
+const RAW_QD: usize = 8;
+
+/// The side-by-side bandwidth case: 1 MiB batches in `periodic` mode (steady state, retention
+/// running) alternating with raw O_DIRECT sequential 1 MiB writes at queue depth [`RAW_QD`]
+/// that overwrite a laid-out file in the same directory, fdatasynced as often as the WAL's
+/// periodic mode does, `BW_ROUNDS` slices of `slice_secs`
+/// each, the order rotating. The disk's bandwidth drifts by tens of percent within minutes, so
+/// only slices taken this close together give a meaningful ratio. Returns (WAL MiB/s, raw
+/// MiB/s) per round.
+async fn paired_bandwidth(
+    dir: PathBuf,
+    groups: u64,
+    window: u64,
+    slice_secs: f64,
+) -> Vec<(f64, f64)> {
+    use glommio::io::DmaFile;
+    const BATCH: usize = 1 << 20;
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut o = WalOptions::new(dir.join("wal"));
+    o.sync_mode = SyncMode::Periodic;
+    o.prepare_bytes_per_sec = 0;
+    let (wal, _) = Wal::open(o).await.expect("open wal");
+    warm_up(&wal).await;
+    let wal = Rc::new(wal);
+    let periodic = glommio::spawn_local(wal.clone().run_periodic_sync());
+    for g in 0..groups {
+        wal.create_group(g).unwrap();
+    }
+    let stop = Rc::new(std::cell::Cell::new(false));
+    let retention = glommio::spawn_local(retention(wal.clone(), groups, BATCH, stop.clone()));
+
+    let raw = Rc::new(
+        DmaFile::create(dir.join("raw.dat"))
+            .await
+            .expect("raw file"),
+    );
+    let mut buf = raw.alloc_dma_buffer(BATCH);
+    buf.as_bytes_mut().fill(0xA5);
+    let buf = Rc::new(buf);
+    // As much disk as the WAL cycles through (active, retained and spare segments), so neither
+    // side is helped by caches below the filesystem.
+    let raw_len = wal.options().segment_bytes * 4;
+    for pos in (0..raw_len).step_by(BATCH) {
+        raw.write_rc_at(buf.clone(), pos).await.expect("lay out");
+    }
+    raw.fdatasync().await.expect("lay out");
+    let payload = bytes::Bytes::from(vec![0x5Au8; BATCH]);
+
+    let wal_slice = |deadline: Instant| {
+        let mut tasks = Vec::new();
+        for g in 0..groups {
+            for _ in 0..window {
+                let (wal, payload) = (wal.clone(), payload.clone());
+                tasks.push(glommio::spawn_local(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        let meta = next_meta(&wal, g);
+                        wal.append_shared(g, meta, payload.clone()).expect("append");
+                        wal.flush().await.expect("flush");
+                        n += 1;
+                    }
+                    n
+                }));
+            }
+        }
+        tasks
+    };
+    let next_pos = Rc::new(std::cell::Cell::new(0u64));
+    // The raw side syncs as often as the WAL's periodic task does (every `sync_interval_ms`):
+    // on this VM an O_DIRECT write that is never flushed may sit in the host's cache, and the
+    // next fdatasync, whoever issues it, pays for writing it out.
+    let sync_every = Duration::from_millis(wal.options().sync_interval_ms);
+    let raw_slice = |deadline: Instant| {
+        let syncer = {
+            let raw = raw.clone();
+            glommio::spawn_local(async move {
+                while Instant::now() < deadline {
+                    glommio::timer::sleep(sync_every).await;
+                    raw.fdatasync().await.expect("raw fdatasync");
+                }
+                0
+            })
+        };
+        (0..RAW_QD)
+            .map(|_| {
+                let (raw, buf, next_pos) = (raw.clone(), buf.clone(), next_pos.clone());
+                glommio::spawn_local(async move {
+                    let mut n = 0u64;
+                    while Instant::now() < deadline {
+                        let pos = next_pos.get();
+                        next_pos.set((pos + BATCH as u64) % raw_len);
+                        raw.write_rc_at(buf.clone(), pos).await.expect("raw write");
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .chain(std::iter::once(syncer))
+            .collect::<Vec<_>>()
+    };
+    let mut out = Vec::new();
+    for round in 0..BW_ROUNDS {
+        let mut pair = (0.0, 0.0);
+        for side in 0..2 {
+            let wal_side = (side + round) % 2 == 0;
+            let start = Instant::now();
+            let deadline = start + Duration::from_secs_f64(slice_secs);
+            let tasks = if wal_side {
+                wal_slice(deadline)
+            } else {
+                raw_slice(deadline)
+            };
+            let mut n = 0u64;
+            for t in tasks {
+                n += t.await;
+            }
+            let mib_s = n as f64 * BATCH as f64 / start.elapsed().as_secs_f64() / 1048576.0;
+            // What the slice wrote becomes durable (untimed) before the other side starts.
+            if wal_side {
+                wal.sync().await.expect("sync");
+                pair.0 = mib_s;
+            } else {
+                raw.fdatasync().await.expect("raw fdatasync");
+                pair.1 = mib_s;
+            }
+        }
+        out.push(pair);
+    }
+    stop.set(true);
+    retention.await;
+    drop(periodic);
+    let _ = raw.close_rc().await;
+    drop(wal);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
 /// Writes `total` bytes of 16 KiB entries over 64 groups, syncs, reopens; returns the report.
 async fn recovery_case(dir: PathBuf, total: u64) -> chronik_storage::RecoveryReport {
     let _ = std::fs::remove_dir_all(&dir);
@@ -518,8 +665,10 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok());
     let paired_only = std::env::var("CHRONIK_BENCH_PAIRED_ONLY").is_ok();
+    let no_cases = std::env::var("CHRONIK_BENCH_CASES").is_ok_and(|v| v == "0");
     for case in cases.into_iter().filter(|c| {
         !paired_only
+            && !no_cases
             && only.is_none_or(|b| b == c.batch)
             && only_groups.is_none_or(|g| g == c.groups)
     }) {
@@ -609,6 +758,52 @@ fn main() {
             w.p99 as f64 / f.p99 as f64,
             w.p99 as f64 / wf.p99 as f64
         );
+    }
+
+    // Side by side: WAL bandwidth at 1 MiB batches interleaved with raw O_DIRECT writes.
+    if only.is_none_or(|b| b == 1 << 20) && !paired_only {
+        println!();
+        println!(
+            "side by side, 1 MiB batches, `periodic`, {BW_ROUNDS} alternating slices of {secs:.1} s each (raw: O_DIRECT sequential 1 MiB overwrites, queue depth {RAW_QD}, fdatasync every 10 ms):"
+        );
+        println!(
+            "{:>6} {:>6} | {:>40} | {:>40} | {:>6}",
+            "groups", "window", "WAL MiB/s per slice", "raw MiB/s per slice", "ratio"
+        );
+        for (groups, window) in [(1u64, 2u64), (64, 1)] {
+            if only_groups.is_some_and(|g| g != groups) {
+                continue;
+            }
+            let d = dir.join("paired-bw");
+            let (tx, rx) = std::sync::mpsc::channel();
+            glommio::LocalExecutorBuilder::default()
+                .spawn(move || async move {
+                    tx.send(paired_bandwidth(d, groups, window, secs).await)
+                        .unwrap()
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            let rounds = rx.recv().unwrap();
+            let list = |f: &dyn Fn(&(f64, f64)) -> f64| {
+                rounds
+                    .iter()
+                    .map(|r| format!("{:.0}", f(r)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            let (w, r): (f64, f64) = rounds
+                .iter()
+                .fold((0.0, 0.0), |a, x| (a.0 + x.0, a.1 + x.1));
+            println!(
+                "{:>6} {:>6} | {:>40} | {:>40} | {:>6.2}",
+                groups,
+                window,
+                list(&|x| x.0),
+                list(&|x| x.1),
+                w / r
+            );
+        }
     }
 
     if std::env::var("CHRONIK_BENCH_NO_RECOVERY").is_ok() {
