@@ -1123,7 +1123,9 @@ impl Wal {
                 // one carries a single append while the others wait). With a chunk or more staged
                 // the write starts at once: later records go out in a pipelined phase while this
                 // one is in flight.
-                if self.inner.borrow().staging.new_bytes() < PIPELINE_MIN_BYTES {
+                if self.phases.get() == 0
+                    || self.inner.borrow().staging.new_bytes() < PIPELINE_MIN_BYTES
+                {
                     futures_lite::future::yield_now().await;
                 }
                 let res = self.write_phase(&mut guard).await;
@@ -2097,7 +2099,9 @@ impl Wal {
                     }
                     // Records that retention or compaction is still deleting need no copy:
                     // wait until the segment has stopped draining for `relocate_after_ms`.
-                    if self.opts.relocate_after_ms > 0 {
+                    // A segment held only by state records (no live entry) moves at once: that
+                    // is a few small records, and waiting would keep a whole file.
+                    if self.opts.relocate_after_ms > 0 && s.live_entries > 0 {
                         let now = Instant::now();
                         let wait = Duration::from_millis(self.opts.relocate_after_ms);
                         match s.drain_seen {

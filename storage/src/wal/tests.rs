@@ -710,8 +710,11 @@ fn reclaim_relocates_only_segments_that_stopped_draining() {
             next += 10;
             wal.flush().await.unwrap();
         }
-        let per_seg = crate::MIN_SEGMENT_BYTES / 1000;
-        let mut start = per_seg * 9 / 10;
+        // Entries in the first segment; keep 12 of them (under 25% of it, not none).
+        let per_seg = (crate::MIN_SEGMENT_BYTES - SEGMENT_HEADER_BYTES as u64)
+            / (1000 + RECORD_HEADER_BYTES as u64);
+        let mut start = per_seg - 12;
+        let first_live = |wal: &Wal| wal.inner.borrow().segments[0].live_entries;
         wal.compact_prefix(1, start, 1).unwrap();
         wal.sync().await.unwrap();
         let segs = wal.metrics().segments;
@@ -725,6 +728,10 @@ fn reclaim_relocates_only_segments_that_stopped_draining() {
         }
         assert_eq!(wal.metrics().relocated_records, 0);
         assert_eq!(wal.metrics().segments, segs, "the pinned segment stays");
+        assert!(
+            first_live(&wal) > 0,
+            "the first segment still holds entries"
+        );
         // Stopped draining: not yet copied before the wait is over, then copied and deleted.
         assert_eq!(wal.reclaim().await.unwrap().records_relocated, 0);
         glommio::timer::sleep(Duration::from_millis(150)).await;
@@ -738,6 +745,31 @@ fn reclaim_relocates_only_segments_that_stopped_draining() {
         wal.check_invariants();
         let got = wal.read_entries(1, start, start + 1, u64::MAX).unwrap();
         assert_eq!(&got[0].1[..], &payload(1, start, 1000)[..]);
+    });
+}
+
+/// A segment held only by state records (a group's creation, no live entry) is not waited on:
+/// its few records move forward at the first reclaim, whatever `relocate_after_ms` says.
+#[test]
+fn segments_held_only_by_state_records_are_freed_at_once() {
+    run(|| async {
+        let mut o = opts("/wal");
+        o.relocate_after_ms = 60_000;
+        let (wal, _) = Wal::open_with_disk(o, MemDisk::new()).await.unwrap();
+        wal.create_group(1).unwrap();
+        wal.create_group(2).unwrap();
+        let mut next = 1;
+        while wal.metrics().segments < 3 {
+            fill(&wal, 2, next, 10, 1000).await;
+            next += 10;
+            wal.flush().await.unwrap();
+        }
+        wal.compact_prefix(2, next - 1, 1).unwrap();
+        wal.sync().await.unwrap();
+        let rep = wal.reclaim().await.unwrap();
+        assert!(rep.segments_deleted >= 2, "{rep:?}");
+        assert!(wal.group_state(1).is_some());
+        wal.check_invariants();
     });
 }
 
