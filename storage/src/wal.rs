@@ -9,6 +9,11 @@
 //! syncs). Callers that find the phase they need running wait for its end and usually find their
 //! LSN covered, so N concurrent callers cost about one round, not N (group commit).
 //!
+//! Three watermarks, each monotonic: `staged_lsn` (appended) >= `written_lsn` (in the file) >=
+//! `durable_lsn` (fdatasynced). `always`: `flush` returns once durable. `periodic`: `flush`
+//! returns once written; `run_periodic_sync` makes it durable within `sync_interval_ms`;
+//! `wait_durable(lsn)` awaits that without forcing a sync.
+//!
 //! Pipelined writes: `written_lsn` advances as each write completes, not when its whole round
 //! ends, so the appenders it covers can stage their next records while the round's other writes
 //! are still in flight. In deferred mode (not write-through), once at least a staging chunk
@@ -1120,9 +1125,8 @@ impl Wal {
                 };
                 // Tasks woken by the previous phase's end are runnable now; let them stage their
                 // next records first so this write carries them (otherwise rounds convoy: each
-                // one carries a single append while the others wait). With a chunk or more staged
-                // the write starts at once: later records go out in a pipelined phase while this
-                // one is in flight.
+                // one carries a single append while the others wait). A pipelined phase (others
+                // in flight) with a chunk or more staged starts at once instead.
                 if self.phases.get() == 0
                     || self.inner.borrow().staging.new_bytes() < PIPELINE_MIN_BYTES
                 {
