@@ -95,7 +95,7 @@ use crate::group::{EntryLoc, Group, Pin, PIN_KINDS};
 use crate::metrics::WalStats;
 use crate::prepare::{self, Spare, FIRST_SEGMENT_BYTES};
 use crate::recovery::{self, segment_path, spare_path};
-use crate::staging::Staging;
+use crate::staging::{ChunkMemory, Staging};
 use crate::{
     ConfState, EntryKind, EntryMeta, GroupId, GroupState, HardState, Lsn, RecoveryReport, SyncMode,
     WalOptions,
@@ -690,7 +690,7 @@ impl Wal {
         let mut inner = Inner {
             groups: rec.groups,
             segments,
-            staging: Staging::new(0, 0, &[]),
+            staging: Staging::new(0, 0, &[], ChunkMemory::Registered),
             active_seed,
             active_roll: newest.map_or(first_roll, |n| n.2),
             active_started: Instant::now(),
@@ -703,7 +703,7 @@ impl Wal {
         };
         let start_lsn = match newest {
             Some((base, end_offset, _)) => {
-                inner.staging = Staging::new(base, end_offset, &rec.carry);
+                inner.staging = Staging::new(base, end_offset, &rec.carry, ChunkMemory::Registered);
                 inner.staged_lsn = base + end_offset;
                 inner.staged_lsn
             }

@@ -86,7 +86,7 @@ keys! {
     "server.cores" "CHRONIK_CORES" Cores = server.cores;
         "cores that get a shard: \"all\", a count, a list [0, 2] or \"0-3,6\""
     "server.io_memory_bytes" "CHRONIK_IO_MEMORY_BYTES" u64 = server.io_memory_bytes;
-        "registered io_uring buffer memory per shard; 0 = largest that fits RLIMIT_MEMLOCK (max 10 MiB)"
+        "registered io_uring buffer memory per shard; 0 = largest that fits RLIMIT_MEMLOCK (max 32 MiB)"
     "server.socket_request_max_bytes" "CHRONIK_SOCKET_REQUEST_MAX_BYTES" u32 = server.socket_request_max_bytes;
         "largest Kafka request frame accepted"
     "server.connections_max_idle_ms" "CHRONIK_CONNECTIONS_MAX_IDLE_MS" u64 = server.connections_max_idle_ms;
