@@ -112,6 +112,24 @@ pub fn kafka_meta(data: &[u8]) -> Option<KafkaMeta> {
     })
 }
 
+/// CRC32C of a stored Kafka record batch that is exactly `data`, from the batch's own CRC: that
+/// covers every byte from `CRC_START` on and was verified by the produce path (or written by the
+/// broker), so only the first 21 bytes are read ([`chronik_storage::crc::combine`]). `None`
+/// when `data` is not exactly one v2 batch.
+pub fn batch_crc32c(data: &[u8]) -> Option<u32> {
+    use chronik_protocol::batch::{CRC_START, LOG_OVERHEAD, MAGIC_V2};
+    let h = chronik_protocol::batch::header(data).ok()?;
+    let whole = h.batch_length.get() as i64 + LOG_OVERHEAD as i64 == data.len() as i64;
+    if h.magic != MAGIC_V2 || !whole {
+        return None;
+    }
+    Some(chronik_storage::crc::combine(
+        crc32c::crc32c(&data[..CRC_START]),
+        h.crc.get(),
+        (data.len() - CRC_START) as u64,
+    ))
+}
+
 impl MultiRaft {
     pub fn new(node_id: u64, wal: Rc<Wal>) -> Rc<Self> {
         Rc::new(Self {
@@ -479,8 +497,17 @@ impl MultiRaft {
                 }
             }
             if e.data.len() >= SHARED_PAYLOAD_MIN_BYTES {
-                self.wal
-                    .append_shared(gid, meta, bytes::Bytes::from(e.data))?;
+                // A Kafka batch's CRC spares the WAL its own pass over the payload.
+                let crc = if kafka.is_some() {
+                    batch_crc32c(&e.data)
+                } else {
+                    None
+                };
+                let data = bytes::Bytes::from(e.data);
+                match crc {
+                    Some(crc) => self.wal.append_shared_with_crc(gid, meta, data, crc)?,
+                    None => self.wal.append_shared(gid, meta, data)?,
+                };
             } else {
                 self.wal.append(gid, meta, &e.data)?;
             }

@@ -230,6 +230,27 @@ fn kafka_meta_is_read_from_the_batch_header() {
     assert!(chronik_raft::engine::kafka_meta(b"short").is_none());
 }
 
+#[test]
+fn batch_crc_is_combined_from_the_stored_kafka_crc() {
+    for (n, size) in [(1, 0), (3, 100), (2, 200_000)] {
+        let b = kafka_batch(17, n, size);
+        assert_eq!(
+            chronik_raft::engine::batch_crc32c(&b),
+            Some(crc32c::crc32c(&b)),
+            "{n} records of {size} bytes"
+        );
+        // Not exactly one batch: a byte more, a byte less, another magic.
+        let mut longer = b.clone();
+        longer.push(0);
+        assert_eq!(chronik_raft::engine::batch_crc32c(&longer), None);
+        assert_eq!(chronik_raft::engine::batch_crc32c(&b[..b.len() - 1]), None);
+        let mut v1 = b.clone();
+        v1[16] = 1;
+        assert_eq!(chronik_raft::engine::batch_crc32c(&v1), None);
+    }
+    assert_eq!(chronik_raft::engine::batch_crc32c(b"short"), None);
+}
+
 /// A Kafka batch of `n` records of `size` bytes each, patched to `base`.
 fn kafka_batch(base: i64, n: usize, size: usize) -> Vec<u8> {
     let value = vec![7u8; size];

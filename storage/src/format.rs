@@ -168,6 +168,28 @@ pub fn encode_header(
     out: &mut [u8; RECORD_HEADER_BYTES],
 ) {
     debug_assert_eq!(h.len as usize, RECORD_HEADER_BYTES + payload.len());
+    fill_header(h, out);
+    let crc = record_crc(seed, out, payload);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Like [`encode_header`] for a payload of `payload_len` bytes whose CRC32C the caller knows:
+/// the record CRC is combined from it ([`crate::crc::combine`]) without reading the payload.
+pub fn encode_header_known_crc(
+    seed: u32,
+    h: &RecordHeader,
+    payload_len: usize,
+    payload_crc: u32,
+    out: &mut [u8; RECORD_HEADER_BYTES],
+) {
+    debug_assert_eq!(h.len as usize, RECORD_HEADER_BYTES + payload_len);
+    fill_header(h, out);
+    let crc = crate::crc::combine(record_crc(seed, out, &[]), payload_crc, payload_len as u64);
+    out[4..8].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Every header field but the CRC.
+fn fill_header(h: &RecordHeader, out: &mut [u8; RECORD_HEADER_BYTES]) {
     out[0..4].copy_from_slice(&h.len.to_le_bytes());
     out[8] = h.rtype as u8;
     out[9] = kind_to_u8(h.kind);
@@ -180,8 +202,6 @@ pub fn encode_header(
     out[40..48].copy_from_slice(&h.a.to_le_bytes());
     out[48..56].copy_from_slice(&h.b.to_le_bytes());
     out[56..64].copy_from_slice(&h.c.to_le_bytes());
-    let crc = record_crc(seed, out, payload);
-    out[4..8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// Initial CRC value of every record in a segment: 0 (plain CRC32C) for format version 1, the
@@ -467,6 +487,10 @@ mod tests {
             let h = random_header(&mut rng, plen);
             let mut hb = [0u8; RECORD_HEADER_BYTES];
             encode_header(SEED, &h, &payload, &mut hb);
+            // A payload CRC known in advance gives the same header.
+            let mut known = [0u8; RECORD_HEADER_BYTES];
+            encode_header_known_crc(SEED, &h, plen, crc32c::crc32c(&payload), &mut known);
+            assert_eq!(known, hb, "seed {seed} case {case}");
             let mut rec = hb.to_vec();
             rec.extend_from_slice(&payload);
             let (d, p) = decode_record(SEED, &rec)

@@ -38,6 +38,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 mod cache;
+pub mod crc;
 pub mod disk;
 pub mod error;
 pub mod format;

@@ -311,6 +311,19 @@ impl Inner {
         h: &mut RecordHeader,
         payload: &[u8],
     ) -> Result<(u64, u64)> {
+        self.stage_with_crc(opts, durable, h, payload, None)
+    }
+
+    /// [`Inner::stage`], with the payload's CRC32C if the caller knows it (see
+    /// [`Wal::append_shared_with_crc`]).
+    fn stage_with_crc(
+        &mut self,
+        opts: &WalOptions,
+        durable: u64,
+        h: &mut RecordHeader,
+        payload: &[u8],
+        payload_crc: Option<u32>,
+    ) -> Result<(u64, u64)> {
         let rec_len = (RECORD_HEADER_BYTES + payload.len()) as u64;
         if payload.len() > MAX_PAYLOAD_BYTES
             || rec_len + SEGMENT_HEADER_BYTES as u64 > opts.segment_bytes
@@ -338,7 +351,17 @@ impl Inner {
         h.len = rec_len as u32;
         h.durable_back = (start - durable.min(start)).min(u32::MAX as u64) as u32;
         let mut hb = [0u8; RECORD_HEADER_BYTES];
-        format::encode_header(self.active_seed, h, payload, &mut hb);
+        match payload_crc {
+            Some(crc) => {
+                debug_assert_eq!(
+                    crc,
+                    crc32c::crc32c(payload),
+                    "caller's payload CRC is wrong"
+                );
+                format::encode_header_known_crc(self.active_seed, h, payload.len(), crc, &mut hb)
+            }
+            None => format::encode_header(self.active_seed, h, payload, &mut hb),
+        }
         self.staging.put(&hb);
         self.staging.put(payload);
         self.staged_lsn = start + rec_len;
@@ -801,14 +824,36 @@ impl Wal {
     /// Appends entry `meta.index` (must be `last_index + 1`) of group `g`. Visible to reads at
     /// once; durable once `durable_lsn() >=` the returned LSN.
     pub fn append(&self, g: GroupId, meta: EntryMeta, payload: &[u8]) -> Result<Lsn> {
-        self.append_inner(g, meta, payload, None)
+        self.append_inner(g, meta, payload, None, None)
     }
 
     /// Like [`Wal::append`], but the batch cache keeps `payload` itself instead of a copy: one
     /// memcpy less per append (into the staging buffer only), and reads return these very bytes.
     /// Worth it for large batches.
     pub fn append_shared(&self, g: GroupId, meta: EntryMeta, payload: Bytes) -> Result<Lsn> {
-        self.append_inner(g, meta, &payload[..], Some(payload.clone()))
+        self.append_inner(g, meta, &payload[..], Some(payload.clone()), None)
+    }
+
+    /// Like [`Wal::append_shared`], for a payload whose CRC32C (`payload_crc`) the caller
+    /// already knows: the record's checksum is combined from it ([`crate::crc::combine`])
+    /// instead of computed in a pass over the payload. The broker derives it from the Kafka
+    /// batch CRC its produce path verified. The value must be right: debug builds check it; in
+    /// release builds a wrong one makes the record fail its CRC when read from disk or
+    /// recovered, i.e. look corrupt.
+    pub fn append_shared_with_crc(
+        &self,
+        g: GroupId,
+        meta: EntryMeta,
+        payload: Bytes,
+        payload_crc: u32,
+    ) -> Result<Lsn> {
+        self.append_inner(
+            g,
+            meta,
+            &payload[..],
+            Some(payload.clone()),
+            Some(payload_crc),
+        )
     }
 
     fn append_inner(
@@ -817,6 +862,7 @@ impl Wal {
         meta: EntryMeta,
         payload: &[u8],
         shared: Option<Bytes>,
+        payload_crc: Option<u32>,
     ) -> Result<Lsn> {
         self.check_writable()?;
         let mut guard = self.inner.borrow_mut();
@@ -854,7 +900,8 @@ impl Wal {
             h.b = k.last_offset;
             h.c = k.max_timestamp;
         }
-        let (start, _) = inner.stage(&self.opts, self.durable.get(), &mut h, payload)?;
+        let (start, _) =
+            inner.stage_with_crc(&self.opts, self.durable.get(), &mut h, payload, payload_crc)?;
         let end = start + h.len as u64;
         let item = CacheItem {
             group: g,
