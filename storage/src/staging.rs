@@ -2,8 +2,11 @@
 //! the segment files by the next flush as a few large, 4 KiB-aligned O_DIRECT writes.
 //!
 //! A *run* is a contiguous byte range of one segment file starting at an aligned file offset,
-//! held in fixed-size aligned chunks (`CHUNK_BYTES`) that are reused from a spare pool, so steady
-//! state appends copy bytes and never allocate.
+//! held in fixed-size aligned chunks (`CHUNK_BYTES`). Each record byte is copied once, into a
+//! chunk, and written from there: a flush writes full chunks as they are (they go back to a spare
+//! pool after the write) and the last, partly filled chunk in place, zero-padded and trimmed to
+//! whole blocks (it is freed after the write, so a flush takes at most one chunk from the pool or
+//! the allocator). Appends never allocate.
 //!
 //! O_DIRECT needs the file offset and length of every write to be multiples of the block size
 //! (4 KiB). Records are not aligned, so a flush writes its last block zero-padded and keeps that
@@ -13,7 +16,7 @@
 //! bytes of records, i.e. file bytes [8192, 18192). The flush writes align_up(10 000) = 12 288
 //! bytes at offset 8192 (blocks 8192, 12288, 16384; the last block carries 18192 - 16384 = 1808
 //! record bytes and 2288 zero bytes). The new active run starts at 8192 + align_down(10 000) =
-//! 16384 and begins with those 1808 bytes copied to its front. The next records are appended at
+//! 16384 and begins with those 1808 bytes copied to the front of another chunk. The next records are appended at
 //! file offset 18192 and the next flush writes from 16384 again, overwriting the zero padding.
 //! Recovery treats zeros after the last record as the end of the log, never as corruption.
 
@@ -206,18 +209,30 @@ impl Staging {
                     rewrites_carry: false,
                 });
             }
-            let mut last = chunks.next();
-            if fill > 0 {
-                let chunk = last.as_mut().expect("partial chunk");
+            // The partially filled last chunk is written in place: its padding is zeroed and it
+            // is trimmed to whole blocks, so no byte is copied but the last partial block, which
+            // the next run starts with (in a chunk of its own, since this one is in flight).
+            let mut carry: Option<DmaBuffer> = None;
+            let keep_from = align_down(len);
+            let tail = (len - keep_from) as usize;
+            if let Some(mut chunk) = chunks.next() {
+                debug_assert!(fill > 0, "a last chunk is only ever partly filled");
                 let wlen = align_up(fill as u64) as usize;
-                let mut w = self.mem.alloc(wlen);
-                let wb = w.as_bytes_mut();
-                wb[..fill].copy_from_slice(&chunk.as_bytes()[..fill]);
-                wb[fill..].fill(0);
+                let bytes = chunk.as_bytes_mut();
+                bytes[fill..wlen].fill(0);
+                if is_active && tail > 0 {
+                    let mut next = self
+                        .spare
+                        .pop()
+                        .unwrap_or_else(|| self.mem.alloc(CHUNK_BYTES));
+                    next.as_bytes_mut()[..tail].copy_from_slice(&bytes[fill - tail..fill]);
+                    carry = Some(next);
+                }
+                chunk.trim_to_size(wlen);
                 ops.push(WriteOp {
                     seg_base: run.seg_base,
                     pos: run.file_pos + (full * CHUNK_BYTES) as u64,
-                    buf: Rc::new(w),
+                    buf: Rc::new(chunk),
                     reusable: false,
                     rewrites_carry: false,
                 });
@@ -228,24 +243,13 @@ impl Staging {
                 }
             }
             if is_active {
-                let keep_from = align_down(len);
-                let tail = (len - keep_from) as usize;
-                let mut next = Run {
+                self.runs.push_back(Run {
                     seg_base: run.seg_base,
                     file_pos: run.file_pos + keep_from,
-                    chunks: Vec::new(),
+                    chunks: carry.into_iter().collect(),
                     len: tail,
                     carried: tail > 0,
-                };
-                if let Some(mut chunk) = last.take() {
-                    // Move the partial block to the front of the reused chunk.
-                    let start = fill - tail;
-                    chunk.as_bytes_mut().copy_within(start..fill, 0);
-                    next.chunks.push(chunk);
-                }
-                self.runs.push_back(next);
-            } else if let Some(chunk) = last.take() {
-                self.give_back_one(chunk);
+                });
             }
         }
         self.new_bytes = 0;
