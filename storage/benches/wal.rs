@@ -423,8 +423,8 @@ async fn paired_case(dir: PathBuf, batch: usize, secs: f64) -> ([Lat; 4], usize)
 /// Slices per side in the side-by-side bandwidth case.
 const BW_ROUNDS: usize = 6;
 /// Raw writes kept in flight by the side-by-side bandwidth case (fio's queue depth above).
-/// Each has its own registered buffer, as each fio I/O unit has its own buffer: one buffer
-/// written over and over stays in the host's CPU caches and made raw up to 30% faster.
+/// Each has its own registered buffer, as each fio I/O unit has its own buffer and as the WAL
+/// writes from registered staging chunks.
 const RAW_QD: usize = 8;
 
 /// The side-by-side bandwidth case: 1 MiB batches in `periodic` mode (steady state, retention

@@ -16,9 +16,10 @@
 //! bytes of records, i.e. file bytes [8192, 18192). The flush writes align_up(10 000) = 12 288
 //! bytes at offset 8192 (blocks 8192, 12288, 16384; the last block carries 18192 - 16384 = 1808
 //! record bytes and 2288 zero bytes). The new active run starts at 8192 + align_down(10 000) =
-//! 16384 and begins with those 1808 bytes copied to the front of another chunk. The next records are appended at
-//! file offset 18192 and the next flush writes from 16384 again, overwriting the zero padding.
-//! Recovery treats zeros after the last record as the end of the log, never as corruption.
+//! 16384 and begins with those 1808 bytes copied to the front of another chunk. The next records
+//! are appended at file offset 18192 and the next flush writes from 16384 again, overwriting the
+//! zero padding. Recovery treats zeros after the last record as the end of the log, never as
+//! corruption.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
