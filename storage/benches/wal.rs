@@ -11,6 +11,9 @@
 //! Env: `CHRONIK_BENCH_DIR` (default /tmp/chronik-wal-bench; must support O_DIRECT),
 //!      `CHRONIK_BENCH_SECS` (seconds per case, default 2), `CHRONIK_BENCH_NO_FIO=1` to skip fio,
 //!      `CHRONIK_BENCH_BATCH=<bytes>` / `CHRONIK_BENCH_GROUPS=<n>` to run a subset,
+//!      `CHRONIK_BENCH_BW_CASES=1x8,64x1` (groups x window) for the side-by-side bandwidth cases,
+//!      `CHRONIK_BENCH_IO_MEMORY_MB=<n>` registered memory per executor (default 32, the broker's
+//!      automatic maximum; 1 is what a 2-shard broker gets under the usual 8 MiB memlock limit),
 //!      `CHRONIK_BENCH_PAIRED_ONLY=1` to run only the side-by-side latency case (`paired_case`),
 //!      `CHRONIK_BENCH_CASES=0` to skip the table of cases (side-by-side cases only),
 //!      `CHRONIK_BENCH_VERBOSE=1` to print each case's WAL counters,
@@ -75,9 +78,15 @@ struct Outcome {
 const RETENTION_EVERY: Duration = Duration::from_millis(50);
 /// Group id of the warm-up scratch data (never used by a case).
 const SCRATCH_GROUP: u64 = u64::MAX - 1;
-/// io_uring registered memory per executor: the broker's automatic size when the memlock limit
-/// allows (`chronik_shard::sysreq::IO_MEMORY_AUTO_MAX_BYTES`). The WAL stages appends in it.
-const IO_MEMORY: usize = 32 << 20;
+/// io_uring registered memory per executor: by default the broker's automatic size when the
+/// memlock limit allows (`chronik_shard::sysreq::IO_MEMORY_AUTO_MAX_BYTES`), else
+/// `CHRONIK_BENCH_IO_MEMORY_MB`. The WAL stages appends in it, then in heap memory.
+fn io_memory() -> usize {
+    std::env::var("CHRONIK_BENCH_IO_MEMORY_MB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(32 << 20, |mb| mb << 20)
+}
 
 /// Brings the WAL to the state of a long-running broker with retention: the active segment is a
 /// recycled file and the spare pool is full. Writes `recycle_segments + 1` segments of scratch
@@ -697,7 +706,7 @@ fn main() {
         let d = dir.join("wal");
         let (tx, rx) = std::sync::mpsc::channel();
         let c = Case { ..case };
-        let mut builder = glommio::LocalExecutorBuilder::default().io_memory(IO_MEMORY);
+        let mut builder = glommio::LocalExecutorBuilder::default().io_memory(io_memory());
         if let Some(us) = spin_us {
             builder = builder.spin_before_park(std::time::Duration::from_micros(us));
         }
@@ -763,7 +772,7 @@ fn main() {
         let d = dir.join("paired");
         let (tx, rx) = std::sync::mpsc::channel();
         glommio::LocalExecutorBuilder::default()
-            .io_memory(IO_MEMORY)
+            .io_memory(io_memory())
             .spawn(move || async move { tx.send(paired_case(d, batch, secs).await).unwrap() })
             .unwrap()
             .join()
@@ -793,14 +802,25 @@ fn main() {
             "{:>6} {:>6} | {:>40} | {:>40} | {:>6}",
             "groups", "window", "WAL MiB/s per slice", "raw MiB/s per slice", "ratio"
         );
-        for (groups, window) in [(1u64, 2u64), (64, 1)] {
+        let bw_cases: Vec<(u64, u64)> = std::env::var("CHRONIK_BENCH_BW_CASES")
+            .ok()
+            .map(|v| {
+                v.split(',')
+                    .filter_map(|c| {
+                        let (g, w) = c.trim().split_once('x')?;
+                        Some((g.parse().ok()?, w.parse().ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_else(|| vec![(1, 2), (64, 1)]);
+        for (groups, window) in bw_cases {
             if only_groups.is_some_and(|g| g != groups) {
                 continue;
             }
             let d = dir.join("paired-bw");
             let (tx, rx) = std::sync::mpsc::channel();
             glommio::LocalExecutorBuilder::default()
-                .io_memory(IO_MEMORY + RAW_QD * (1 << 20))
+                .io_memory(io_memory() + RAW_QD * (1 << 20))
                 .spawn(move || async move {
                     tx.send(paired_bandwidth(d, groups, window, secs).await)
                         .unwrap()
