@@ -54,6 +54,12 @@ use glommio::channels::local_channel;
 use chronik_storage::{EntryKind, EntryMeta, KafkaMeta, SyncMode, Wal, WalOptions};
 use hdrhistogram::Histogram;
 
+/// Direct-I/O buffers (glommio's registered memory and the WAL's staging chunks beyond it) in
+/// huge pages, as in `chronik-server` (`chronik_storage::dma_alloc`).
+#[global_allocator]
+static ALLOC: chronik_storage::dma_alloc::DmaHugePageAlloc =
+    chronik_storage::dma_alloc::DmaHugePageAlloc;
+
 struct Case {
     batch: usize,
     groups: u64,

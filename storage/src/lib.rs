@@ -40,6 +40,7 @@ use std::time::Duration;
 mod cache;
 pub mod crc;
 pub mod disk;
+pub mod dma_alloc;
 pub mod error;
 pub mod format;
 mod group;

@@ -14,8 +14,13 @@
 //!
 //! No legitimate allocation in the broker comes near 1 GiB (the largest are request frames,
 //! capped far below it), so the fast path is the system allocator plus one comparison.
+//!
+//! Direct-I/O buffers (page-aligned, 1 MiB and up: glommio's registered memory and the WAL's
+//! staging chunks) come from huge pages instead, see `chronik_storage::dma_alloc`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
+
+use chronik_storage::dma_alloc;
 
 /// Allocations at least this large are served by `mmap(MAP_NORESERVE)`.
 pub const HUGE_ALLOCATION_BYTES: usize = 1 << 30;
@@ -50,14 +55,18 @@ fn map(size: usize) -> *mut u8 {
     }
 }
 
-// SAFETY: every block is either the system allocator's (small or over-aligned layouts) or a
-// mapping of exactly `layout.size()` bytes (page-aligned, so any alignment up to a page holds);
-// `dealloc` and `realloc` tell the two apart by the same size and alignment test `alloc` used,
-// which the `GlobalAlloc` contract guarantees are the allocation's own.
+// SAFETY: every block is the system allocator's (small or over-aligned layouts), a mapping of
+// exactly `layout.size()` bytes (page-aligned, so any alignment up to a page holds), or a
+// `dma_alloc` block; `dealloc` and `realloc` tell them apart by the same size and alignment tests
+// `alloc` used, which the `GlobalAlloc` contract guarantees are the allocation's own.
 unsafe impl GlobalAlloc for GuardedAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if is_huge(layout.size(), layout.align()) {
             return map(layout.size());
+        }
+        if dma_alloc::is_dma_layout(layout) {
+            // SAFETY: the layout passed the test; freed by `dealloc` through the same test.
+            return unsafe { dma_alloc::alloc(layout, false) };
         }
         // SAFETY: forwarded with the caller's guarantees (non-zero size).
         unsafe { System.alloc(layout) }
@@ -66,6 +75,10 @@ unsafe impl GlobalAlloc for GuardedAlloc {
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if is_huge(layout.size(), layout.align()) {
             return map(layout.size()); // anonymous mappings read as zero
+        }
+        if dma_alloc::is_dma_layout(layout) {
+            // SAFETY: as in `alloc`.
+            return unsafe { dma_alloc::alloc(layout, true) };
         }
         // SAFETY: as in `alloc`.
         unsafe { System.alloc_zeroed(layout) }
@@ -77,18 +90,24 @@ unsafe impl GlobalAlloc for GuardedAlloc {
             unsafe { libc::munmap(ptr.cast(), layout.size()) };
             return;
         }
+        if dma_alloc::is_dma_layout(layout) {
+            // SAFETY: allocated by `dma_alloc::alloc` with this layout.
+            unsafe { dma_alloc::dealloc(ptr, layout) };
+            return;
+        }
         // SAFETY: `ptr` came from `System` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let align = layout.align();
-        if !is_huge(layout.size(), align) && !is_huge(new_size, align) {
+        // SAFETY: the caller guarantees `new_size` rounded up to `align` does not overflow.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, align) };
+        let plain = |size: usize, l: Layout| !is_huge(size, align) && !dma_alloc::is_dma_layout(l);
+        if plain(layout.size(), layout) && plain(new_size, new_layout) {
             // SAFETY: forwarded with the caller's guarantees.
             return unsafe { System.realloc(ptr, layout, new_size) };
         }
-        // SAFETY: the caller guarantees `new_size`, rounded up to `align`, does not overflow.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, align) };
         // SAFETY: non-zero size (realloc's contract).
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
@@ -135,6 +154,28 @@ mod tests {
                 assert_eq!(*r, 7);
                 a.dealloc(r, Layout::from_size_align(64, 8).unwrap());
             }
+        }
+    }
+
+    /// Direct-I/O buffer layouts (what glommio asks for) come back huge-page aligned and
+    /// survive a realloc into and out of the class.
+    #[test]
+    fn dma_buffer_layouts_round_trip() {
+        let a = GuardedAlloc;
+        let dma = Layout::from_size_align(1 << 20, 4096).unwrap();
+        // SAFETY: non-zero layouts; writes within bounds; each block freed once with its layout.
+        unsafe {
+            let p = a.alloc(dma);
+            assert!(!p.is_null());
+            assert_eq!(p as usize % 4096, 0);
+            *p.add((1 << 20) - 1) = 5;
+            let q = a.realloc(p, dma, 8192);
+            assert!(!q.is_null());
+            a.dealloc(q, Layout::from_size_align(8192, 4096).unwrap());
+            let z = a.alloc_zeroed(Layout::from_size_align(3 << 20, 4096).unwrap());
+            assert_eq!(z as usize % (2 << 20), 0);
+            assert_eq!(*z.add((3 << 20) - 1), 0);
+            a.dealloc(z, Layout::from_size_align(3 << 20, 4096).unwrap());
         }
     }
 

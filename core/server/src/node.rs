@@ -74,6 +74,12 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     if let Some(advice) = &report.mount_advice {
         tracing::warn!("{advice}; see linux-only.md");
     }
+    if let Some(advice) = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .ok()
+        .and_then(|e| chronik_shard::sysreq::thp_advice(&e))
+    {
+        tracing::warn!("{advice}; see linux-only.md");
+    }
     if std::fs::read_to_string("/proc/sys/vm/overcommit_memory").is_ok_and(|m| m.trim() == "2") {
         tracing::warn!(
             "vm.overcommit_memory is 2 (strict): a request with a forged array count can then \
