@@ -22,8 +22,8 @@
 //! Blocks of up to 1 MiB (the WAL's staging chunks, the common case) take half a huge page each,
 //! so they cost no more memory than before; a page goes back when both halves are free (free
 //! halves wait in a short mutex-guarded list). Freed whole pages are kept in a small lock-free
-//! cache of [`CACHE_SLOTS`], so a flush that frees one
-//! chunk and allocates the next does not map, fault in and zero 2 MiB each time.
+//! cache of [`CACHE_SLOTS`], so a flush that frees one chunk and allocates the next does not
+//! map, fault in and zero 2 MiB each time.
 //!
 //! Install it with `#[global_allocator] static A: DmaHugePageAlloc = DmaHugePageAlloc;`, or call
 //! [`alloc`] and [`dealloc`] from another global allocator for the layouts [`is_dma_layout`]

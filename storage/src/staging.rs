@@ -53,7 +53,11 @@ pub enum ChunkMemory {
     /// an ordinary buffer pins and unpins each of its pages on every I/O. In the WAL bench's
     /// `periodic` cases with 1 MiB batches (`storage/benches/wal.rs`, runs interleaved on the
     /// development VM) registered chunks wrote 12–53% more per second than heap chunks (1 group:
-    /// 2.3 against 1.5 GB/s). Needs a glommio executor on this thread.
+    /// 2.3 against 1.5 GB/s; both in 4 KiB pages then). With `dma_alloc` installed both kinds
+    /// are huge pages and the gap was gone: 1 group x window 2 wrote 2.3–2.8 GB/s with 1 MiB of
+    /// registered memory (chunks mostly on the heap) and 1.4–2.5 GB/s with 32 MiB, in
+    /// interleaved runs (`linux-only.md`, transparent huge pages). Needs a glommio executor on
+    /// this thread.
     Registered,
     /// The heap only (unit tests that run outside an executor).
     #[cfg(test)]
