@@ -13,14 +13,16 @@
 //! connection is closed as for any malformed frame.
 //!
 //! No legitimate allocation in the broker comes near 1 GiB (the largest are request frames,
-//! capped far below it), so the fast path is the system allocator plus one comparison.
+//! capped far below it), so the fast path is the system allocator plus two comparisons (this
+//! one and the direct-I/O test below).
 //!
-//! Direct-I/O buffers (page-aligned, 1 MiB and up: glommio's registered memory and the WAL's
-//! staging chunks) come from huge pages instead, see `chronik_storage::dma_alloc`.
+//! Below that threshold it is `chronik_storage::dma_alloc::DmaHugePageAlloc`: the system
+//! allocator, except that direct-I/O buffers (page-aligned, 1 MiB and up: glommio's registered
+//! memory and the WAL's staging chunks) come from huge pages.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+use std::alloc::{GlobalAlloc, Layout};
 
-use chronik_storage::dma_alloc;
+use chronik_storage::dma_alloc::DmaHugePageAlloc;
 
 /// Allocations at least this large are served by `mmap(MAP_NORESERVE)`.
 pub const HUGE_ALLOCATION_BYTES: usize = 1 << 30;
@@ -55,33 +57,29 @@ fn map(size: usize) -> *mut u8 {
     }
 }
 
-// SAFETY: every block is the system allocator's (small or over-aligned layouts), a mapping of
-// exactly `layout.size()` bytes (page-aligned, so any alignment up to a page holds), or a
-// `dma_alloc` block; `dealloc` and `realloc` tell them apart by the same size and alignment tests
-// `alloc` used, which the `GlobalAlloc` contract guarantees are the allocation's own.
+/// Everything but the forged-count-sized blocks: the system allocator, with direct-I/O buffers
+/// in huge pages.
+const INNER: DmaHugePageAlloc = DmaHugePageAlloc;
+
+// SAFETY: every block is either a mapping of exactly `layout.size()` bytes (page-aligned, so any
+// alignment up to a page holds) or `INNER`'s; `dealloc` and `realloc` tell the two apart by the
+// same size and alignment test `alloc` used, which the `GlobalAlloc` contract guarantees are the
+// allocation's own.
 unsafe impl GlobalAlloc for GuardedAlloc {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         if is_huge(layout.size(), layout.align()) {
             return map(layout.size());
         }
-        if dma_alloc::is_dma_layout(layout) {
-            // SAFETY: the layout passed the test; freed by `dealloc` through the same test.
-            return unsafe { dma_alloc::alloc(layout, false) };
-        }
         // SAFETY: forwarded with the caller's guarantees (non-zero size).
-        unsafe { System.alloc(layout) }
+        unsafe { INNER.alloc(layout) }
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         if is_huge(layout.size(), layout.align()) {
             return map(layout.size()); // anonymous mappings read as zero
         }
-        if dma_alloc::is_dma_layout(layout) {
-            // SAFETY: as in `alloc`.
-            return unsafe { dma_alloc::alloc(layout, true) };
-        }
         // SAFETY: as in `alloc`.
-        unsafe { System.alloc_zeroed(layout) }
+        unsafe { INNER.alloc_zeroed(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
@@ -90,24 +88,18 @@ unsafe impl GlobalAlloc for GuardedAlloc {
             unsafe { libc::munmap(ptr.cast(), layout.size()) };
             return;
         }
-        if dma_alloc::is_dma_layout(layout) {
-            // SAFETY: allocated by `dma_alloc::alloc` with this layout.
-            unsafe { dma_alloc::dealloc(ptr, layout) };
-            return;
-        }
-        // SAFETY: `ptr` came from `System` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
+        // SAFETY: `ptr` came from `INNER` with this layout.
+        unsafe { INNER.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let align = layout.align();
-        // SAFETY: the caller guarantees `new_size` rounded up to `align` does not overflow.
-        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, align) };
-        let plain = |size: usize, l: Layout| !is_huge(size, align) && !dma_alloc::is_dma_layout(l);
-        if plain(layout.size(), layout) && plain(new_size, new_layout) {
+        if !is_huge(layout.size(), align) && !is_huge(new_size, align) {
             // SAFETY: forwarded with the caller's guarantees.
-            return unsafe { System.realloc(ptr, layout, new_size) };
+            return unsafe { INNER.realloc(ptr, layout, new_size) };
         }
+        // SAFETY: the caller guarantees `new_size`, rounded up to `align`, does not overflow.
+        let new_layout = unsafe { Layout::from_size_align_unchecked(new_size, align) };
         // SAFETY: non-zero size (realloc's contract).
         let new = unsafe { self.alloc(new_layout) };
         if !new.is_null() {
