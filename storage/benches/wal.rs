@@ -4,8 +4,9 @@
 //! measured by `benches/fio.sh` in the same run on the same filesystem; then two side-by-side
 //! cases: `paired_case` interleaves `always`-mode appends with raw fdatasync, write+fdatasync
 //! and O_DSYNC writes of the same block size, so their percentiles share the device's conditions;
-//! `paired_bandwidth` alternates slices of 1 MiB `periodic` appends with slices of raw O_DIRECT
-//! sequential writes, so the bandwidth ratio does too.
+//! `paired_bandwidth` rotates slices of 1 MiB `periodic` appends, raw O_DIRECT sequential writes
+//! and raw writes that first copy each batch (as the WAL copies into staging), so the bandwidth
+//! ratios do too.
 //!
 //! Run: `cargo bench -p chronik-storage --bench wal`
 //! Env: `CHRONIK_BENCH_DIR` (default /tmp/chronik-wal-bench; must support O_DIRECT),
@@ -447,14 +448,19 @@ const RAW_QD: usize = 8;
 /// that overwrite a laid-out file in the same directory, fdatasynced as often as the WAL's
 /// periodic mode does, `BW_ROUNDS` slices of `slice_secs`
 /// each, the order rotating. The disk's bandwidth drifts by tens of percent within minutes, so
-/// only slices taken this close together give a meaningful ratio. Returns (WAL MiB/s, raw
-/// MiB/s) per round.
+/// only slices taken this close together give a meaningful ratio. A third side, raw+copy, is
+/// the raw loop copying each 1 MiB batch into its buffer before writing it, as the WAL copies
+/// every append into a staging buffer: on the development VM any work the shard thread does
+/// between I/Os costs device bandwidth (a 60 µs spin, a CRC pass or a memcpy of each batch all
+/// took raw O_DIRECT from ~3.5 to ~2.9 GB/s), so WAL against raw+copy is the cost of the WAL's
+/// own machinery and WAL against raw is that plus the copy. Returns (WAL, raw, raw+copy) MiB/s
+/// per round.
 async fn paired_bandwidth(
     dir: PathBuf,
     groups: u64,
     window: u64,
     slice_secs: f64,
-) -> Vec<(f64, f64)> {
+) -> Vec<[f64; 3]> {
     use glommio::io::DmaFile;
     const BATCH: usize = 1 << 20;
     let _ = std::fs::remove_dir_all(&dir);
@@ -463,6 +469,12 @@ async fn paired_bandwidth(
     let raw_bufs: Vec<_> = (0..RAW_QD)
         .map(|_| glommio::allocate_dma_buffer(BATCH))
         .collect();
+    // The raw+copy side's buffers: each belongs to one writer task, which fills it before every
+    // write.
+    let copy_bufs: Vec<_> = (0..RAW_QD)
+        .map(|_| glommio::allocate_dma_buffer(BATCH))
+        .collect();
+    let copy_bufs = Rc::new(std::cell::RefCell::new(copy_bufs));
     let mut o = WalOptions::new(dir.join("wal"));
     o.sync_mode = SyncMode::Periodic;
     o.prepare_bytes_per_sec = 0;
@@ -525,7 +537,9 @@ async fn paired_bandwidth(
     // on this VM an O_DIRECT write that is never flushed may sit in the host's cache, and the
     // next fdatasync, whoever issues it, pays for writing it out.
     let sync_every = Duration::from_millis(wal.options().sync_interval_ms);
-    let raw_slice = |deadline: Instant| {
+    // `copy`: before each write, copy the 1 MiB batch into the buffer, as the WAL copies each
+    // append into its staging buffer.
+    let raw_slice = |deadline: Instant, copy: bool| {
         let syncer = {
             let raw = raw.clone();
             glommio::spawn_local(async move {
@@ -538,14 +552,32 @@ async fn paired_bandwidth(
         };
         (0..RAW_QD)
             .map(|k| {
-                let (raw, buf, next_pos) = (raw.clone(), bufs[k].clone(), next_pos.clone());
+                let (raw, next_pos) = (raw.clone(), next_pos.clone());
+                let (shared, payload) = (bufs[k].clone(), payload.clone());
+                let own = copy.then(|| copy_bufs.borrow_mut().pop().expect("copy buffer"));
+                let copy_bufs = copy_bufs.clone();
                 glommio::spawn_local(async move {
                     let mut n = 0u64;
+                    let mut own = own.map(Rc::new);
                     while Instant::now() < deadline {
                         let pos = next_pos.get();
                         next_pos.set((pos + BATCH as u64) % raw_len);
-                        raw.write_rc_at(buf.clone(), pos).await.expect("raw write");
+                        let buf = match own.as_mut() {
+                            Some(b) => {
+                                Rc::get_mut(b)
+                                    .expect("the previous write released the buffer")
+                                    .as_bytes_mut()
+                                    .copy_from_slice(&payload);
+                                b.clone()
+                            }
+                            None => shared.clone(),
+                        };
+                        raw.write_rc_at(buf, pos).await.expect("raw write");
                         n += 1;
+                    }
+                    if let Some(b) = own {
+                        let b = Rc::into_inner(b).expect("no write in flight");
+                        copy_bufs.borrow_mut().push(b);
                     }
                     n
                 })
@@ -555,15 +587,17 @@ async fn paired_bandwidth(
     };
     let mut out = Vec::new();
     for round in 0..BW_ROUNDS {
-        let mut pair = (0.0, 0.0);
-        for side in 0..2 {
-            let wal_side = (side + round) % 2 == 0;
+        let mut slices = [0.0; 3];
+        for k in 0..3 {
+            // 0 = WAL, 1 = raw, 2 = raw+copy; the order rotates from round to round.
+            let side = (k + round) % 3;
+            let wal_side = side == 0;
             let start = Instant::now();
             let deadline = start + Duration::from_secs_f64(slice_secs);
             let tasks = if wal_side {
                 wal_slice(deadline)
             } else {
-                raw_slice(deadline)
+                raw_slice(deadline, side == 2)
             };
             let mut n = 0u64;
             for t in tasks {
@@ -573,13 +607,12 @@ async fn paired_bandwidth(
             // What the slice wrote becomes durable (untimed) before the other side starts.
             if wal_side {
                 wal.sync().await.expect("sync");
-                pair.0 = mib_s;
             } else {
                 raw.fdatasync().await.expect("raw fdatasync");
-                pair.1 = mib_s;
             }
+            slices[side] = mib_s;
         }
-        out.push(pair);
+        out.push(slices);
     }
     stop.set(true);
     retention.await;
@@ -802,11 +835,17 @@ fn main() {
     if only.is_none_or(|b| b == 1 << 20) && !paired_only {
         println!();
         println!(
-            "side by side, 1 MiB batches, `periodic`, {BW_ROUNDS} alternating slices of {secs:.1} s each (raw: O_DIRECT sequential 1 MiB overwrites, queue depth {RAW_QD}, fdatasync every 10 ms):"
+            "side by side, 1 MiB batches, `periodic`, {BW_ROUNDS} rotating slices of {secs:.1} s each (raw: O_DIRECT sequential 1 MiB overwrites, queue depth {RAW_QD}, fdatasync every 10 ms; raw+copy: the same, copying each batch into its buffer first):"
         );
         println!(
-            "{:>6} {:>6} | {:>40} | {:>40} | {:>6}",
-            "groups", "window", "WAL MiB/s per slice", "raw MiB/s per slice", "ratio"
+            "{:>6} {:>6} | {:>36} | {:>36} | {:>36} | {:>5} {:>6}",
+            "groups",
+            "window",
+            "WAL MiB/s per slice",
+            "raw MiB/s per slice",
+            "raw+copy MiB/s per slice",
+            "÷raw",
+            "÷copy"
         );
         let bw_cases: Vec<(u64, u64)> = std::env::var("CHRONIK_BENCH_BW_CASES")
             .ok()
@@ -826,7 +865,7 @@ fn main() {
             let d = dir.join("paired-bw");
             let (tx, rx) = std::sync::mpsc::channel();
             glommio::LocalExecutorBuilder::default()
-                .io_memory(io_memory() + RAW_QD * (1 << 20))
+                .io_memory(io_memory() + 2 * RAW_QD * (1 << 20))
                 .spawn(move || async move {
                     tx.send(paired_bandwidth(d, groups, window, secs).await)
                         .unwrap()
@@ -835,23 +874,23 @@ fn main() {
                 .join()
                 .unwrap();
             let rounds = rx.recv().unwrap();
-            let list = |f: &dyn Fn(&(f64, f64)) -> f64| {
+            let list = |side: usize| {
                 rounds
                     .iter()
-                    .map(|r| format!("{:.0}", f(r)))
+                    .map(|r| format!("{:.0}", r[side]))
                     .collect::<Vec<_>>()
                     .join(" ")
             };
-            let (w, r): (f64, f64) = rounds
-                .iter()
-                .fold((0.0, 0.0), |a, x| (a.0 + x.0, a.1 + x.1));
+            let sum = |side: usize| rounds.iter().map(|r| r[side]).sum::<f64>();
             println!(
-                "{:>6} {:>6} | {:>40} | {:>40} | {:>6.2}",
+                "{:>6} {:>6} | {:>36} | {:>36} | {:>36} | {:>5.2} {:>6.2}",
                 groups,
                 window,
-                list(&|x| x.0),
-                list(&|x| x.1),
-                w / r
+                list(0),
+                list(1),
+                list(2),
+                sum(0) / sum(1),
+                sum(0) / sum(2)
             );
         }
     }
