@@ -58,9 +58,10 @@ where
         // The preempt timer stays at glommio's default (100 ms). glommio submits queued DMA
         // writes only when it polls I/O, i.e. when the runnable tasks are done or the timer
         // fires, so a short timer would get writes to the device sooner; but with 50–200 µs the
-        // WAL bench's executor hung in 10 of 47 runs, parked in io_uring_enter with runnable
-        // tasks: glommio 0.9.0's run loop reads "preempted before the first task queue ran" as
-        // "nothing to run" and parks (the fix, glommio/glommio#53, is in an unpublished fork).
+        // WAL bench's executor hung in 10 of 47 runs, parked in io_uring_enter with no timer to
+        // wake it. That matches a glommio 0.9.0 bug reported in its fork (glommio/glommio#53,
+        // unpublished): the run loop reads "preempted before the first task queue ran" as
+        // "nothing to run" and parks although tasks are runnable.
         let mut b = LocalExecutorBuilder::new(placement)
             .name(&format!("shard-{shard}"))
             .io_memory(opts.io_memory_bytes);
