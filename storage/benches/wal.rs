@@ -452,9 +452,9 @@ const RAW_QD: usize = 8;
 /// the raw loop copying each 1 MiB batch into its buffer before writing it, as the WAL copies
 /// every append into a staging buffer: on the development VM any work the shard thread does
 /// between I/Os costs device bandwidth (a 60 µs spin, a CRC pass or a memcpy of each batch all
-/// took raw O_DIRECT from 3.4–3.5 to 2.9–3.1 GB/s), so WAL against raw+copy is the cost of the WAL's
-/// own machinery and WAL against raw is that plus the copy. Returns (WAL, raw, raw+copy) MiB/s
-/// per round.
+/// took raw O_DIRECT from 3.4–3.5 to 2.9–3.1 GB/s), so WAL against raw+copy is the cost of the
+/// WAL's own machinery and WAL against raw is that plus the copy. Returns (WAL, raw, raw+copy)
+/// MiB/s per round.
 async fn paired_bandwidth(
     dir: PathBuf,
     groups: u64,
