@@ -12,7 +12,7 @@ set -euo pipefail
 DIR=${1:-${CHRONIK_BENCH_DIR:-/tmp/chronik-wal-bench}}
 SECS=${2:-${CHRONIK_BENCH_SECS:-3}}
 mkdir -p "$DIR"
-trap 'rm -f "$DIR"/fio.* "$DIR"/*.json' EXIT
+trap 'rm -f "$DIR"/fio.* "$DIR"/seq.json "$DIR"/sync.json "$DIR"/fresh.json' EXIT
 fio --name=seqw --filename="$DIR/fio.seq" --size=4G --bs=1M --rw=write --direct=1 \
     --ioengine=io_uring --iodepth=8 --runtime="$SECS" --time_based --output-format=json \
     > "$DIR/seq.json"

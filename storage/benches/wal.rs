@@ -25,7 +25,12 @@
 //!      `CHRONIK_BENCH_WRITE_THROUGH=0` to run `always` as write-then-fdatasync instead of
 //!      O_DSYNC writes (shown as `always/fs`),
 //!      `CHRONIK_BENCH_SPIN_US=<µs>` to let the executor poll that long before it sleeps (the
-//!      broker's `server.spin_before_park_us`).
+//!      broker's `server.spin_before_park_us`),
+//!      `CHRONIK_BENCH_JSON=<path>` where to write the run's figures as JSON (default
+//!      `<bench dir>/wal-bench.json`).
+//!
+//! The run ends with each of the storage issue's targets beside the figures this run measured
+//! that bear on it (`Report::print_targets`), and writes every figure to the JSON file.
 //!
 //! Steady state (default): a broker that has run for a while has retention deleting old
 //! segments, so rolls reuse recycled files (`wal.rs`, recycling). Each case therefore first
@@ -54,6 +59,7 @@ use glommio::channels::local_channel;
 
 use chronik_storage::{EntryKind, EntryMeta, KafkaMeta, SyncMode, Wal, WalOptions};
 use hdrhistogram::Histogram;
+use serde_json::{json, Value};
 
 /// Direct-I/O buffers (glommio's registered memory and the WAL's staging chunks beyond it) in
 /// huge pages, as in `chronik-server` (`chronik_storage::dma_alloc`).
@@ -61,6 +67,7 @@ use hdrhistogram::Histogram;
 static ALLOC: chronik_storage::dma_alloc::DmaHugePageAlloc =
     chronik_storage::dma_alloc::DmaHugePageAlloc;
 
+#[derive(Clone)]
 struct Case {
     batch: usize,
     groups: u64,
@@ -69,6 +76,7 @@ struct Case {
     window: u64,
 }
 
+#[derive(Clone)]
 struct Outcome {
     /// CPU time of the executor thread / wall time.
     cpu_pct: f64,
@@ -316,6 +324,7 @@ async fn run_case(dir: PathBuf, case: &Case, secs: f64) -> Outcome {
 const RAW_FILE: u64 = 64 << 20;
 
 /// Latency percentiles (µs) of one kind of operation in the side-by-side case.
+#[derive(Clone, Copy)]
 struct Lat {
     p50: u64,
     p99: u64,
@@ -662,6 +671,8 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2.0);
     std::fs::create_dir_all(&dir).expect("bench dir");
+    let mut report = Report::default();
+    let fio = &mut report.fio;
 
     if std::env::var("CHRONIK_BENCH_NO_FIO").is_err() {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/fio.sh");
@@ -674,6 +685,11 @@ fn main() {
                 println!("raw device (fio, same filesystem, this run):");
                 for line in String::from_utf8_lossy(&out.stdout).lines() {
                     println!("  {line}");
+                    if let Some((k, v)) = line.split_once('=') {
+                        if let Ok(v) = v.trim().parse::<f64>() {
+                            fio.insert(k.trim().to_string(), v);
+                        }
+                    }
                 }
             }
             Ok(out) => println!("fio failed: {}", String::from_utf8_lossy(&out.stderr)),
@@ -763,6 +779,7 @@ fn main() {
             (SyncMode::Always, false) => "always/fs",
             _ => "periodic",
         };
+        report.cases.push((c.clone(), o.clone()));
         println!(
             "{:>8} {:>6} {:>6} {:>9} | {:>10.1} {:>10.0} {:>8} {:>5.0} {:>5} | {:>8} {:>8} {:>8}",
             c.batch,
@@ -817,6 +834,7 @@ fn main() {
             .join()
             .unwrap();
         let ([w, f, wf, ds], block) = rx.recv().unwrap();
+        report.paired.push((batch, block, [w, f, wf, ds]));
         let col = |l: &Lat| format!("{}/{}/{}", l.p50, l.p99, l.p999);
         println!(
             "{:>8} {:>6} | {:>22} | {:>22} | {:>22} | {:>22} | {:>6.2} {:>6.2}",
@@ -882,6 +900,9 @@ fn main() {
                     .join(" ")
             };
             let sum = |side: usize| rounds.iter().map(|r| r[side]).sum::<f64>();
+            report
+                .bandwidth
+                .push((groups, window, [sum(0), sum(1), sum(2)], rounds.clone()));
             println!(
                 "{:>6} {:>6} | {:>36} | {:>36} | {:>36} | {:>5.2} {:>6.2}",
                 groups,
@@ -895,9 +916,14 @@ fn main() {
         }
     }
 
-    if std::env::var("CHRONIK_BENCH_NO_RECOVERY").is_ok() {
-        return;
+    report.print_targets();
+    if std::env::var("CHRONIK_BENCH_NO_RECOVERY").is_err() {
+        report.recovery = Some(recovery(&dir));
     }
+    report.write_json(&dir);
+}
+
+fn recovery(dir: &std::path::Path) -> chronik_storage::RecoveryReport {
     let d = dir.join("wal-recovery");
     let (tx, rx) = std::sync::mpsc::channel();
     glommio::LocalExecutorBuilder::default()
@@ -915,4 +941,198 @@ fn main() {
         r.duration,
         (r.bytes_scanned as f64 / 1048576.0) / r.duration.as_secs_f64()
     );
+    r
+}
+
+/// MiB/s of one round of the side-by-side bandwidth case: [WAL, raw, raw+copy].
+type Slices = [f64; 3];
+
+/// Everything one run measured, for the targets summary and the JSON file.
+#[derive(Default)]
+struct Report {
+    /// fio's `key=value` figures (`benches/fio.sh`).
+    fio: std::collections::HashMap<String, f64>,
+    cases: Vec<(Case, Outcome)>,
+    /// (batch, block, [WAL, fdatasync, write+fdatasync, O_DSYNC write]).
+    paired: Vec<(usize, usize, [Lat; 4])>,
+    /// (groups, window, summed MiB/s of [WAL, raw, raw+copy], per-round slices).
+    bandwidth: Vec<(u64, u64, [f64; 3], Vec<Slices>)>,
+    recovery: Option<chronik_storage::RecoveryReport>,
+}
+
+/// The storage issue's targets.
+const BW_TARGET: f64 = 0.85;
+const P99_TARGET: f64 = 1.5;
+const GROUP_COMMIT_TARGET: f64 = 5.0;
+
+fn verdict(met: bool) -> &'static str {
+    if met {
+        "met"
+    } else {
+        "NOT met"
+    }
+}
+
+impl Report {
+    fn case(&self, batch: usize, groups: u64, window: u64, mode: SyncMode) -> Option<&Outcome> {
+        self.cases
+            .iter()
+            .find(|(c, _)| {
+                c.batch == batch && c.groups == groups && c.window == window && c.mode == mode
+            })
+            .map(|(_, o)| o)
+    }
+
+    /// Each target beside what this run measured (only the parts that ran).
+    fn print_targets(&self) {
+        println!();
+        println!("targets, from what this run measured:");
+        let raw = self.fio.get("raw_seq_write_mib_s").copied();
+        let bw: Vec<(String, f64)> = self
+            .cases
+            .iter()
+            .filter(|(c, _)| c.batch == 1 << 20 && c.mode == SyncMode::Periodic)
+            .filter_map(|(c, o)| Some((format!("{}x{}", c.groups, c.window), o.mib_s / raw?)))
+            .collect();
+        if !bw.is_empty() {
+            let list: Vec<String> = bw.iter().map(|(n, r)| format!("{n} {r:.2}")).collect();
+            println!(
+                "  1 MiB `periodic` >= {BW_TARGET} x raw O_DIRECT (fio, {:.0} MiB/s), groups x window: {}: {}",
+                raw.unwrap_or(0.0),
+                list.join(", "),
+                verdict(bw.iter().all(|(_, r)| *r >= BW_TARGET))
+            );
+        }
+        if !self.bandwidth.is_empty() {
+            let list: Vec<String> = self
+                .bandwidth
+                .iter()
+                .map(|(g, w, s, _)| format!("{g}x{w} {:.2} ({:.2})", s[0] / s[1], s[0] / s[2]))
+                .collect();
+            println!(
+                "  1 MiB `periodic` >= {BW_TARGET} x raw O_DIRECT side by side (in brackets: x raw+copy): {}: {}",
+                list.join(", "),
+                verdict(self.bandwidth.iter().all(|(_, _, s, _)| s[0] / s[1] >= BW_TARGET))
+            );
+        }
+        if !self.paired.is_empty() {
+            let list: Vec<String> = self
+                .paired
+                .iter()
+                .map(|(b, _, [w, f, _, ds])| {
+                    format!(
+                        "{} KiB {:.2} (one raw O_DSYNC write: {:.2})",
+                        b >> 10,
+                        w.p99 as f64 / f.p99 as f64,
+                        ds.p99 as f64 / f.p99 as f64
+                    )
+                })
+                .collect();
+            println!(
+                "  `always` append->durable p99 <= {P99_TARGET} x raw fdatasync p99, side by side, 1 group, one in flight: {}: {}",
+                list.join(", "),
+                verdict(
+                    self.paired
+                        .iter()
+                        .all(|(_, _, [w, f, _, _])| w.p99 as f64 <= P99_TARGET * f.p99 as f64)
+                )
+            );
+        }
+        if let Some(fds) = self.fio.get("raw_fdatasync_p99_us") {
+            let list: Vec<(usize, f64)> = [1usize << 10, 16 << 10]
+                .into_iter()
+                .filter_map(|b| {
+                    Some((b, self.case(b, 1, 1, SyncMode::Always)?.p99_us as f64 / fds))
+                })
+                .collect();
+            if !list.is_empty() {
+                let text: Vec<String> = list
+                    .iter()
+                    .map(|(b, r)| format!("{} KiB {r:.2}", b >> 10))
+                    .collect();
+                println!(
+                    "  `always` p99 (table, 1 group) <= {P99_TARGET} x fio fdatasync p99 ({fds:.0} us, measured minutes apart): {}: {}",
+                    text.join(", "),
+                    verdict(list.iter().all(|(_, r)| *r <= P99_TARGET))
+                );
+            }
+        }
+        let gc: Vec<(SyncMode, f64)> = [SyncMode::Always, SyncMode::Periodic]
+            .into_iter()
+            .filter_map(|m| {
+                let one = self.case(1 << 10, 1, 1, m)?;
+                let many = self.case(1 << 10, 64, 1, m)?;
+                Some((m, many.batches_s / one.batches_s))
+            })
+            .collect();
+        if !gc.is_empty() {
+            let text: Vec<String> = gc
+                .iter()
+                .map(|(m, r)| format!("{} {r:.1}x", format!("{m:?}").to_lowercase()))
+                .collect();
+            println!(
+                "  1 KiB batches, 64 groups >= {GROUP_COMMIT_TARGET} x one group's batches/s: {}: {}",
+                text.join(", "),
+                verdict(gc.iter().all(|(_, r)| *r >= GROUP_COMMIT_TARGET))
+            );
+        }
+    }
+
+    /// Writes the run's figures to `CHRONIK_BENCH_JSON` (default `<bench dir>/wal-bench.json`).
+    fn write_json(&self, dir: &std::path::Path) {
+        let lat = |l: &Lat| json!({"p50_us": l.p50, "p99_us": l.p99, "p999_us": l.p999});
+        let cases: Vec<Value> = self
+            .cases
+            .iter()
+            .map(|(c, o)| {
+                json!({
+                    "batch": c.batch, "groups": c.groups, "window": c.window,
+                    "mode": format!("{:?}", c.mode).to_lowercase(),
+                    "write_through": write_through(),
+                    "mib_s": o.mib_s, "batches_s": o.batches_s, "fsyncs": o.fsyncs,
+                    "cpu_pct": o.cpu_pct, "recycled": o.recycled,
+                    "p50_us": o.p50_us, "p99_us": o.p99_us, "p999_us": o.p999_us,
+                })
+            })
+            .collect();
+        let paired: Vec<Value> = self
+            .paired
+            .iter()
+            .map(|(b, block, [w, f, wf, ds])| {
+                json!({
+                    "batch": b, "block": block, "wal": lat(w), "fdatasync": lat(f),
+                    "write_fdatasync": lat(wf), "odsync_write": lat(ds),
+                })
+            })
+            .collect();
+        let bandwidth: Vec<Value> = self
+            .bandwidth
+            .iter()
+            .map(|(g, w, s, rounds)| {
+                json!({
+                    "groups": g, "window": w, "wal_mib_s": s[0] / rounds.len() as f64,
+                    "raw_mib_s": s[1] / rounds.len() as f64,
+                    "raw_copy_mib_s": s[2] / rounds.len() as f64,
+                    "slices": rounds,
+                })
+            })
+            .collect();
+        let recovery = self.recovery.as_ref().map(|r| {
+            json!({
+                "segments": r.segments, "bytes_scanned": r.bytes_scanned, "entries": r.entries,
+                "seconds": r.duration.as_secs_f64(),
+            })
+        });
+        let doc = json!({
+            "fio": self.fio, "cases": cases, "side_by_side_latency": paired,
+            "side_by_side_bandwidth": bandwidth, "recovery": recovery,
+        });
+        let path = std::env::var("CHRONIK_BENCH_JSON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| dir.join("wal-bench.json"));
+        match std::fs::write(&path, serde_json::to_string_pretty(&doc).expect("json")) {
+            Ok(()) => println!("\nresults: {}", path.display()),
+            Err(e) => println!("\nresults not written to {}: {e}", path.display()),
+        }
+    }
 }
