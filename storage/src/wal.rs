@@ -55,7 +55,10 @@
 //! deleting its records, copying them costs a read and a second write of data about to go (the
 //! WAL bench with retention behind one fast group relocated 7% of what it appended, reading it
 //! back on the shard thread). `WalOptions::relocate_after_ms` (10 s) of no shrinking is the sign
-//! of a slow or idle group pinning the file.
+//! of a slow or idle group pinning the file. One `reclaim` call rewrites at most
+//! [`RELOCATE_BUDGET_BYTES`] (and never past the unflushed-bytes limit); a larger job goes on
+//! in the next calls, so relocation neither stalls the shard for long nor starves appends of
+//! staging room.
 //! Recovery replays last-writer-wins per index in log order, which gives the right result because
 //! deletion only removes a prefix: every record that could override a relocated copy was written
 //! after it.
@@ -110,6 +113,27 @@ fn write_mode(opts: &WalOptions) -> WriteMode {
     }
 }
 
+/// What is left of one `reclaim` call's relocation budget ([`RELOCATE_BUDGET_BYTES`]).
+struct Budget {
+    full: u64,
+    left: u64,
+}
+
+impl Budget {
+    fn new(full: u64) -> Self {
+        Budget { full, left: full }
+    }
+
+    /// Takes `bytes`; false if they do not fit, unless nothing was taken yet.
+    fn take(&mut self, bytes: u64) -> bool {
+        if bytes > self.left && self.left < self.full {
+            return false;
+        }
+        self.left = self.left.saturating_sub(bytes);
+        true
+    }
+}
+
 /// Write phases that may be in flight at once (module notes, pipelined writes).
 pub const MAX_WRITE_PHASES: usize = 4;
 /// Staged bytes that make a write phase worth starting while others are in flight: one full
@@ -124,6 +148,12 @@ pub const MAX_UNFLUSHED_BYTES: u64 = 256 << 20;
 pub const RELOCATE_MAX_LIVE_PERCENT: u64 = 25;
 /// Segments examined per `reclaim` call.
 pub const MAX_RECLAIM_SEGMENTS: usize = 16;
+/// Most record bytes one `reclaim` call rewrites forward (the default segment's relocation
+/// limit, 25% of 256 MiB). Relocation reads on the shard thread and stages what it reads, so an
+/// unbounded call could stall the shard for seconds and fill the unflushed-bytes limit
+/// (appends would fail with backpressure, and relocation itself could never finish a segment
+/// whose live bytes exceed that limit). A larger job goes on in the next calls.
+pub const RELOCATE_BUDGET_BYTES: u64 = 64 << 20;
 /// A write round or fdatasync taking this long is logged (with where the time went).
 pub const SLOW_IO: Duration = Duration::from_millis(100);
 /// The periodic task reclaims about once per this many milliseconds.
@@ -185,6 +215,8 @@ struct Inner {
     cache: Cache,
     scratch: Vec<u8>,
     stats: WalStats,
+    /// [`MAX_UNFLUSHED_BYTES`] (tests lower it).
+    unflushed_limit: u64,
 }
 
 /// One shard's write-ahead log. Lives on one glommio executor (`!Send`); share it as `Rc<Wal>`.
@@ -334,7 +366,7 @@ impl Inner {
             )));
         }
         let buffered = self.staging.new_bytes();
-        if buffered + rec_len > MAX_UNFLUSHED_BYTES {
+        if buffered + rec_len > self.unflushed_limit {
             return Err(StorageError::Backpressure {
                 buffered_bytes: buffered,
             });
@@ -723,6 +755,7 @@ impl Wal {
             cache: Cache::new(opts.cache_bytes),
             scratch: Vec::new(),
             stats: WalStats::default(),
+            unflushed_limit: MAX_UNFLUSHED_BYTES,
         };
         let start_lsn = match newest {
             Some((base, end_offset, _)) => {
@@ -2006,8 +2039,12 @@ impl Wal {
 
     // ---- reclamation
 
-    /// Re-stages the live entries and latest state records held in segment `k` at the tail.
-    fn relocate(&self, inner: &mut Inner, k: usize) -> Result<u64> {
+    /// Re-stages the live entries and latest state records held in segment `k` at the tail,
+    /// within `budget` record bytes (taken from it; one entry goes even if it alone exceeds a
+    /// full budget, so every call makes progress) and the unflushed-bytes limit. Returns the
+    /// records moved and whether the segment is now free of them (else the caller stops and the
+    /// next call goes on).
+    fn relocate(&self, inner: &mut Inner, k: usize, budget: &mut Budget) -> Result<(u64, bool)> {
         let lo = inner.segments[k].base;
         let hi = inner.segments.get(k + 1).map_or(u64::MAX, |s| s.base);
         let mut gids: Vec<GroupId> = inner.groups.keys().copied().collect();
@@ -2023,6 +2060,13 @@ impl Wal {
                 .map(|(i, _)| grp.first_index() + i as u64)
                 .collect();
             for index in idxs {
+                let rec_len = inner.groups[&g].get(index).expect("live").record_len();
+                let room =
+                    inner.unflushed_limit - inner.staging.new_bytes().min(inner.unflushed_limit);
+                if !budget.take(rec_len) || rec_len > room {
+                    inner.stats.relocated_records += moved;
+                    return Ok((moved, false));
+                }
                 let payload = inner.read_payload(g, index, &self.cache_hits, &self.cache_misses)?;
                 let e = inner.groups[&g].get(index).expect("live").clone();
                 let mut h = RecordHeader::new(RecordType::Entry, g);
@@ -2064,11 +2108,19 @@ impl Wal {
                 .iter()
                 .any(|p| matches!(p, Some(b) if *b >= lo && *b < hi))
             {
-                moved += self.checkpoint_group(inner, g)?;
+                match self.checkpoint_group(inner, g) {
+                    Ok(n) => moved += n,
+                    // Only a few small records; they go with the next call, after a flush.
+                    Err(StorageError::Backpressure { .. }) => {
+                        inner.stats.relocated_records += moved;
+                        return Ok((moved, false));
+                    }
+                    Err(e) => return Err(e),
+                }
             }
         }
         inner.stats.relocated_records += moved;
-        Ok(moved)
+        Ok((moved, true))
     }
 
     /// Re-stages every state record the group has (create, hard state, conf state, compaction
@@ -2132,6 +2184,9 @@ impl Wal {
     pub async fn reclaim(&self) -> Result<ReclaimReport> {
         self.check_writable()?;
         let mut report = ReclaimReport::default();
+        let mut budget = Budget::new(
+            (self.opts.segment_bytes * RELOCATE_MAX_LIVE_PERCENT / 100).min(RELOCATE_BUDGET_BYTES),
+        );
         let candidates: Vec<u64> = {
             let mut guard = self.inner.borrow_mut();
             let inner = &mut *guard;
@@ -2167,7 +2222,16 @@ impl Wal {
                             }
                         }
                     }
-                    report.records_relocated += self.relocate(inner, k)?;
+                    let (moved, done) = self.relocate(inner, k, &mut budget)?;
+                    report.records_relocated += moved;
+                    if !done {
+                        // The next call goes on at once: what this one moved is not draining.
+                        let s = &mut inner.segments[k];
+                        if let Some((_, at)) = s.drain_seen {
+                            s.drain_seen = Some((s.live_bytes, at));
+                        }
+                        break;
+                    }
                 }
                 debug_assert!(!inner.pinned(k), "relocation unpins the segment");
                 candidates.push(inner.segments[k].base);
@@ -2175,6 +2239,11 @@ impl Wal {
             candidates
         };
         if candidates.is_empty() {
+            if report.records_relocated > 0 {
+                // Hand the copies to the disk now, so staging does not hold them until the next
+                // round and the next call starts from an empty buffer.
+                self.sync().await?;
+            }
             return Ok(report);
         }
         // Everything that replaced the candidates' records (relocated copies, newer state

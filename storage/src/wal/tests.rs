@@ -1478,3 +1478,74 @@ fn pipelined_writes_survive_reordered_completions() {
         });
     }
 }
+
+/// Relocation is bounded per `reclaim` call (a budget of 25% of a segment, and whatever room the
+/// unflushed-bytes limit leaves): a pinned segment holding more live bytes than that limit is
+/// moved over several calls instead of failing every call with backpressure (which kept it,
+/// and the disk behind it, forever), and no call stages more than its budget.
+#[test]
+fn relocation_is_bounded_per_reclaim_call() {
+    run(|| async {
+        let disk = MemDisk::new();
+        let mut o = opts("/wal");
+        o.segment_bytes = 256 << 10;
+        let (wal, _) = Wal::open_with_disk(o.clone(), disk.clone()).await.unwrap();
+        wal.create_group(1).unwrap();
+        wal.create_group(2).unwrap();
+        // Per segment: group 1 (slow) writes 12 entries of 4000 bytes (~48 KiB, under the 25%
+        // relocation threshold), group 2 (busy) fills the rest and compacts behind itself.
+        let (mut slow, mut busy) = (1u64, 1u64);
+        while wal.metrics().segments < 6 {
+            fill(&wal, 1, slow, 12, 4000).await;
+            slow += 12;
+            fill(&wal, 2, busy, 50, 4000).await;
+            busy += 50;
+            wal.flush().await.unwrap();
+        }
+        wal.compact_prefix(2, busy - 1, 1).unwrap();
+        wal.sync().await.unwrap();
+        let segs = wal.metrics().segments;
+        let budget = o.segment_bytes * RELOCATE_MAX_LIVE_PERCENT / 100;
+        let mut calls = 0;
+        // Bounded: each call moves at least one entry or deletes a segment (asserted), and
+        // there are a few hundred entries.
+        loop {
+            if calls == 2 {
+                // From now on the unflushed-bytes limit is smaller than one pinned segment's
+                // live bytes.
+                wal.inner.borrow_mut().unflushed_limit = 32 << 10;
+            }
+            let limit = if calls < 2 { budget } else { 32 << 10 };
+            let before = wal.metrics().appended_bytes;
+            let rep = wal
+                .reclaim()
+                .await
+                .expect("reclaim never fails on a big job");
+            let staged = wal.metrics().appended_bytes - before;
+            assert!(
+                staged <= limit,
+                "call {calls} staged {staged}, limit {limit}"
+            );
+            wal.check_invariants();
+            calls += 1;
+            if rep.records_relocated == 0 && rep.segments_deleted == 0 {
+                break;
+            }
+            assert!(calls < 200, "no end: {:?}", wal.metrics());
+        }
+        let st = wal.metrics();
+        assert!(calls > segs as usize, "{calls} calls for {segs} segments");
+        assert!(st.segments <= 2, "segments left pinned: {st:?}");
+        drop(wal);
+        let (wal, _) = Wal::open_with_disk(o, disk).await.unwrap();
+        for i in 1..slow {
+            let got = wal.read_entries(1, i, i + 1, u64::MAX).unwrap();
+            assert_eq!(
+                &got[0].1[..],
+                &payload(1, i, 4000)[..],
+                "slow group index {i}"
+            );
+        }
+        wal.check_invariants();
+    });
+}
