@@ -134,6 +134,24 @@ impl Budget {
     }
 }
 
+/// One live entry `reclaim` rewrites forward: where its payload is, and the LSN that identifies
+/// this copy of it (so a change while the read is in flight is noticed).
+struct Relocation {
+    group: GroupId,
+    index: u64,
+    lsn: u64,
+    read: PlannedRead,
+}
+
+/// Clears the flag when dropped (a `reclaim` that returns early or whose future is dropped).
+struct ClearOnDrop<'a>(&'a Cell<bool>);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
 /// Write phases that may be in flight at once (module notes, pipelined writes).
 pub const MAX_WRITE_PHASES: usize = 4;
 /// Staged bytes that make a write phase worth starting while others are in flight: one full
@@ -246,6 +264,9 @@ pub struct Wal {
     written_waiters: RefCell<Vec<(u64, Waker)>>,
     /// An fdatasync phase is running (one at a time). It may overlap the next write phase.
     syncing: Cell<bool>,
+    /// A `reclaim` call is running (one at a time: relocation awaits its reads, and a second
+    /// call would plan the same segment).
+    reclaiming: Cell<bool>,
     /// Bumped at the end of every round.
     round_gen: Cell<u64>,
     /// Tasks waiting for the running round to end. Bounded by the number of tasks using this
@@ -783,6 +804,7 @@ impl Wal {
             pending_first: Cell::new(0),
             written_waiters: RefCell::new(Vec::new()),
             syncing: Cell::new(false),
+            reclaiming: Cell::new(false),
             round_gen: Cell::new(0),
             round_waiters: RefCell::new(Vec::new()),
             written: Cell::new(start_lsn),
@@ -2039,84 +2061,143 @@ impl Wal {
 
     // ---- reclamation
 
-    /// Re-stages the live entries and latest state records held in segment `k` at the tail,
-    /// within `budget` record bytes (taken from it; one entry goes even if it alone exceeds a
-    /// full budget, so every call makes progress) and the unflushed-bytes limit. Returns the
-    /// records moved and whether the segment is now free of them (else the caller stops and the
-    /// next call goes on).
-    fn relocate(&self, inner: &mut Inner, k: usize, budget: &mut Budget) -> Result<(u64, bool)> {
+    /// Plans the relocation of segment `k`'s live entries, in group order, within `budget`
+    /// record bytes (one entry goes even if it alone exceeds a full budget, so every call
+    /// makes progress) and the room the unflushed-bytes limit leaves. Returns the reads to do
+    /// and whether they cover every live entry of the segment.
+    fn plan_relocation(
+        &self,
+        inner: &Inner,
+        k: usize,
+        budget: &mut Budget,
+    ) -> Result<(Vec<Relocation>, bool)> {
         let lo = inner.segments[k].base;
         let hi = inner.segments.get(k + 1).map_or(u64::MAX, |s| s.base);
+        let mut room = inner.unflushed_limit - inner.staging.new_bytes().min(inner.unflushed_limit);
         let mut gids: Vec<GroupId> = inner.groups.keys().copied().collect();
         gids.sort_unstable();
-        let mut moved = 0u64;
+        let mut plan = Vec::new();
         for g in gids {
             let grp = &inner.groups[&g];
-            let idxs: Vec<u64> = grp
-                .entries
-                .iter()
-                .enumerate()
-                .filter(|(_, e)| e.lsn >= lo && e.lsn < hi)
-                .map(|(i, _)| grp.first_index() + i as u64)
-                .collect();
-            for index in idxs {
-                let rec_len = inner.groups[&g].get(index).expect("live").record_len();
-                let room =
-                    inner.unflushed_limit - inner.staging.new_bytes().min(inner.unflushed_limit);
-                if !budget.take(rec_len) || rec_len > room {
+            for (i, e) in grp.entries.iter().enumerate() {
+                if e.lsn < lo || e.lsn >= hi {
+                    continue;
+                }
+                let len = e.record_len();
+                if len > room || !budget.take(len) {
+                    return Ok((plan, false));
+                }
+                room -= len;
+                let index = grp.first_index() + i as u64;
+                plan.push(Relocation {
+                    group: g,
+                    index,
+                    lsn: e.lsn,
+                    read: inner.plan_read(g, index, &self.cache_hits, &self.cache_misses)?,
+                });
+            }
+        }
+        Ok((plan, true))
+    }
+
+    /// Stages the copies `plan` read (`bufs`, empty for cached payloads) at the tail, skipping
+    /// entries that changed while the reads were in flight (truncated, compacted, replaced: no
+    /// longer at the planned LSN). Returns the copies staged and false if it had to stop early
+    /// (no staging room left).
+    fn stage_relocations(
+        &self,
+        inner: &mut Inner,
+        plan: Vec<Relocation>,
+        bufs: Vec<Vec<u8>>,
+    ) -> Result<(u64, bool)> {
+        let mut moved = 0u64;
+        let mut all = true;
+        for (r, buf) in plan.into_iter().zip(bufs) {
+            let g = r.group;
+            let Some(e) = inner
+                .groups
+                .get(&g)
+                .and_then(|grp| grp.get(r.index))
+                .filter(|e| e.lsn == r.lsn)
+                .cloned()
+            else {
+                continue;
+            };
+            let payload = match r.read {
+                PlannedRead::Cached(b) => b,
+                PlannedRead::Disk(d) => d.verify(buf)?,
+            };
+            let mut h = RecordHeader::new(RecordType::Entry, g);
+            h.term = e.term;
+            h.index = r.index;
+            h.kind = e.kind;
+            h.flags = FLAG_RELOCATED;
+            if let Some(kf) = e.kafka {
+                h.flags |= FLAG_KAFKA;
+                h.a = kf.base_offset;
+                h.b = kf.last_offset;
+                h.c = kf.max_timestamp;
+            }
+            let start = match inner.stage(&self.opts, self.durable.get(), &mut h, &payload) {
+                Ok((start, _)) => start,
+                // Appends took the room while the reads were in flight.
+                Err(StorageError::Backpressure { .. }) => {
+                    all = false;
+                    break;
+                }
+                Err(err) => return Err(err),
+            };
+            Inner::forget(&mut inner.segments, &mut inner.cache, &e);
+            let cached = inner.cache.insert(
+                CacheItem {
+                    group: g,
+                    index: r.index,
+                    lsn: start,
+                    end_lsn: start + h.len as u64,
+                },
+                &payload,
+            );
+            let slot = inner
+                .groups
+                .get_mut(&g)
+                .and_then(|grp| grp.get_mut(r.index))
+                .expect("live");
+            slot.lsn = start;
+            slot.cached = Some(cached);
+            let loc = slot.clone();
+            add_live(&mut inner.segments, &loc);
+            moved += 1;
+        }
+        inner.stats.relocated_records += moved;
+        Ok((moved, all))
+    }
+
+    /// Re-stages the state records of every group that has one in segment `k`; false if the
+    /// unflushed-bytes limit stopped it.
+    fn checkpoint_segment(&self, inner: &mut Inner, k: usize) -> Result<(u64, bool)> {
+        let lo = inner.segments[k].base;
+        let hi = inner.segments.get(k + 1).map_or(u64::MAX, |s| s.base);
+        let mut gids: Vec<GroupId> = inner
+            .groups
+            .iter()
+            .filter(|(_, grp)| {
+                grp.pins
+                    .iter()
+                    .any(|p| matches!(p, Some(b) if *b >= lo && *b < hi))
+            })
+            .map(|(g, _)| *g)
+            .collect();
+        gids.sort_unstable();
+        let mut moved = 0;
+        for g in gids {
+            match self.checkpoint_group(inner, g) {
+                Ok(n) => moved += n,
+                // A few small records; they go with the next call.
+                Err(StorageError::Backpressure { .. }) => {
                     inner.stats.relocated_records += moved;
                     return Ok((moved, false));
                 }
-                let payload = inner.read_payload(g, index, &self.cache_hits, &self.cache_misses)?;
-                let e = inner.groups[&g].get(index).expect("live").clone();
-                let mut h = RecordHeader::new(RecordType::Entry, g);
-                h.term = e.term;
-                h.index = index;
-                h.kind = e.kind;
-                h.flags = FLAG_RELOCATED;
-                if let Some(kf) = e.kafka {
-                    h.flags |= FLAG_KAFKA;
-                    h.a = kf.base_offset;
-                    h.b = kf.last_offset;
-                    h.c = kf.max_timestamp;
-                }
-                let (start, _) = inner.stage(&self.opts, self.durable.get(), &mut h, &payload)?;
-                Inner::forget(&mut inner.segments, &mut inner.cache, &e);
-                let cached = inner.cache.insert(
-                    CacheItem {
-                        group: g,
-                        index,
-                        lsn: start,
-                        end_lsn: start + h.len as u64,
-                    },
-                    &payload,
-                );
-                let slot = inner
-                    .groups
-                    .get_mut(&g)
-                    .and_then(|grp| grp.get_mut(index))
-                    .expect("live");
-                slot.lsn = start;
-                slot.cached = Some(cached);
-                let loc = slot.clone();
-                add_live(&mut inner.segments, &loc);
-                moved += 1;
-            }
-            let grp = &inner.groups[&g];
-            if grp
-                .pins
-                .iter()
-                .any(|p| matches!(p, Some(b) if *b >= lo && *b < hi))
-            {
-                match self.checkpoint_group(inner, g) {
-                    Ok(n) => moved += n,
-                    // Only a few small records; they go with the next call, after a flush.
-                    Err(StorageError::Backpressure { .. }) => {
-                        inner.stats.relocated_records += moved;
-                        return Ok((moved, false));
-                    }
-                    Err(e) => return Err(e),
-                }
+                Err(e) => return Err(e),
             }
         }
         inner.stats.relocated_records += moved;
@@ -2183,61 +2264,94 @@ impl Wal {
     /// second; callers may also invoke it directly (e.g. after retention).
     pub async fn reclaim(&self) -> Result<ReclaimReport> {
         self.check_writable()?;
+        if self.reclaiming.replace(true) {
+            return Ok(ReclaimReport::default());
+        }
+        let _running = ClearOnDrop(&self.reclaiming);
         let mut report = ReclaimReport::default();
         let mut budget = Budget::new(
             (self.opts.segment_bytes * RELOCATE_MAX_LIVE_PERCENT / 100).min(RELOCATE_BUDGET_BYTES),
         );
-        let candidates: Vec<u64> = {
-            let mut guard = self.inner.borrow_mut();
-            let inner = &mut *guard;
-            let active = inner.staging.active_seg_base();
-            let limit = self.opts.segment_bytes * RELOCATE_MAX_LIVE_PERCENT / 100;
-            let mut candidates = Vec::new();
-            for k in 0..inner.segments.len().min(MAX_RECLAIM_SEGMENTS) {
+        let limit = self.opts.segment_bytes * RELOCATE_MAX_LIVE_PERCENT / 100;
+        let mut candidates = Vec::new();
+        // Bounded by MAX_RECLAIM_SEGMENTS iterations. Segments only leave the front of the
+        // deque here (one call at a time), so index k stays segment k across the awaits.
+        for k in 0..MAX_RECLAIM_SEGMENTS {
+            let (base, plan, complete) = {
+                let mut guard = self.inner.borrow_mut();
+                let inner = &mut *guard;
+                if k >= inner.segments.len() {
+                    break;
+                }
+                let active = inner.staging.active_seg_base();
                 let s = &inner.segments[k];
                 if s.base == active || s.file.is_none() || s.write_seq != s.synced_seq {
                     break;
                 }
-                if inner.pinned(k) {
-                    let s = &mut inner.segments[k];
-                    if s.live_bytes > limit {
-                        break;
-                    }
-                    // Records that retention or compaction is still deleting need no copy:
-                    // wait until the segment has stopped draining for `relocate_after_ms`.
-                    // A segment held only by state records (no live entry) moves at once: that
-                    // is a few small records, and waiting would keep a whole file.
-                    if self.opts.relocate_after_ms > 0 && s.live_entries > 0 {
-                        let now = Instant::now();
-                        let wait = Duration::from_millis(self.opts.relocate_after_ms);
-                        match s.drain_seen {
-                            Some((seen, at)) if s.live_bytes >= seen => {
-                                if now.duration_since(at) < wait {
-                                    break;
-                                }
-                            }
-                            _ => {
-                                s.drain_seen = Some((s.live_bytes, now));
+                let base = s.base;
+                if !inner.pinned(k) {
+                    candidates.push(base);
+                    continue;
+                }
+                let s = &mut inner.segments[k];
+                if s.live_bytes > limit {
+                    break;
+                }
+                // Records that retention or compaction is still deleting need no copy: wait
+                // until the segment has stopped draining for `relocate_after_ms`. A segment
+                // held only by state records (no live entry) moves at once: that is a few small
+                // records, and waiting would keep a whole file.
+                if self.opts.relocate_after_ms > 0 && s.live_entries > 0 {
+                    let now = Instant::now();
+                    let wait = Duration::from_millis(self.opts.relocate_after_ms);
+                    match s.drain_seen {
+                        Some((seen, at)) if s.live_bytes >= seen => {
+                            if now.duration_since(at) < wait {
                                 break;
                             }
                         }
-                    }
-                    let (moved, done) = self.relocate(inner, k, &mut budget)?;
-                    report.records_relocated += moved;
-                    if !done {
-                        // The next call goes on at once: what this one moved is not draining.
-                        let s = &mut inner.segments[k];
-                        if let Some((_, at)) = s.drain_seen {
-                            s.drain_seen = Some((s.live_bytes, at));
+                        _ => {
+                            s.drain_seen = Some((s.live_bytes, now));
+                            break;
                         }
-                        break;
                     }
                 }
-                debug_assert!(!inner.pinned(k), "relocation unpins the segment");
-                candidates.push(inner.segments[k].base);
+                let (plan, complete) = self.plan_relocation(inner, k, &mut budget)?;
+                (base, plan, complete)
+            };
+            // Cache misses are read through io_uring, all at once: a blocking read here would
+            // stall every partition of the shard for the disk's latency.
+            let reads = plan.iter().map(|r| async move {
+                match &r.read {
+                    PlannedRead::Cached(_) => Ok(Vec::new()),
+                    PlannedRead::Disk(d) => d
+                        .file
+                        .read_at_async(d.off, d.len)
+                        .await
+                        .map_err(|err| StorageError::io("read", &d.path, Some(d.off), err)),
+                }
+            });
+            let bufs = futures::future::try_join_all(reads).await?;
+            self.check_writable()?;
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
+            debug_assert_eq!(inner.segments[k].base, base, "segment k moved during reads");
+            let (moved, staged_all) = self.stage_relocations(inner, plan, bufs)?;
+            report.records_relocated += moved;
+            if complete && staged_all {
+                report.records_relocated += self.checkpoint_segment(inner, k)?.0;
             }
-            candidates
-        };
+            if inner.pinned(k) {
+                // The budget or the staging room ran out: the next call goes on, at once (what
+                // this one moved is not the segment draining).
+                let s = &mut inner.segments[k];
+                if let Some((_, at)) = s.drain_seen {
+                    s.drain_seen = Some((s.live_bytes, at));
+                }
+                break;
+            }
+            candidates.push(base);
+        }
         if candidates.is_empty() {
             if report.records_relocated > 0 {
                 // Hand the copies to the disk now, so staging does not hold them until the next

@@ -66,6 +66,8 @@ struct State {
     hold_fsyncs: bool,
     writes: u64,
     fsyncs: u64,
+    /// Blocking reads (`read_at` called directly, not through `read_at_async`).
+    blocking_reads: u64,
     /// Each write completes after a random number of yields in `0..=max` (seeded), so writes
     /// in flight together complete, and apply, in any order.
     write_delays: Option<(ChaCha8Rng, u32)>,
@@ -211,6 +213,12 @@ impl MemDisk {
     pub fn io_counts(&self) -> (u64, u64) {
         let st = self.state.borrow();
         (st.writes, st.fsyncs)
+    }
+
+    /// Blocking reads so far (`SegmentFile::read_at` called directly, which on a real disk
+    /// stalls the executor).
+    pub fn blocking_reads(&self) -> u64 {
+        self.state.borrow().blocking_reads
     }
 }
 
@@ -417,7 +425,25 @@ impl SegmentFile for MemFile {
         self.with(|st, path| Ok(st.files[path].view().len() as u64))
     }
 
+    fn read_at_async(&self, pos: u64, len: usize) -> IoFuture<'_, Vec<u8>> {
+        Box::pin(async move {
+            // Yield once, as an io_uring read would, so other tasks run while it is in flight.
+            futures_lite::future::yield_now().await;
+            let mut buf = vec![0u8; len];
+            let n = self.read_into(pos, &mut buf)?;
+            buf.truncate(n);
+            Ok(buf)
+        })
+    }
+
     fn read_at(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
+        self.state.borrow_mut().blocking_reads += 1;
+        self.read_into(pos, buf)
+    }
+}
+
+impl MemFile {
+    fn read_into(&self, pos: u64, buf: &mut [u8]) -> io::Result<usize> {
         self.with(|st, path| {
             let v = st.files[path].view();
             let p = (pos as usize).min(v.len());
