@@ -54,7 +54,7 @@
 //! Only once that segment has stopped draining, though: while retention or compaction keeps
 //! deleting its records, copying them costs a read and a second write of data about to go (the
 //! WAL bench with retention behind one fast group relocated 7% of what it appended, reading it
-//! back on the shard thread). `WalOptions::relocate_after_ms` (10 s) of no shrinking is the sign
+//! back). `WalOptions::relocate_after_ms` (10 s) of no shrinking is the sign
 //! of a slow or idle group pinning the file. One `reclaim` call rewrites at most
 //! [`RELOCATE_BUDGET_BYTES`] (and never past the unflushed-bytes limit); a larger job goes on
 //! in the next calls, so relocation neither stalls the shard for long nor starves appends of
@@ -167,10 +167,10 @@ pub const RELOCATE_MAX_LIVE_PERCENT: u64 = 25;
 /// Segments examined per `reclaim` call.
 pub const MAX_RECLAIM_SEGMENTS: usize = 16;
 /// Most record bytes one `reclaim` call rewrites forward (the default segment's relocation
-/// limit, 25% of 256 MiB). Relocation reads on the shard thread and stages what it reads, so an
-/// unbounded call could stall the shard for seconds and fill the unflushed-bytes limit
-/// (appends would fail with backpressure, and relocation itself could never finish a segment
-/// whose live bytes exceed that limit). A larger job goes on in the next calls.
+/// limit, 25% of 256 MiB). Relocation holds what it reads in memory and stages it, so an
+/// unbounded call could hold GiBs and fill the unflushed-bytes limit (appends would fail with
+/// backpressure, and relocation itself could never finish a segment whose live bytes exceed
+/// that limit). A larger job goes on in the next calls.
 pub const RELOCATE_BUDGET_BYTES: u64 = 64 << 20;
 /// A write round or fdatasync taking this long is logged (with where the time went).
 pub const SLOW_IO: Duration = Duration::from_millis(100);
