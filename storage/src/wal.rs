@@ -143,6 +143,39 @@ struct Relocation {
     read: PlannedRead,
 }
 
+/// Reads the disk side of `reads` through io_uring, all at once (a blocking read would stall
+/// every partition of the shard for the disk's latency); an empty buffer for a cached payload.
+async fn read_planned<'a>(reads: impl Iterator<Item = &'a PlannedRead>) -> Result<Vec<Vec<u8>>> {
+    futures::future::try_join_all(reads.map(|p| async move {
+        match p {
+            PlannedRead::Cached(_) => Ok(Vec::new()),
+            PlannedRead::Disk(d) => d
+                .file
+                .read_at_async(d.off, d.len)
+                .await
+                .map_err(|err| StorageError::io("read", &d.path, Some(d.off), err)),
+        }
+    }))
+    .await
+}
+
+/// The header of a new copy of entry `index` of group `g` (relocation, payload replacement):
+/// the entry's term, kind and Kafka offsets, flagged `RELOCATED`.
+fn relocated_header(g: GroupId, index: u64, e: &EntryLoc) -> RecordHeader {
+    let mut h = RecordHeader::new(RecordType::Entry, g);
+    h.term = e.term;
+    h.index = index;
+    h.kind = e.kind;
+    h.flags = FLAG_RELOCATED;
+    if let Some(kf) = e.kafka {
+        h.flags |= FLAG_KAFKA;
+        h.a = kf.base_offset;
+        h.b = kf.last_offset;
+        h.c = kf.max_timestamp;
+    }
+    h
+}
+
 /// Clears the flag when dropped (a `reclaim` that returns early or whose future is dropped).
 struct ClearOnDrop<'a>(&'a Cell<bool>);
 
@@ -1863,19 +1896,8 @@ impl Wal {
             }
             planned
         };
-        // Cache misses (catch-up readers) are read through io_uring, all at once: a blocking
-        // read here would stall every partition of the shard for the disk's latency.
-        let reads = planned.iter().map(|(_, p)| async move {
-            match p {
-                PlannedRead::Cached(_) => Ok(Vec::new()),
-                PlannedRead::Disk(d) => d
-                    .file
-                    .read_at_async(d.off, d.len)
-                    .await
-                    .map_err(|err| StorageError::io("read", &d.path, Some(d.off), err)),
-            }
-        });
-        let bufs = futures::future::try_join_all(reads).await?;
+        // Cache misses (catch-up readers) are read through io_uring.
+        let bufs = read_planned(planned.iter().map(|(_, p)| p)).await?;
         for ((meta, p), buf) in planned.into_iter().zip(bufs) {
             match p {
                 PlannedRead::Cached(b) => emit(meta, b),
@@ -1915,17 +1937,7 @@ impl Wal {
             return Ok(None);
         }
         let old = e.clone();
-        let mut h = RecordHeader::new(RecordType::Entry, g);
-        h.term = old.term;
-        h.index = meta.index;
-        h.kind = old.kind;
-        h.flags = FLAG_RELOCATED;
-        if let Some(kf) = old.kafka {
-            h.flags |= FLAG_KAFKA;
-            h.a = kf.base_offset;
-            h.b = kf.last_offset;
-            h.c = kf.max_timestamp;
-        }
+        let mut h = relocated_header(g, meta.index, &old);
         let (start, _) = inner.stage(&self.opts, self.durable.get(), &mut h, payload)?;
         Inner::forget(&mut inner.segments, &mut inner.cache, &old);
         let cached = inner.cache.insert(
@@ -2127,17 +2139,7 @@ impl Wal {
                 PlannedRead::Cached(b) => b,
                 PlannedRead::Disk(d) => d.verify(buf)?,
             };
-            let mut h = RecordHeader::new(RecordType::Entry, g);
-            h.term = e.term;
-            h.index = r.index;
-            h.kind = e.kind;
-            h.flags = FLAG_RELOCATED;
-            if let Some(kf) = e.kafka {
-                h.flags |= FLAG_KAFKA;
-                h.a = kf.base_offset;
-                h.b = kf.last_offset;
-                h.c = kf.max_timestamp;
-            }
+            let mut h = relocated_header(g, r.index, &e);
             let start = match inner.stage(&self.opts, self.durable.get(), &mut h, &payload) {
                 Ok((start, _)) => start,
                 // Appends took the room while the reads were in flight.
@@ -2319,19 +2321,7 @@ impl Wal {
                 let (plan, complete) = self.plan_relocation(inner, k, &mut budget)?;
                 (base, plan, complete)
             };
-            // Cache misses are read through io_uring, all at once: a blocking read here would
-            // stall every partition of the shard for the disk's latency.
-            let reads = plan.iter().map(|r| async move {
-                match &r.read {
-                    PlannedRead::Cached(_) => Ok(Vec::new()),
-                    PlannedRead::Disk(d) => d
-                        .file
-                        .read_at_async(d.off, d.len)
-                        .await
-                        .map_err(|err| StorageError::io("read", &d.path, Some(d.off), err)),
-                }
-            });
-            let bufs = futures::future::try_join_all(reads).await?;
+            let bufs = read_planned(plan.iter().map(|r| &r.read)).await?;
             self.check_writable()?;
             let mut guard = self.inner.borrow_mut();
             let inner = &mut *guard;
